@@ -32,8 +32,8 @@ class EpisodeRecorder:
         self._actions = np.zeros((T, N), np.int64) if env.discrete else np.zeros((T, N, env.act_dim), np.float32)
         self._avail = np.zeros((T + 1, N, env.n_actions), np.float32) if env.discrete else None
         self._reward = np.zeros(T, np.float32)
-        self._term = np.zeros(T, bool)
-        self._trunc = np.zeros(T, bool)
+        self._term = np.zeros(T, np.uint8)
+        self._trunc = np.zeros(T, np.uint8)
         self.t = 0
 
     def start(self, obs: np.ndarray, state: np.ndarray, avail: Optional[np.ndarray] = None) -> None:
@@ -72,7 +72,7 @@ class EpisodeRecorder:
             S.REWARD: self._reward.copy(),
             S.TERMINATED: self._term.copy(),
             S.TRUNCATED: self._trunc.copy(),
-            S.FILLED: np.arange(T) < L,
+            S.FILLED: (np.arange(T) < L).astype(np.uint8),
             S.LENGTH: np.int32(L),
             S.EPISODE_RETURN: np.float32(self._reward[:L].sum()),
             S.EPISODE_ID: np.int64(episode_id),

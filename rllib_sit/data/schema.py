@@ -12,9 +12,9 @@ column             shape                   dtype    meaning
 ``actions``        [T, N] / [T, N, A]      int64 / float32  a_i^t (discrete / continuous)
 ``avail_actions``  [T+1, N, n_actions]     float32  availability masks (discrete envs only)
 ``reward``         [T]                     float32  team reward r_tot^t
-``terminated``     [T]                     bool     true termination at step t (not at the limit)
-``truncated``      [T]                     bool     episode cut at step t by the limit
-``filled``         [T]                     bool     t < length
+``terminated``     [T]                     uint8    1 = true termination at step t (not the limit)
+``truncated``      [T]                     uint8    1 = episode cut at step t by the limit
+``filled``         [T]                     uint8    1 = t < length
 ``length``         scalar                  int32    number of steps
 ``episode_return`` scalar                  float32  sum of ``reward``
 ``episode_id``     scalar                  int64    unique id inside the dataset
@@ -22,6 +22,10 @@ column             shape                   dtype    meaning
 ``agent_stats``    [N, K]                  float32  per-agent episode statistics (optional; names in
                                                     metadata ``agent_stat_names``)
 =================  ======================  =======  =================================================
+
+Flags are uint8 (0/1), not bool: Arrow's tensor extension type has no bool tensors.
+Tensor columns use Arrow's canonical ``fixed_shape_tensor`` extension type, which both pyarrow
+and Ray Data read back as numpy ``[B, ...]`` arrays.
 
 The Parquet schema metadata (key ``rllib_sit``) holds :class:`DatasetMeta` as JSON; the dataset
 folder also holds ``card.json`` (see :mod:`rllib_sit.data.card`).
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, List, Optional
+from typing import Dict, List
 
 from rllib_sit.envs.base import EnvInfo
 
@@ -110,18 +114,12 @@ def column_shapes(env: EnvInfo, n_stats: int = 0) -> Dict[str, tuple]:
 def column_dtypes(env: EnvInfo) -> Dict[str, str]:
     return {
         OBS: "float32", STATE: "float32", ACTIONS: "int64" if env.discrete else "float32",
-        AVAIL_ACTIONS: "float32", REWARD: "float32", TERMINATED: "bool", TRUNCATED: "bool",
-        FILLED: "bool", LENGTH: "int32", EPISODE_RETURN: "float32", EPISODE_ID: "int64",
+        AVAIL_ACTIONS: "float32", REWARD: "float32", TERMINATED: "uint8", TRUNCATED: "uint8",
+        FILLED: "uint8", LENGTH: "int32", EPISODE_RETURN: "float32", EPISODE_ID: "int64",
         POLICY_LEVELS: "int8", AGENT_STATS: "float32",
     }
 
 
-def expected_columns(meta: DatasetMeta, optional_present: Optional[List[str]] = None) -> List[str]:
-    cols = list(REQUIRED_COLUMNS)
-    if meta.env.discrete:
-        cols.append(AVAIL_ACTIONS)
-    return cols
-
-
-def meta_dict(meta: DatasetMeta) -> Dict[str, Any]:
-    return json.loads(meta.to_json())
+def required_columns(env: EnvInfo) -> List[str]:
+    """Columns every dataset of ``env`` must have (``avail_actions`` for discrete envs)."""
+    return REQUIRED_COLUMNS + ([AVAIL_ACTIONS] if env.discrete else [])
