@@ -1,0 +1,40 @@
+"""MPE family: ``mpe:cn_3ls3l``, ``mpe:cn_4ls4l``, ``mpe:pp_3p1p`` (SIT) and ``mpe:dg`` (the
+decentralized-MARL paper's differential game). Importing this package registers the family.
+
+Docs (observations, exact rewards, calibration): docs/envs/mpe_mamujoco.md.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict
+
+from rllib_sit.envs.base import CoopEnv
+from rllib_sit.envs.mpe.differential import DifferentialGame, dg_reward
+from rllib_sit.envs.mpe.navigation import CooperativeNavigation
+from rllib_sit.envs.mpe.predator_prey import PredatorPrey, prey_flee_direction
+from rllib_sit.envs.registry import register_family
+
+FAMILY = "mpe"
+
+_SCENARIOS: Dict[str, Callable[..., CoopEnv]] = {
+    "cn_3ls3l": lambda **kw: CooperativeNavigation("mpe:cn_3ls3l", n=3, **kw),
+    "cn_4ls4l": lambda **kw: CooperativeNavigation("mpe:cn_4ls4l", n=4, **kw),
+    "pp_3p1p": lambda **kw: PredatorPrey("mpe:pp_3p1p", n_predators=3, **kw),
+    "dg": lambda **kw: DifferentialGame("mpe:dg", **kw),
+}
+
+
+def make_mpe_env(scenario: str, **kwargs) -> CoopEnv:
+    """Factory registered for the ``mpe`` family (kwargs go to the scenario's constructor)."""
+    if scenario not in _SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r} for family 'mpe'; expected one of {sorted(_SCENARIOS)}")
+    try:
+        return _SCENARIOS[scenario](**kwargs)
+    except TypeError as e:  # an unknown keyword argument
+        raise ValueError(f"mpe:{scenario}: bad keyword argument(s) {sorted(kwargs)}: {e}") from None
+
+
+register_family(FAMILY, make_mpe_env, list(_SCENARIOS))
+
+__all__ = ["CooperativeNavigation", "PredatorPrey", "DifferentialGame", "dg_reward", "prey_flee_direction",
+           "make_mpe_env"]
