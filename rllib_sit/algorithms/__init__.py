@@ -1,0 +1,16 @@
+"""Offline MARL algorithms of the package, registered with Ray Tune by name (``run: SIT``)."""
+
+# name -> (module, class); a registry dict, not an if/elif chain.
+ALGORITHMS = {
+    "SIT": ("rllib_sit.algorithms.sit.sit", "SIT"),
+}
+
+
+def register_algorithms() -> None:
+    """``register_trainable`` every algorithm (idempotent) so Tune resolves ``run: SIT``."""
+    import importlib
+
+    from ray.tune.registry import register_trainable
+
+    for name, (module, cls) in ALGORITHMS.items():
+        register_trainable(name, getattr(importlib.import_module(module), cls))

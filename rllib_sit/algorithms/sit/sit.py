@@ -1,0 +1,467 @@
+"""SIT ("Learning from Good Trajectories in Offline Multi-Agent RL", Tian et al., AAAI 2023) as an
+RLlib (new API stack) offline Algorithm.
+
+Stage I   ARDNEM (Eq. 1–3) through the LearnerGroup, ``ardnem_updates`` updates spread over
+          iterations (``ardnem_updates_per_iteration`` per ``train()``).
+Stage II  once: r̂, û, p̂ for every (episode, agent) (Eq. 4–7) -> DPER Ray actor (sum tree per type).
+Stage III ``agent_updates`` actor/critic updates (Eq. 8–10) on DPER samples through the LearnerGroup.
+
+Usage::
+
+    config = (SITConfig().environment("smac:2s3z")
+              .offline_data(input_="offline_data/datasets/smac_2s3z/low")
+              .training(alpha=0.2, beta=0.1, eta=1.0)
+              .evaluation(evaluation_interval=10, evaluation_duration=32))
+    algo = config.build_algo()
+    algo.train()
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import ray
+from typing_extensions import Self
+
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import LEARNER_RESULTS
+
+from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.data import schema as S
+
+logger = logging.getLogger(__name__)
+
+DECOMPOSITIONS = ("attention", "none", "monotonic")
+STAGE2_BACKENDS = ("local", "ray_data")
+SIT_STATE_KEY = "sit"
+
+
+class SITConfig(AlgorithmConfig):
+    """Configuration of :class:`SIT`; every default is the paper's value (Tables 10–11)."""
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or SIT)
+        self._is_online = False  # pure offline: no EnvRunners are created for training
+        # --- Stage I: ARDNEM (Table 10) ---
+        self.ardnem_lr = 1e-4  # Table 10: learning rate 1e-4 (RMSprop)
+        self.ardnem_updates = 20000  # Table 10: 20,000 training epochs (1 epoch = 1 update of 32 episodes)
+        self.ensemble_size = 5  # Table 10: ensemble M = 5
+        self.reward_hidden = 64  # Table 10: reward network hidden 64
+        self.attention_hidden = 64  # Table 10: attention hidden 64
+        # --- Stage II: DPER (Eq. 7, Table 11) ---
+        self.alpha = 0.2  # Table 11: softmax temperature α = 0.2
+        self.priority_range = (0.0, 20.0)  # Table 11 / §DPER: priorities linearly rescaled to [0, 20]
+        # --- Stage III: agents (Table 11) ---
+        self.beta = 0.1  # Table 11: CRR temperature β = 0.1
+        self.eta = 1.0  # Table 11: uncertainty weight η = 1
+        self.actor_lr = 5e-4  # Table 11: actor learning rate 5e-4 (RMSprop)
+        self.critic_lr = 1e-4  # Table 11: critic learning rate 1e-4 (RMSprop)
+        self.agent_updates = 15000  # Table 11: 15,000 training epochs
+        self.target_update_interval = 100  # Table 11: target update interval d = 100
+        self.critic_hidden = 32  # Table 11: critic hidden 32
+        self.rnn_hidden = 64  # Table 11: RNN hidden 64
+        self.uncertainty_floor = 1e-2  # not in the paper: û clamped from below (specs/sit_notes.md)
+        # --- shared (Tables 10–11) ---
+        self.batch_size_episodes = 32  # Tables 10–11: batch size 32 (episodes)
+        self.optimizer = "rmsprop"  # Tables 10–11: RMSprop
+        self.gamma = 0.99  # Table 11: γ = 0.99
+        self.grad_clip = 10.0  # Tables 10–11: gradient clipping 10
+        self.grad_clip_by = "global_norm"
+        # --- ablations (Figure 4a/b, Appendix E.1) ---
+        self.decomposition = "attention"  # "attention" | "none" (critic on r_tot) | "monotonic" (E.1)
+        self.use_attention = True  # False: λ ≡ 1 (Figure 4a "w/o attention")
+        self.ensemble = True  # False: M = 1, û ≡ 1 (Figure 4a "w/o ensemble")
+        self.use_gat = True  # False: no global embedding in the critic (Figure 4a "w/o GAT")
+        self.prioritized = True  # False: uniform sampling in Stage III (Figure 4b)
+        # --- schedule / plumbing (not paper settings) ---
+        self.ardnem_updates_per_iteration = 1000
+        self.agent_updates_per_iteration = 500
+        self.stage2_backend = "local"  # "local" | "ray_data" (Ray Data map_batches pass)
+        self.stage2_batch_episodes = 256
+        self.dataset = None  # e.g. {"quality": "low", "episodes": 10000, "seed": 0} -> ensure_dataset
+        self.validate_dataset = "full"  # read_dataset(validate=...) on setup
+        self.evaluation_duration = 32
+        self.evaluation_interval = None
+        self.num_env_runners = 0
+        self.seed = 0
+
+    @property
+    def is_offline(self) -> bool:  # noqa: D401
+        # SIT reads its multi-agent dataset itself; RLlib's OfflineData refuses multi-agent episodes.
+        return False
+
+    def training(self, *, ardnem_lr=NotProvided, ardnem_updates=NotProvided, ensemble_size=NotProvided,
+                 reward_hidden=NotProvided, attention_hidden=NotProvided, alpha=NotProvided,
+                 priority_range=NotProvided, beta=NotProvided, eta=NotProvided, actor_lr=NotProvided,
+                 critic_lr=NotProvided, agent_updates=NotProvided, target_update_interval=NotProvided,
+                 critic_hidden=NotProvided, rnn_hidden=NotProvided, uncertainty_floor=NotProvided,
+                 batch_size_episodes=NotProvided, optimizer=NotProvided, decomposition=NotProvided,
+                 use_attention=NotProvided, ensemble=NotProvided, use_gat=NotProvided, prioritized=NotProvided,
+                 ardnem_updates_per_iteration=NotProvided, agent_updates_per_iteration=NotProvided,
+                 stage2_backend=NotProvided, stage2_batch_episodes=NotProvided, dataset=NotProvided,
+                 validate_dataset=NotProvided, **kwargs) -> Self:
+        super().training(**kwargs)
+        for name, value in list(locals().items()):
+            if name in ("self", "kwargs", "__class__") or value is NotProvided:
+                continue
+            setattr(self, name, value)
+        return self
+
+    def validate(self) -> None:
+        super().validate()
+
+        def bad(name, value, expected):
+            raise ValueError(f"SITConfig: {name}={value!r} is invalid; expected {expected}")
+
+        for name in ("ardnem_lr", "actor_lr", "critic_lr", "alpha", "beta", "eta", "uncertainty_floor"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                bad(name, v, "a number > 0")
+        for name in ("ardnem_updates", "agent_updates"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                bad(name, v, "an int >= 0")
+        for name in ("ensemble_size", "reward_hidden", "attention_hidden", "critic_hidden", "rnn_hidden",
+                     "batch_size_episodes", "target_update_interval", "ardnem_updates_per_iteration",
+                     "agent_updates_per_iteration", "stage2_batch_episodes"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                bad(name, v, "an int >= 1")
+        if not (0.0 <= float(self.gamma) <= 1.0):
+            bad("gamma", self.gamma, "a number in [0, 1]")
+        pr = self.priority_range
+        if (not isinstance(pr, (list, tuple)) or len(pr) != 2
+                or not all(isinstance(x, (int, float)) for x in pr) or not pr[0] < pr[1]):
+            bad("priority_range", pr, "(low, high) with low < high, e.g. (0, 20)")
+        if str(self.optimizer).lower() != "rmsprop":
+            bad("optimizer", self.optimizer, "'rmsprop' (Tables 10-11; other optimizers are not implemented)")
+        if self.decomposition not in DECOMPOSITIONS:
+            bad("decomposition", self.decomposition, f"one of {DECOMPOSITIONS}")
+        if self.stage2_backend not in STAGE2_BACKENDS:
+            bad("stage2_backend", self.stage2_backend, f"one of {STAGE2_BACKENDS}")
+        for name in ("use_attention", "ensemble", "use_gat", "prioritized"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, getattr(self, name), "True or False")
+        if self.grad_clip is not None and not float(self.grad_clip) > 0:
+            bad("grad_clip", self.grad_clip, "a number > 0 or None")
+        if self.dataset is not None and not isinstance(self.dataset, dict):
+            bad("dataset", self.dataset, "a dict like {'quality': 'low', 'episodes': 10000, 'seed': 0}")
+        if self.validate_dataset not in ("full", "schema", "none"):
+            bad("validate_dataset", self.validate_dataset, "'full', 'schema' or 'none'")
+        if not self.ensemble and self.ensemble_size != 1:
+            self.ensemble_size = 1  # "w/o ensemble": a single reward network
+
+    # -- derived ---------------------------------------------------------------------------------
+    @property
+    def effective_ensemble_size(self) -> int:
+        return int(self.ensemble_size) if self.ensemble else 1
+
+    @property
+    def weight_mode(self) -> str:
+        if self.decomposition == "monotonic":
+            return "monotonic"
+        return "attention" if self.use_attention else "none"
+
+    def get_default_learner_class(self):
+        from rllib_sit.algorithms.sit.torch.sit_torch_learner import SITTorchLearner
+
+        return SITTorchLearner
+
+    def get_multi_rl_module_spec(self, *, env=None, spaces=None, inference_only=False, **kwargs) -> MultiRLModuleSpec:
+        from rllib_sit.algorithms.sit.data import dataset_env_info, resolve_dataset_path
+
+        info = dataset_env_info(resolve_dataset_path(self))
+        return build_sit_module_spec(info, self)
+
+    @property
+    def _model_config_auto_includes(self):
+        return {}
+
+
+def build_sit_module_spec(info, config: SITConfig) -> MultiRLModuleSpec:
+    """One agent module per agent type (module id = type name) + the ARDNEM module."""
+    import gymnasium as gym
+
+    from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import (
+        ARDNEMTorchRLModule, SITAgentTorchRLModule)
+
+    obs_space = gym.spaces.Box(-np.inf, np.inf, (info.obs_dim,), np.float32)
+    if info.discrete:
+        act_space = gym.spaces.Discrete(info.n_actions)
+    else:
+        act_space = gym.spaces.Box(info.action_low, info.action_high, (info.act_dim,), np.float32)
+    common = dict(obs_dim=info.obs_dim, n_agents=info.n_agents, discrete=info.discrete, n_actions=info.n_actions,
+                  act_dim=info.act_dim, action_low=info.action_low, action_high=info.action_high)
+    specs = {}
+    for t in info.type_names():
+        specs[t] = RLModuleSpec(module_class=SITAgentTorchRLModule, observation_space=obs_space,
+                                action_space=act_space,
+                                model_config=dict(common, rnn_hidden=config.rnn_hidden,
+                                                  critic_hidden=config.critic_hidden, use_gat=config.use_gat))
+    specs[K.ARDNEM_MODULE_ID] = RLModuleSpec(
+        module_class=ARDNEMTorchRLModule, observation_space=obs_space, action_space=act_space,
+        model_config=dict(common, state_dim=info.state_dim, ensemble_size=config.effective_ensemble_size,
+                          reward_hidden=config.reward_hidden, attention_hidden=config.attention_hidden,
+                          weight_mode=config.weight_mode))
+    return MultiRLModuleSpec(rl_module_specs=specs)
+
+
+class SIT(Algorithm):
+    """The three stages of SIT on RLlib's LearnerGroup; see the module docstring."""
+
+    @classmethod
+    def get_default_config(cls) -> SITConfig:
+        return SITConfig()
+
+    @classmethod
+    def _should_create_evaluation_env_runners(cls, eval_config) -> bool:
+        return False  # evaluation is our own greedy rollout (see ``evaluate``)
+
+    @classmethod
+    def default_resource_request(cls, config):
+        from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+        cf = config if isinstance(config, AlgorithmConfig) else cls.get_default_config().update_from_dict(config)
+        bundles = [{"CPU": float(cf.num_cpus_for_main_process or 1)}]
+        per_learner = cf.num_cpus_per_learner if cf.num_cpus_per_learner != "auto" else 1
+        for _ in range(int(cf.num_learners or 0)):
+            bundles.append({"CPU": float(per_learner), "GPU": float(cf.num_gpus_per_learner or 0)})
+        return PlacementGroupFactory(bundles, strategy=cf.placement_strategy)
+
+    # ------------------------------------------------------------------------------------------
+    def setup(self, config) -> None:
+        super().setup(config)
+        from rllib_sit.algorithms.sit.data import load_episodes, resolve_dataset_path
+
+        cfg = self.config
+        self.dataset_path = resolve_dataset_path(cfg)
+        t0 = time.time()
+        info, episodes = load_episodes(self.dataset_path, validate=cfg.validate_dataset)
+        self.env_info = info
+        # One copy in the object store; the driver and the DPER actor read it zero-copy.
+        self._episodes_ref = ray.put(episodes)
+        del episodes
+        self.episodes = ray.get(self._episodes_ref)
+        self.num_episodes = int(self.episodes[S.FILLED].shape[0])
+        logger.info("SIT: loaded %d episodes from %s in %.1fs", self.num_episodes, self.dataset_path, time.time() - t0)
+        self.types = info.type_names()
+        self.rng = np.random.default_rng(cfg.seed)
+        self.stage = K.STAGE_ARDNEM if cfg.decomposition != "none" and cfg.ardnem_updates > 0 else K.STAGE_DPER
+        self.ardnem_updates_done = 0
+        self.agent_updates_done = 0
+        self.dper = None
+        self.dper_summary: Dict[str, Dict[str, float]] = {}
+        self.r_hat_mean_per_agent: Optional[List[float]] = None
+        self.stage2_seconds: Optional[float] = None
+        self._eval_modules = None
+
+    # -- Stage I ---------------------------------------------------------------------------------
+    def _ardnem_batch(self) -> MultiAgentBatch:
+        from rllib_sit.algorithms.sit.data import flatten_filled
+
+        idx = self.rng.integers(0, self.num_episodes, self.config.batch_size_episodes)
+        flat = flatten_filled(self.episodes, idx)
+        b = SampleBatch({K.OBS: flat[S.OBS], K.ACTIONS: flat[S.ACTIONS], K.STATE: flat[S.STATE],
+                         K.REWARD_TOT: flat[S.REWARD]})
+        return MultiAgentBatch({K.ARDNEM_MODULE_ID: b}, env_steps=len(b))
+
+    def _run_stage1(self) -> None:
+        n = min(self.config.ardnem_updates_per_iteration, self.config.ardnem_updates - self.ardnem_updates_done)
+        results = None
+        for _ in range(n):
+            results = self.learner_group.update(batch=self._ardnem_batch())
+            self.ardnem_updates_done += 1
+        if results is not None:
+            self.metrics.aggregate(results, key=LEARNER_RESULTS)
+        if self.ardnem_updates_done >= self.config.ardnem_updates:
+            self.stage = K.STAGE_DPER
+
+    # -- Stage II --------------------------------------------------------------------------------
+    def _ardnem_local(self):
+        from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import build_ardnem
+
+        spec = build_sit_module_spec(self.env_info, self.config).rl_module_specs[K.ARDNEM_MODULE_ID]
+        state = self.learner_group.get_state(components=f"learner/rl_module/{K.ARDNEM_MODULE_ID}")
+        module_state = state["learner"]["rl_module"][K.ARDNEM_MODULE_ID]
+        sd = {k[len("ardnem."):]: v for k, v in module_state.items() if k.startswith("ardnem.")}
+        net = build_ardnem(spec.model_config)
+        import torch
+
+        net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in sd.items()})
+        net.eval()
+        return net, spec.model_config, sd
+
+    def _run_stage2(self) -> None:
+        from rllib_sit.algorithms.sit import stage2
+        from rllib_sit.replay.dper import make_dper_actor
+
+        cfg = self.config
+        t0 = time.time()
+        decompose = cfg.decomposition != "none"
+        if decompose and cfg.stage2_backend == "ray_data":
+            _, mc, sd = self._ardnem_local()
+            res = stage2.decompose_with_ray_data(self.dataset_path, mc, {k: np.asarray(v) for k, v in sd.items()},
+                                                 cfg.gamma, self.episodes[S.EPISODE_ID], cfg.stage2_batch_episodes,
+                                                 use_uncertainty=cfg.ensemble, decompose=decompose)
+        else:
+            net = self._ardnem_local()[0] if decompose else None
+            res = stage2.decompose_episodes(net, self.episodes, cfg.gamma, cfg.stage2_batch_episodes,
+                                            use_uncertainty=cfg.ensemble, decompose=decompose)
+        self.stage2_seconds = time.time() - t0
+        if self.dper is None:
+            self.dper = make_dper_actor(self._episodes_ref, self.env_info.agent_types, seed=cfg.seed)
+        self.dper_summary = ray.get(self.dper.load.remote(res[stage2.R_HAT], res[stage2.U_HAT], res[stage2.PRIORITY],
+                                                          cfg.alpha, tuple(cfg.priority_range), cfg.prioritized))
+        self._set_r_hat_stats(res[stage2.R_HAT])
+        self.stage = K.STAGE_AGENTS if cfg.agent_updates > 0 else K.STAGE_DONE
+
+    def _set_r_hat_stats(self, r_hat: np.ndarray) -> None:
+        filled = self.episodes[S.FILLED]
+        n = max(1, int(filled.sum()))
+        self.r_hat_mean_per_agent = [float(r_hat[..., i][filled].sum() / n) for i in range(r_hat.shape[-1])]
+
+    # -- Stage III -------------------------------------------------------------------------------
+    def _agent_batch(self, sample: Dict[str, Dict[str, np.ndarray]]) -> MultiAgentBatch:
+        pol = {t: SampleBatch(dict(b)) for t, b in sample.items()}
+        return MultiAgentBatch(pol, env_steps=sum(len(b) for b in pol.values()))
+
+    def _run_stage3(self) -> None:
+        cfg = self.config
+        n = min(cfg.agent_updates_per_iteration, cfg.agent_updates - self.agent_updates_done)
+        results = None
+        pending = self.dper.sample.remote(cfg.batch_size_episodes) if n > 0 else None
+        for i in range(n):
+            sample = ray.get(pending)
+            if i + 1 < n:  # prefetch the next batch while this one trains
+                pending = self.dper.sample.remote(cfg.batch_size_episodes)
+            results = self.learner_group.update(batch=self._agent_batch(sample))
+            self.agent_updates_done += 1
+        if results is not None:
+            self.metrics.aggregate(results, key=LEARNER_RESULTS)
+        self._eval_modules = None
+        if self.agent_updates_done >= cfg.agent_updates:
+            self.stage = K.STAGE_DONE
+
+    # -- the iteration ---------------------------------------------------------------------------
+    def training_step(self) -> None:
+        t0 = time.time()
+        if self.stage == K.STAGE_ARDNEM:
+            self._run_stage1()
+        if self.stage == K.STAGE_DPER:
+            self._run_stage2()
+        elif self.stage == K.STAGE_AGENTS:
+            self._run_stage3()
+        self._log_sit_metrics(time.time() - t0)
+
+    def _log_sit_metrics(self, seconds: float) -> None:
+        m = {
+            K.STAGE: float(self.stage),
+            "stage_name": K.STAGE_NAMES[self.stage],
+            "ardnem_updates_done": float(self.ardnem_updates_done),
+            "agent_updates_done": float(self.agent_updates_done),
+            "training_step_seconds": seconds,
+        }
+        if self.stage2_seconds is not None:
+            m["stage2_seconds"] = self.stage2_seconds
+        if self.r_hat_mean_per_agent is not None:
+            m["r_hat_mean_per_agent"] = {a: v for a, v in zip(self.env_info.agents, self.r_hat_mean_per_agent)}
+        if self.dper_summary:
+            m["dper"] = self.dper_summary
+        self._sit_results = m
+
+    def _compile_iteration_results(self, *, train_results, eval_results):
+        results = super()._compile_iteration_results(train_results=train_results, eval_results=eval_results)
+        results[SIT_STATE_KEY] = dict(getattr(self, "_sit_results", {}))
+        return results
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def _agent_modules(self):
+        """Torch actor modules per type, current weights (local learner's, or a synced copy)."""
+        if self._eval_modules is not None:
+            return self._eval_modules
+        if self.learner_group.is_local:
+            learner = self.learner_group._learner
+            mods = {t: learner.module[t].unwrapped() for t in self.types}
+        else:
+            spec = build_sit_module_spec(self.env_info, self.config)
+            state = self.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"]
+            mods = {}
+            for t in self.types:
+                m = spec.rl_module_specs[t].build()
+                m.set_state(state[t])
+                mods[t] = m
+        self._eval_modules = mods
+        return mods
+
+    def evaluate(self, parallel_train_future=None) -> Dict[str, Any]:
+        from rllib_sit.algorithms.sit.evaluation import greedy_rollouts
+
+        stats = greedy_rollouts(self.config.env, self._agent_modules(), self.env_info,
+                                int(self.config.evaluation_duration or 1), seed=int(self.config.seed or 0) + 10_000,
+                                env_config=dict(self.config.env_config or {}))
+        return {"evaluation": {"env_runners": stats}}
+
+    # -- checkpointing ---------------------------------------------------------------------------
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state[SIT_STATE_KEY] = {
+            "stage": self.stage,
+            "ardnem_updates_done": self.ardnem_updates_done,
+            "agent_updates_done": self.agent_updates_done,
+            "rng": self.rng.bit_generator.state,
+            "dper": ray.get(self.dper.get_state.remote()) if self.dper is not None else None,
+            "dper_summary": self.dper_summary,
+            "stage2_seconds": self.stage2_seconds,
+        }
+        return state
+
+    def set_state(self, state) -> None:
+        # Algorithm.set_state syncs weights to EnvRunners, which an offline algorithm doesn't have.
+        from ray.rllib.core import COMPONENT_LEARNER_GROUP, COMPONENT_METRICS_LOGGER
+        from ray.tune.result import TRAINING_ITERATION
+
+        if COMPONENT_LEARNER_GROUP in state:
+            self.learner_group.set_state(state[COMPONENT_LEARNER_GROUP])
+        if COMPONENT_METRICS_LOGGER in state:
+            self.metrics.set_state(state[COMPONENT_METRICS_LOGGER])
+        if TRAINING_ITERATION in state:
+            self._iteration = state[TRAINING_ITERATION]
+        sit = state.get(SIT_STATE_KEY)
+        if sit:
+            self.stage = sit["stage"]
+            self.ardnem_updates_done = sit["ardnem_updates_done"]
+            self.agent_updates_done = sit["agent_updates_done"]
+            self.rng.bit_generator.state = sit["rng"]
+            self.dper_summary = sit.get("dper_summary") or {}
+            self.stage2_seconds = sit.get("stage2_seconds")
+            if sit.get("dper") is not None:
+                from rllib_sit.replay.dper import make_dper_actor
+
+                if self.dper is None:
+                    self.dper = make_dper_actor(self._episodes_ref, self.env_info.agent_types, seed=self.config.seed)
+                ray.get(self.dper.set_state.remote(sit["dper"]))
+                self._set_r_hat_stats(sit["dper"]["r_hat"])
+        self._eval_modules = None
+
+    def restore_from_path(self, path, *args, **kwargs):
+        # Algorithm.restore_from_path syncs EnvRunners (None here -> AttributeError); skip that part.
+        from ray.rllib.utils.checkpoints import Checkpointable
+
+        Checkpointable.restore_from_path(self, path, *args, **kwargs)
+        self._eval_modules = None
+
+    def cleanup(self) -> None:
+        if getattr(self, "dper", None) is not None:
+            try:
+                ray.kill(self.dper)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass
+            self.dper = None
+        super().cleanup()

@@ -1,0 +1,215 @@
+"""SIT's torch networks as RLModules: one ``SITAgentTorchRLModule`` per agent type (actor + GAT
+critic + frozen target critic) and one ``ARDNEMTorchRLModule`` (the Stage I reward-decomposition
+ensemble)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict
+
+import torch
+from torch import nn
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.models import EnsembleLinear, EnsembleMLP, GATAggregator, GRUActor, GaussianGRUActor, mlp
+from rllib_sit.models.mixers import MonotonicHyperWeights
+
+# ---------------------------------------------------------------------------------------------
+# Stage I: ARDNEM (Eq. 1–3)
+# ---------------------------------------------------------------------------------------------
+
+
+def action_features(actions: torch.Tensor, discrete: bool, n_actions: int) -> torch.Tensor:
+    """One-hot of int actions (discrete) or the float action vector itself (continuous)."""
+    if discrete:
+        return nn.functional.one_hot(actions.long().clamp(min=0), n_actions).float()
+    return actions.float()
+
+
+class ARDNEM(nn.Module):
+    """Attention-based Reward Decomposition Network with Ensemble Mechanism.
+
+    For every member m: r_{i,m} = f_m(o_i, a_i) (shared across agents), and a weight λ_{i,m}:
+    ``"attention"`` — softmax over agents of (W_q e_s)^T (W_k e_i) (Eq. 1); ``"none"`` — λ ≡ 1
+    (Figure 4a "w/o attention"); ``"monotonic"`` — QMIX-style |hyper(s)| weights plus a state
+    bias shared equally by the agents (E.1). ``weighted_rewards`` returns λ·r ``[M, n, N]``.
+    """
+
+    def __init__(self, obs_dim: int, state_dim: int, n_agents: int, act_feat_dim: int, discrete: bool,
+                 ensemble_size: int = 5, reward_hidden: int = 64, attention_hidden: int = 64,
+                 weight_mode: str = "attention"):
+        super().__init__()
+        self.M, self.n_agents, self.discrete, self.act_feat_dim = ensemble_size, n_agents, discrete, act_feat_dim
+        self.weight_mode = weight_mode
+        d_in = obs_dim + act_feat_dim
+        self.reward_net = EnsembleMLP(ensemble_size, d_in, [reward_hidden, reward_hidden], 1)
+        if weight_mode == "attention":
+            self.state_embed = EnsembleMLP(ensemble_size, state_dim, [attention_hidden], attention_hidden)
+            self.agent_embed = EnsembleMLP(ensemble_size, d_in, [attention_hidden], attention_hidden)
+            self.w_q = EnsembleLinear(ensemble_size, attention_hidden, attention_hidden)
+            self.w_k = EnsembleLinear(ensemble_size, attention_hidden, attention_hidden)
+        elif weight_mode == "monotonic":
+            self.hyper = nn.ModuleList(MonotonicHyperWeights(state_dim, n_agents, attention_hidden)
+                                       for _ in range(ensemble_size))
+
+    def weighted_rewards(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``obs [n, N, obs_dim]``, ``actions [n, N(, A)]``, ``state [n, S]`` -> λ·r ``[M, n, N]``."""
+        x = torch.cat([obs, action_features(actions, self.discrete, self.act_feat_dim)], -1)
+        xm = x.unsqueeze(0).expand(self.M, *x.shape)
+        r = self.reward_net(xm).squeeze(-1)  # [M, n, N]
+        if self.weight_mode == "attention":
+            sm = state.unsqueeze(0).expand(self.M, *state.shape)
+            q = self.w_q(self.state_embed(sm))  # [M, n, H]
+            k = self.w_k(self.agent_embed(xm))  # [M, n, N, H]
+            lam = torch.softmax(torch.einsum("mnh,mnkh->mnk", q, k), dim=-1)  # Eq. 1
+            return lam * r
+        if self.weight_mode == "monotonic":
+            outs = []
+            for m, hyper in enumerate(self.hyper):
+                w, b = hyper(state)
+                outs.append(w * r[m] + b.unsqueeze(-1) / self.n_agents)
+            return torch.stack(outs, 0)
+        return r
+
+    def attention_weights(self, obs, actions, state) -> torch.Tensor:
+        """λ ``[M, n, N]`` (ones unless ``weight_mode == "attention"``)."""
+        x = torch.cat([obs, action_features(actions, self.discrete, self.act_feat_dim)], -1)
+        if self.weight_mode != "attention":
+            return torch.ones(self.M, *x.shape[:-1])
+        xm = x.unsqueeze(0).expand(self.M, *x.shape)
+        sm = state.unsqueeze(0).expand(self.M, *state.shape)
+        q = self.w_q(self.state_embed(sm))
+        k = self.w_k(self.agent_embed(xm))
+        return torch.softmax(torch.einsum("mnh,mnkh->mnk", q, k), dim=-1)
+
+
+def build_ardnem(mc: Dict[str, Any]) -> ARDNEM:
+    return ARDNEM(obs_dim=mc["obs_dim"], state_dim=mc["state_dim"], n_agents=mc["n_agents"],
+                  act_feat_dim=mc["n_actions"] if mc["discrete"] else mc["act_dim"], discrete=mc["discrete"],
+                  ensemble_size=mc["ensemble_size"], reward_hidden=mc["reward_hidden"],
+                  attention_hidden=mc["attention_hidden"], weight_mode=mc["weight_mode"])
+
+
+class ARDNEMTorchRLModule(TorchRLModule):
+    """RLModule wrapper of :class:`ARDNEM` so the LearnerGroup trains and checkpoints it."""
+
+    def setup(self):
+        self.ardnem = build_ardnem(self.model_config)
+
+    def _forward(self, batch, **kwargs):
+        return {"weighted_rewards": self.ardnem.weighted_rewards(batch[K.OBS], batch[K.ACTIONS], batch[K.STATE])}
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage III: actor + GAT critic (Eq. 8–10)
+# ---------------------------------------------------------------------------------------------
+
+
+class GATCritic(nn.Module):
+    """Q_i(τ_i, a_i, o_{-i}) = f_agg([f_local(τ_i, a_i) ; e_global]) (Eq. 8 + §"Conservative Policy Learning").
+
+    τ_i = (o_i^t, a_i^{t-1}). Discrete: outputs Q for every action ``[.., n_actions]``;
+    continuous: takes a_i as input and outputs a scalar. ``use_gat=False`` drops e_global.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, act_dim: int, discrete: bool, hidden: int = 32,
+                 use_gat: bool = True):
+        super().__init__()
+        self.discrete, self.n_actions, self.use_gat = discrete, n_actions, use_gat
+        a_feat = n_actions if discrete else act_dim
+        local_in = obs_dim + a_feat + (0 if discrete else act_dim)
+        self.f_local = mlp(local_in, [hidden], hidden, out_act=nn.ReLU)
+        self.gat = GATAggregator(obs_dim, hidden) if use_gat else None
+        self.f_agg = mlp(hidden * (2 if use_gat else 1), [hidden], n_actions if discrete else 1)
+
+    def forward(self, obs_all: torch.Tensor, agent_index: torch.Tensor, prev_action_feat: torch.Tensor,
+                action: torch.Tensor | None = None) -> torch.Tensor:
+        """``obs_all [B, T, N, od]``, ``agent_index [B]``, ``prev_action_feat [B, T, A]`` -> Q."""
+        own = torch.gather(obs_all, 2, agent_index.view(-1, 1, 1, 1).expand(-1, obs_all.shape[1], 1,
+                                                                            obs_all.shape[-1])).squeeze(2)
+        parts = [own, prev_action_feat] + ([] if self.discrete else [action])
+        e = [self.f_local(torch.cat(parts, -1))]
+        if self.use_gat:
+            e.append(self.gat(obs_all, agent_index))
+        q = self.f_agg(torch.cat(e, -1))
+        return q if self.discrete else q.squeeze(-1)
+
+
+class SITAgentTorchRLModule(TorchRLModule):
+    """Shared actor and critic of one agent type, plus a frozen target critic.
+
+    ``model_config``: obs_dim, n_agents, discrete, n_actions, act_dim, action_low, action_high,
+    rnn_hidden, critic_hidden, use_gat.
+    """
+
+    def setup(self):
+        mc = self.model_config
+        self.discrete = bool(mc["discrete"])
+        self.n_actions, self.act_dim = int(mc.get("n_actions", 0)), int(mc.get("act_dim", 0))
+        if self.discrete:
+            self.actor = GRUActor(mc["obs_dim"], self.n_actions, mc["rnn_hidden"])
+        else:
+            self.actor = GaussianGRUActor(mc["obs_dim"], self.act_dim, mc["rnn_hidden"],
+                                          mc.get("action_low", -1.0), mc.get("action_high", 1.0))
+        self.critic = GATCritic(mc["obs_dim"], self.n_actions, self.act_dim, self.discrete,
+                                mc["critic_hidden"], mc["use_gat"])
+        self.target_critic = copy.deepcopy(self.critic)
+        for p in self.target_critic.parameters():
+            p.requires_grad_(False)
+        # Number of gradient updates of this module (drives the target sync; checkpointed).
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def sync_target_critic(self) -> None:
+        self.target_critic.load_state_dict(self.critic.state_dict())
+
+    def prev_action_feat(self, prev_actions: torch.Tensor) -> torch.Tensor:
+        if self.discrete:
+            return self.actor.prev_action_features(prev_actions)
+        return self.actor._unscale(prev_actions)
+
+    def _own(self, obs_all, agent_index):
+        return torch.gather(obs_all, 2, agent_index.view(-1, 1, 1, 1).expand(
+            -1, obs_all.shape[1], 1, obs_all.shape[-1])).squeeze(2)
+
+    def _forward_train(self, batch, **kwargs):
+        obs_all, idx = batch[K.OBS_ALL], batch[K.AGENT_INDEX].long()
+        L = batch[K.FILLED].shape[1]
+        prev = batch[K.PREV_ACTIONS]
+        prev_feat = self.prev_action_feat(prev)  # [B, L+1, A]
+        own = self._own(obs_all, idx)  # [B, L+1, od]
+        acts = batch[K.ACTIONS]
+        if self.discrete:
+            avail = batch.get(K.AVAIL_ACTIONS)
+            logits = self.actor(own[:, :L], prev[:, :L], None if avail is None else avail[:, :L])
+            logp = torch.log_softmax(logits, -1).gather(-1, acts.long().unsqueeze(-1)).squeeze(-1)
+            q_all = self.critic(obs_all[:, :L], idx, prev_feat[:, :L])
+            q_taken = q_all.gather(-1, acts.long().unsqueeze(-1)).squeeze(-1)
+            with torch.no_grad():
+                q_next_all = self.target_critic(obs_all[:, 1:L + 1], idx, prev_feat[:, 1:L + 1])
+                q_next = q_next_all.gather(-1, batch[K.NEXT_ACTIONS].long().unsqueeze(-1)).squeeze(-1)
+        else:
+            means = self.actor(own[:, :L], prev[:, :L])
+            logp = self.actor.log_prob(means, acts)
+            q_taken = self.critic(obs_all[:, :L], idx, prev_feat[:, :L], self.actor._unscale(acts))
+            with torch.no_grad():
+                q_next = self.target_critic(obs_all[:, 1:L + 1], idx, prev_feat[:, 1:L + 1],
+                                            self.actor._unscale(batch[K.NEXT_ACTIONS]))
+        return {"q_taken": q_taken, "q_next_target": q_next, "logp": logp}
+
+    def _forward(self, batch, **kwargs):
+        raise NotImplementedError(
+            "SIT agent modules act through SITAgentTorchRLModule.act() (greedy evaluation); "
+            "RLlib EnvRunner inference is not wired for the GRU actor.")
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, prev_actions: torch.Tensor, h: torch.Tensor,
+            avail: torch.Tensor | None = None):
+        """Greedy step for a batch of agents: (actions, h'). arg max over available actions / tanh(mean)."""
+        out, h = self.actor.step(obs, prev_actions, h, avail)
+        if self.discrete:
+            return out.argmax(-1), h
+        return out, h
+
+    def get_initial_state(self) -> Any:
+        return {"h": torch.zeros(self.actor.hidden)}

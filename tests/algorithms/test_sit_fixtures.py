@@ -1,0 +1,76 @@
+"""Tiny fixtures shared by the SIT tests: a 3-agent, 2-type cooperative env and its dataset.
+
+``tiny:coop`` — agents a0, a1 (type "scout") and b0 (type "tank"); 3 discrete actions, action 2
+is unavailable to the tank. Team reward per step = [a0 took 1] + 0.5·[b0 took 1]; a1 contributes
+nothing. Episodes last 4–6 steps. Everything is deterministic given the reset seed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rllib_sit.envs.base import CoopEnv, EnvInfo
+from rllib_sit.envs.registry import register_family
+
+TINY_ENV_ID = "tiny:coop"
+
+
+class TinyCoopEnv(CoopEnv):
+    def __init__(self, **kwargs):
+        self.info = EnvInfo(env_id=TINY_ENV_ID, agents=["a0", "a1", "b0"], agent_types=["scout", "scout", "tank"],
+                            obs_dim=4, state_dim=5, episode_limit=6, discrete=True, n_actions=3)
+        super().__init__()
+        self._rng = np.random.default_rng(0)
+
+    def _reset(self, seed):
+        self._rng = np.random.default_rng(seed)
+        self.t = 0
+        self.limit = int(self._rng.integers(4, 7))
+        self.x = self._rng.normal(size=(3, 2)).astype(np.float32)
+
+    def _step(self, actions):
+        r = float(actions[0] == 1) + 0.5 * float(actions[2] == 1)
+        self.x = (self.x + 0.1 * self._rng.normal(size=self.x.shape)).astype(np.float32)
+        self.t += 1
+        terminated = self.t >= self.limit and self.limit < self.info.episode_limit
+        truncated = self.t >= self.info.episode_limit
+        return r, terminated, truncated and not terminated, {"battle_won": bool(r > 1.0)}
+
+    def _obs(self):
+        t = np.full((3, 1), self.t / 6.0, np.float32)
+        ids = np.array([[0.0], [0.0], [1.0]], np.float32)
+        return np.concatenate([self.x, t, ids], 1)
+
+    def state(self):
+        return np.concatenate([self.x[:, 0], [self.t / 6.0, 1.0]]).astype(np.float32)
+
+    def action_masks(self):
+        m = np.ones((3, 3), np.float32)
+        m[2, 2] = 0.0
+        return m
+
+
+def register_tiny_env() -> None:
+    register_family("tiny", lambda scenario, **kw: TinyCoopEnv(**kw), ["coop"])
+    from ray.tune.registry import register_env
+
+    from rllib_sit.envs.registry import make_rllib_env
+
+    register_env(TINY_ENV_ID, lambda cfg: make_rllib_env(TINY_ENV_ID, cfg))
+
+
+def make_tiny_dataset(path: str, n_episodes: int = 40, seed: int = 0) -> str:
+    from rllib_sit.data.synthetic import make_random_dataset
+
+    register_tiny_env()
+    return make_random_dataset(TinyCoopEnv(), n_episodes, path, seed=seed)
+
+
+def tiny_config(path: str, **training):
+    from rllib_sit.algorithms.sit import SITConfig
+
+    kw = dict(ardnem_updates=4, agent_updates=6, ardnem_updates_per_iteration=2, agent_updates_per_iteration=3,
+              batch_size_episodes=8, target_update_interval=2, stage2_batch_episodes=16)
+    kw.update(training)
+    return (SITConfig().environment(TINY_ENV_ID).offline_data(input_=path).training(**kw)
+            .evaluation(evaluation_duration=2).debugging(seed=0))
