@@ -18,6 +18,10 @@ Ant). Team reward = the single-agent task reward. Walker, Hopper and Ant *termin
 the robot is unhealthy (kept, as in MuJoCo); every task is truncated at ``episode_limit``
 (kwarg; 1000 is the MuJoCo default the decentralized-MARL paper's D4RL-style data uses).
 
+Reference policies: uniform random (:func:`rllib_sit.envs.uniform_random_actions`) everywhere, and
+for HalfCheetah/Walker an open-loop sine gait (:data:`GAITS`, :func:`heuristic_actions`, with the
+same ``skill`` knob as the MPE heuristics). Hopper/Ant have no scripted controller.
+
 MuJoCo writes warnings to ``MUJOCO_LOG.TXT`` in the working directory by default; when no
 user warning handler is installed, this module installs one that turns them into Python
 ``RuntimeWarning`` s instead, so the file is not created.
@@ -48,6 +52,20 @@ SCENARIOS: Dict[str, _Spec] = {
     "walker_2l": _Spec("Walker2d", "2x3", ["leg_right", "leg_left"], 200),
     "hopper_3x1": _Spec("Hopper", "3x1", ["thigh", "leg", "foot"], 1000),
     "ant_2x4": _Spec("Ant", "2x4", ["legs_front", "legs_back"], 1000),
+}
+
+
+class _Gait(NamedTuple):
+    freq_hz: float  # oscillation frequency in simulated seconds
+    amplitude: float  # in action units
+    agent_phase: float  # phase offset between consecutive agents, in units of pi
+
+
+# Found by a small grid search over (freq, amplitude, phase), 6 seeds each; every joint of an agent
+# gets the same sine. HalfCheetah: 200 +- 9 over 200 steps; Walker: 140 +- 6 before it falls (~100 steps).
+GAITS: Dict[str, _Gait] = {
+    "halfcheetah_2l": _Gait(3.5, 0.5, 0.5),
+    "walker_2l": _Gait(0.75, 0.5, 0.0),
 }
 
 
@@ -92,6 +110,8 @@ class MaMuJoCoEnv(CoopEnv):
             agent_types=list(spec.agent_types), obs_dim=max(self._obs_sizes),
             state_dim=int(self.env.state().shape[0]), episode_limit=limit, discrete=False,
             act_dim=act_dims.pop(), action_low=float(space.low.min()), action_high=float(space.high.max()))
+        self.scenario = env_id.split(":", 1)[1]
+        self.dt = float(self.env.unwrapped.single_agent_env.unwrapped.dt)
         super().__init__()
         self._last_obs: Dict[str, np.ndarray] = {}
         self.t = 0
@@ -132,6 +152,29 @@ class MaMuJoCoEnv(CoopEnv):
 
     def close(self) -> None:
         self.env.close()
+
+
+def heuristic_action(env: MaMuJoCoEnv, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> np.ndarray:
+    """Agent ``agent_index``'s open-loop sine-gait action at the env's current step (prob. ``skill``),
+    else a uniformly random action. Only for scenarios in :data:`GAITS`."""
+    if env.scenario not in GAITS:
+        raise ValueError(f"{env.info.env_id}: no scripted gait; expected one of {sorted(GAITS)} (use random actions)")
+    if not 0.0 <= float(skill) <= 1.0:
+        raise ValueError(f"skill must be in [0, 1], got {skill!r}")
+    if rng.random() >= skill:
+        return rng.uniform(-1.0, 1.0, env.info.act_dim).astype(np.float32)
+    g = GAITS[env.scenario]
+    phase = 2 * np.pi * g.freq_hz * env.t * env.dt + g.agent_phase * np.pi * agent_index
+    return np.full(env.info.act_dim, g.amplitude * np.sin(phase), np.float32)
+
+
+def heuristic_actions(env: MaMuJoCoEnv, rng: np.random.Generator, skill=1.0) -> np.ndarray:
+    """[N, act_dim] gait actions; ``skill`` a float or one float per agent."""
+    n = env.info.n_agents
+    skills = np.full(n, float(skill)) if np.ndim(skill) == 0 else np.asarray(skill, np.float64)
+    if skills.shape != (n,):
+        raise ValueError(f"skill must be a float or {n} floats (one per agent), got {skill!r}")
+    return np.stack([heuristic_action(env, i, rng, s) for i, s in enumerate(skills)])
 
 
 def make_mamujoco_env(scenario: str, **kwargs) -> CoopEnv:

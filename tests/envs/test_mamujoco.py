@@ -117,3 +117,22 @@ def test_rllib_wrapper_reset_step():
     assert set(obs["l1"]) == {"obs"} and infos["l2"]["state"].shape == (17,)
     obs, rew, term, trunc, _ = env.step({"l1": np.zeros(3, np.float32), "l2": np.zeros(3, np.float32)})
     assert rew["l1"] == rew["l2"] and "__all__" in term and "__all__" in trunc
+
+
+def test_sine_gait_heuristic_beats_random_and_is_graded(cheetah):
+    from rllib_sit.envs.mamujoco import heuristic_actions
+
+    rets = {}
+    for skill in (0.0, 1.0):
+        rng = np.random.default_rng(0)
+        cheetah.reset(seed=0)
+        total, done = 0.0, False
+        while not done:
+            _, rew, term, trunc, _ = cheetah.step(actions_to_dict(cheetah, heuristic_actions(cheetah, rng, skill)))
+            total, done = total + rew["l1"], term["l1"] or trunc["l1"]
+        rets[skill] = total
+    assert rets[1.0] > 150 > 0 > rets[0.0]  # ~ +200 vs ~ -65 over 200 steps
+    with pytest.raises(ValueError, match="no scripted gait"):
+        heuristic_actions(make_env("mamujoco:hopper_3x1"), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="skill"):
+        heuristic_actions(cheetah, np.random.default_rng(0), [1.0])
