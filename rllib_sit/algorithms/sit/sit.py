@@ -406,7 +406,7 @@ class SIT(Algorithm):
         stats = greedy_rollouts(self.config.env, self._agent_modules(), self.env_info,
                                 int(self.config.evaluation_duration or 1), seed=int(self.config.seed or 0) + 10_000,
                                 env_config=dict(self.config.env_config or {}))
-        return {"evaluation": {"env_runners": stats}}
+        return {"env_runners": stats}  # Algorithm.step nests this under "evaluation"
 
     # -- checkpointing ---------------------------------------------------------------------------
     def get_state(self, components=None, *, not_components=None, **kwargs):

@@ -8,6 +8,7 @@ in-process over the in-memory episodes (``stage2_backend="local"``) or as a Ray 
 
 from __future__ import annotations
 
+import warnings
 from typing import Dict, Optional
 
 import numpy as np
@@ -31,6 +32,8 @@ def decompose_batch(ardnem, batch: Dict[str, np.ndarray], gamma: float, use_unce
     B, T = filled.shape
     N = batch[S.OBS].shape[2]
     if decompose:
+        # Episode arrays are read-only object-store views; torch only reads them.
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         obs = torch.as_tensor(np.asarray(batch[S.OBS][:, :T], np.float32)).reshape(B * T, N, -1)
         acts = torch.as_tensor(np.asarray(batch[S.ACTIONS]))
         acts = acts.reshape(B * T, N, *acts.shape[3:])

@@ -1,0 +1,120 @@
+"""Build-and-train smoke tests of SIT on a tiny 3-agent / 2-type dataset (Ray started once)."""
+
+import os
+
+import numpy as np
+import pytest
+import ray
+import torch
+
+from test_sit_fixtures import TINY_ENV_ID, make_tiny_dataset, register_tiny_env, tiny_config
+
+from rllib_sit.algorithms.sit import SIT
+from rllib_sit.algorithms.sit import sit_learner as K
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    register_tiny_env()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def dataset(ray_session, tmp_path_factory):
+    return make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=40, seed=0)
+
+
+def test_train_runs_the_three_stages_and_reports_metrics(dataset):
+    algo = tiny_config(dataset).evaluation(evaluation_interval=3, evaluation_duration=2).build_algo()
+    try:
+        r1 = algo.train()
+        assert r1["sit"]["stage_name"] == "I:ardnem" and r1["sit"]["ardnem_updates_done"] == 2
+        assert np.isfinite(r1["learners"][K.ARDNEM_MODULE_ID][K.ARDNEM_LOSS])
+        r2 = algo.train()  # finishes Stage I, runs Stage II
+        assert r2["sit"]["stage_name"] == "III:agents"
+        assert set(r2["sit"]["dper"]) == {"scout", "tank"}
+        assert r2["sit"]["dper"]["scout"]["num_trajectories"] == 80  # 40 episodes x 2 scouts
+        assert set(r2["sit"]["r_hat_mean_per_agent"]) == {"a0", "a1", "b0"}
+        r3 = algo.train()  # Stage III + evaluation
+        for t in ("scout", "tank"):
+            assert np.isfinite(r3["learners"][t][K.CRITIC_LOSS]) and np.isfinite(r3["learners"][t][K.ACTOR_LOSS])
+        ev = r3["evaluation"]["env_runners"]
+        assert ev["num_episodes"] == 2 and "win_rate" in ev and np.isfinite(ev["episode_return_mean"])
+    finally:
+        algo.stop()
+
+
+def test_target_critic_frozen_between_syncs(dataset):
+    algo = tiny_config(dataset, ardnem_updates=1, ardnem_updates_per_iteration=1, agent_updates=10,
+                       agent_updates_per_iteration=3, target_update_interval=4).build_algo()
+    try:
+        algo.train()  # Stage I + II
+        mod = algo.learner_group._learner.module["scout"].unwrapped()
+        target0 = {k: v.clone() for k, v in mod.target_critic.state_dict().items()}
+        algo.train()  # 3 updates < d = 4
+        for k, v in mod.target_critic.state_dict().items():
+            torch.testing.assert_close(v, target0[k])
+        assert any(not torch.equal(v, target0[k]) for k, v in mod.critic.state_dict().items())
+        assert all(not p.requires_grad for p in mod.target_critic.parameters())
+        algo.train()  # updates 4..6: synced at 4, then critic moves on
+        assert int(mod.num_updates) == 6
+        assert any(not torch.equal(v, target0[k]) for k, v in mod.target_critic.state_dict().items())
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_round_trip_restores_stage_and_dper(dataset, tmp_path):
+    algo = tiny_config(dataset).build_algo()
+    try:
+        algo.train()
+        algo.train()
+        algo.train()  # mid Stage III: 3 of 6 agent updates
+        assert algo.stage == K.STAGE_AGENTS and algo.agent_updates_done == 3
+        probs = ray.get(algo.dper.get_state.remote())["leaves"]
+        ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
+        ev_before = algo.evaluate()["env_runners"]["episode_return_mean"]
+        w_before = algo.learner_group._learner.module["tank"].unwrapped().actor.fc_out.weight.detach().clone()
+    finally:
+        algo.stop()
+    restored = SIT.from_checkpoint(ckpt)
+    try:
+        assert restored.stage == K.STAGE_AGENTS and restored.agent_updates_done == 3
+        state = ray.get(restored.dper.get_state.remote())
+        for t, leaves in probs.items():
+            np.testing.assert_array_equal(state["leaves"][t], leaves)
+        w_after = restored.learner_group._learner.module["tank"].unwrapped().actor.fc_out.weight
+        torch.testing.assert_close(w_after, w_before)
+        assert restored.evaluate()["env_runners"]["episode_return_mean"] == ev_before
+        r = restored.train()  # resumes in Stage III
+        assert r["sit"]["agent_updates_done"] == 6 and r["sit"]["stage_name"] == "done"
+    finally:
+        restored.stop()
+
+
+@pytest.mark.parametrize("ablation", [
+    dict(decomposition="none"), dict(decomposition="monotonic"), dict(use_attention=False),
+    dict(ensemble=False), dict(use_gat=False), dict(prioritized=False),
+])
+def test_ablations_train(dataset, ablation):
+    algo = tiny_config(dataset, ardnem_updates=1, ardnem_updates_per_iteration=1, agent_updates=2,
+                       agent_updates_per_iteration=2, **ablation).build_algo()
+    try:
+        algo.train()
+        r = algo.train()
+        assert r["sit"]["agent_updates_done"] == 2
+        for t in ("scout", "tank"):
+            assert np.isfinite(r["learners"][t][K.CRITIC_LOSS])
+        if ablation.get("prioritized") is False:
+            assert r["sit"]["dper"]["scout"]["ess"] == pytest.approx(80.0)
+    finally:
+        algo.stop()
+
+
+def test_missing_dataset_fails_with_a_clear_message(ray_session, tmp_path):
+    from rllib_sit.algorithms.sit import SITConfig
+
+    cfg = SITConfig().environment(TINY_ENV_ID).offline_data(input_=str(tmp_path / "nope"))
+    with pytest.raises(Exception, match="does not exist"):
+        cfg.build_algo()
