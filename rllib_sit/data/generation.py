@@ -1,0 +1,322 @@
+"""Generate agent-wise imbalanced offline datasets from the behaviour policy pools.
+
+``generate_dataset("smac:2s3z", quality="low")`` looks up the composition of that quality in the
+data specs (or takes ``composition=``), assigns every episode to a composition component
+(largest-remainder counts, then a seeded shuffle), rolls the episodes out in parallel Ray tasks
+(chunks of contiguous episode indices, ``num_cpus=1`` each, at most #CPUs in flight) and streams
+the rows, in episode order, into :func:`rllib_sit.data.write_dataset` (schema-v1 Parquet +
+``card.json``).
+
+Determinism: everything derives from ``seed``. Episode ``k`` uses
+``SeedSequence([seed, k])`` → (env reset seed, one generator per agent, member choice); the
+component of each episode is fixed by ``SeedSequence([seed, COMPONENT_STREAM])``. The result does
+not depend on the number of workers or the chunk size.
+
+Datasets are cached at ``<root>/<family>_<scenario>/<quality>_<n>_<seed>/`` with
+``root = $RLLIB_SIT_DATA_DIR`` or ``offline_data/datasets``; :func:`ensure_dataset` returns the
+cached path or generates it. :func:`decentralize` splits a dataset into one single-agent dataset
+per agent (the offline *decentralized* MARL setting: each agent's own observations and actions,
+the team reward, no other agent's action).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+import numpy as np
+
+from rllib_sit.data import schema as S
+from rllib_sit.data.composition import Composition, dataset_spec, offline_data_root, parse_composition
+from rllib_sit.data.pools import Pool, load_pool
+
+COMPONENT_STREAM = 0xC0FFEE
+DEFAULT_EPISODES = 10_000  # SIT paper Appendix C.3: 10,000 trajectories per dataset
+DEFAULT_CHUNK = 25
+
+
+def datasets_root() -> Path:
+    return Path(os.environ.get("RLLIB_SIT_DATA_DIR") or (offline_data_root() / "datasets"))
+
+
+def dataset_path(env_id: str, quality: str, n_episodes: int, seed: int, root: Optional[os.PathLike] = None) -> Path:
+    family, scenario = env_id.split(":")
+    return Path(root or datasets_root()) / f"{family}_{scenario}" / f"{quality}_{n_episodes}_{seed}"
+
+
+def custom_quality_name(composition: Composition) -> str:
+    """Cache name of a command-line composition: ``custom-<8 hex of its canonical string>``."""
+    return "custom-" + hashlib.sha1(composition.to_string().encode()).hexdigest()[:8]
+
+
+def component_assignment(composition: Composition, n_episodes: int, seed: int) -> np.ndarray:
+    """Component index of every episode: exact counts per component, order shuffled by ``seed``."""
+    counts = composition.episode_counts(n_episodes)
+    comp = np.repeat(np.arange(len(counts)), counts)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), COMPONENT_STREAM]))
+    return rng.permutation(comp)
+
+
+# ------------------------------------------------------------------------------------------------
+# Rolling out one chunk (runs inside a Ray task, or inline with num_workers=0)
+# ------------------------------------------------------------------------------------------------
+
+def _episode_row(env, pool: Pool, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int) -> dict:
+    from rllib_sit.data.episode import rollout_episode
+
+    n = env.info.n_agents
+    ss = np.random.SeedSequence([int(seed), int(k)])
+    env_ss, member_ss, *agent_ss = ss.spawn(2 + n)
+    member_rng = np.random.default_rng(member_ss)
+    rngs = [np.random.default_rng(s) for s in agent_ss]
+    acts = []
+    for i in range(n):
+        choices = policies[level_names[i]]
+        acts.append(choices[int(member_rng.integers(len(choices)))])
+
+    def joint(env_, obs):
+        out = [acts[i](env_, i, rngs[i], obs) for i in range(n)]
+        return np.asarray(out, np.int64) if env_.info.discrete else np.stack(out).astype(np.float32)
+
+    levels = [S.LEVELS[l[0]] for l in level_names]
+    return rollout_episode(env, joint, seed=int(env_ss.generate_state(1)[0]), episode_id=int(k), policy_levels=levels)
+
+
+def rollout_chunk(env_fn: Callable, pool: Pool, composition: Composition, assignment: np.ndarray,
+                  seed: int, start: int, stop: int) -> List[dict]:
+    """Episodes ``start..stop-1`` as schema rows (episode_id = episode index)."""
+    env = env_fn()
+    words = {"r": "random", "m": "medium", "e": "expert"}
+    policies = {w: pool.policies(w) for w in {words[l] for l in composition.levels_used()}}
+    rows = []
+    for k in range(start, stop):
+        comp = composition.components[int(assignment[k])]
+        level_names = [words[comp.level_of(a)] for a in env.info.agents]
+        rows.append(_episode_row(env, pool, policies, level_names, seed, k))
+    env.close()
+    return rows
+
+
+def _iter_rows(env_fn, pool, composition, assignment, seed, n_episodes, num_workers, chunk, progress, desc) -> Iterator[dict]:
+    """Yield rows in episode order; chunks run as Ray tasks (bounded in flight) or inline."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_episodes, desc=desc, unit="ep", smoothing=0.1)
+    bounds = [(s, min(s + chunk, n_episodes)) for s in range(0, n_episodes, chunk)]
+    try:
+        if num_workers == 0:
+            for s, e in bounds:
+                rows = rollout_chunk(env_fn, pool, composition, assignment, seed, s, e)
+                if bar:
+                    bar.update(len(rows))
+                yield from rows
+            return
+        import ray
+
+        task = ray.remote(num_cpus=1)(rollout_chunk)
+        env_ref, pool_ref = ray.put(env_fn), ray.put(pool)
+        comp_ref, assign_ref = ray.put(composition), ray.put(assignment)
+        pending = collections.deque()
+        todo = iter(bounds)
+        max_in_flight = num_workers + 1  # one queued so a worker never idles while we write
+
+        def submit():
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt, task.remote(env_ref, pool_ref, comp_ref, assign_ref, seed, *nxt)))
+
+        for _ in range(max_in_flight):
+            submit()
+        finished = set()  # chunks known to be done (progress), yielded strictly in order
+        while pending:
+            (s, e), ref = pending[0]
+            while ref not in finished:
+                waiting = [r for _, r in pending if r not in finished]
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=1.0, fetch_local=False)
+                for r in ready:
+                    finished.add(r)
+                    if bar:
+                        bar.update(next(b[1] - b[0] for b, rr in pending if rr == r))
+            pending.popleft()
+            finished.discard(ref)
+            rows = ray.get(ref)
+            submit()
+            yield from rows
+    finally:
+        if bar:
+            bar.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Public API
+# ------------------------------------------------------------------------------------------------
+
+def _resolve(env_id: str, quality: Optional[str], composition: Optional[str], agents: Sequence[str]):
+    if composition is not None:
+        comp = parse_composition(composition, agents) if isinstance(composition, str) else composition
+        if quality is None:
+            quality = custom_quality_name(comp)
+        return quality, comp, None
+    if quality is None:
+        raise ValueError("give a dataset quality (e.g. 'low', 'medium') or a composition")
+    spec = dataset_spec(env_id, quality)
+    if list(spec.composition.agents) != list(agents):
+        raise ValueError(f"{env_id}: data spec agents {spec.composition.agents} differ from the env's {list(agents)}")
+    return quality, spec.composition, spec
+
+
+def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Optional[str] = None,
+                     n_episodes: int = DEFAULT_EPISODES, seed: int = 0, out: Optional[os.PathLike] = None,
+                     num_workers: Optional[int] = None, progress: bool = True, overwrite: bool = False,
+                     chunk_size: int = DEFAULT_CHUNK, pool: Optional[Pool] = None,
+                     env_fn: Optional[Callable] = None) -> str:
+    """Generate ``n_episodes`` of ``env_id`` with the composition of ``quality`` (or ``composition``).
+
+    Args:
+        env_id: ``"family:scenario"``.
+        quality: a quality of the data specs (``low``, ``medium``, ``low-closer-look``, ...).
+        composition: a composition string; overrides the spec (``quality`` then only names it).
+        n_episodes: dataset size (paper: 10,000).
+        seed: the one seed everything derives from.
+        out: dataset folder; default the cache path :func:`dataset_path`.
+        num_workers: parallel Ray tasks (default: the cluster's CPUs); 0 runs inline.
+        progress: show a progress bar.
+        overwrite: replace an existing dataset at ``out`` (otherwise it is an error).
+        pool / env_fn: inject a pool and an env factory (tests, custom envs); default
+            ``load_pool(env_id)`` and ``make_env(env_id)``.
+
+    Returns:
+        the dataset folder.
+    """
+    import rllib_sit
+    from rllib_sit.data import write_dataset
+    from rllib_sit.data.schema import DatasetMeta
+
+    if int(n_episodes) < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    n_episodes, seed = int(n_episodes), int(seed)
+    if env_fn is None:
+        from functools import partial
+
+        from rllib_sit.envs.registry import make_env
+
+        env_fn = partial(make_env, env_id)
+    probe = env_fn()
+    info = probe.info
+    stat_names = list(probe.agent_stats().keys())
+    probe.close()
+    quality, comp, spec = _resolve(env_id, quality, composition, info.agents)
+    pool = pool if pool is not None else load_pool(env_id)
+    for l in comp.levels_used():  # fail before any work if a level is missing
+        pool.members(l)
+    path = Path(out) if out is not None else dataset_path(env_id, quality, n_episodes, seed)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) or another --out")
+    if num_workers is None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    elif num_workers > 0:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(num_cpus=num_workers, include_dashboard=False, log_to_driver=False)
+        num_workers = max(1, min(num_workers, int(ray.cluster_resources().get("CPU", 1))))
+    assignment = component_assignment(comp, n_episodes, seed)
+    counts = comp.episode_counts(n_episodes)
+    family, scenario = env_id.split(":")
+    t0 = time.time()
+    rows = _iter_rows(env_fn, pool, comp, assignment, seed, n_episodes, num_workers, chunk_size, progress,
+                      f"{env_id} {quality}")
+    card = {
+        "env": env_id,
+        "scenario": scenario,
+        "quality": quality,
+        "composition": comp.to_string(),
+        "episodes_per_component": counts,
+        "paper_average_return": spec.paper_average_return if spec else None,
+        "generating_policies": {
+            "pool_card": f"offline_data/policy_pools/{family}_{scenario}.json",
+            **{l: [m.describe() for m in pool.members(l)] for l in
+               [{"r": "random", "m": "medium", "e": "expert"}[x] for x in comp.levels_used()]},
+        },
+        "seed": seed,
+        "seeding": "episode k: SeedSequence([seed, k]) -> env reset seed, member choice, one rng per agent; "
+                   "components: counts by largest remainder, order shuffled by SeedSequence([seed, 0xC0FFEE])",
+        "package_version": getattr(rllib_sit, "__version__", "unknown"),
+        "generator": "rllib_sit.data.generation.generate_dataset",
+    }
+    if spec is not None and spec.note:
+        card["note"] = spec.note
+    meta = DatasetMeta(env=info, agent_stat_names=stat_names)
+    result = write_dataset(rows, str(path), meta, card=card, overwrite=overwrite)
+    elapsed = time.time() - t0
+    if progress:
+        print(f"{env_id} {quality}: {n_episodes} episodes in {elapsed:.1f} s "
+              f"({n_episodes / max(elapsed, 1e-9):.1f} episodes/s, {num_workers} workers) -> {result}")
+    return str(result)
+
+
+def ensure_dataset(env_id: str, quality: str, n_episodes: int = DEFAULT_EPISODES, seed: int = 0,
+                   root: Optional[os.PathLike] = None, **kwargs) -> str:
+    """The cached dataset of (env, quality, n, seed), generated on first use."""
+    path = dataset_path(env_id, quality, n_episodes, seed, root)
+    if (path / "card.json").exists():
+        return str(path)
+    return generate_dataset(env_id, quality=quality, n_episodes=n_episodes, seed=seed, out=path, **kwargs)
+
+
+def decentralize(path: os.PathLike, out: os.PathLike, agents: Optional[Sequence[str]] = None,
+                 overwrite: bool = False) -> Dict[str, str]:
+    """Split a joint dataset into one single-agent dataset per agent (decentralized MARL).
+
+    Following the offline decentralized MARL paper (papers/offline_decentralized_marl_vd_tn.md,
+    "the dataset of each agent ... contains its own action instead of the joint action"), agent
+    i's dataset B_i holds its own observations, its own actions and action masks, its policy level
+    and statistics, the team reward and the global state, but no other agent's observation or
+    action. Every per-agent dataset is schema v1 with N = 1 (``EnvInfo.agents == [agent]``) and
+    is written to ``<out>/<agent>/``; its card adds ``decentralized_agent`` and ``source_dataset``.
+
+    Returns ``{agent: path}``.
+    """
+    import dataclasses
+
+    from rllib_sit.data import read_dataset, write_dataset
+    from rllib_sit.data.schema import DatasetMeta
+
+    ds = read_dataset(str(path), validate="schema")
+    info = ds.meta.env
+    agents = list(agents or info.agents)
+    unknown = [a for a in agents if a not in info.agents]
+    if unknown:
+        raise ValueError(f"decentralize: unknown agent(s) {unknown}; expected some of {info.agents}")
+    # column -> axis of N in the per-episode array
+    agent_axis = {S.OBS: 1, S.ACTIONS: 1, S.AVAIL_ACTIONS: 1, S.POLICY_LEVELS: 0, S.AGENT_STATS: 0}
+    out = Path(out)
+    result = {}
+    for a in agents:
+        i = info.agents.index(a)
+        sub_info = dataclasses.replace(info, agents=[a], agent_types=[info.agent_types[i]])
+        meta = DatasetMeta(env=sub_info, agent_stat_names=list(ds.meta.agent_stat_names))
+
+        def rows(i=i):
+            for batch in ds.iter_batches(64, backend="arrow"):
+                for k in range(len(batch[S.EPISODE_ID])):
+                    yield {c: (np.take(v[k], [i], axis=agent_axis[c]) if c in agent_axis else v[k])
+                           for c, v in batch.items()}
+
+        card = {k: v for k, v in ds.card.items()
+                if k not in ("n_episodes", "return_mean", "return_std", "return_min", "return_max", "agents",
+                             "agent_types")}
+        card.update({"decentralized_agent": a, "source_dataset": str(Path(path).resolve()),
+                     "quality": f"{ds.card.get('quality')}/{a}"})
+        result[a] = str(write_dataset(rows(), str(out / a), meta, card=card, overwrite=overwrite))
+    return result
