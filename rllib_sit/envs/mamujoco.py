@@ -115,6 +115,8 @@ class MaMuJoCoEnv(CoopEnv):
         super().__init__()
         self._last_obs: Dict[str, np.ndarray] = {}
         self.t = 0
+        self._sum_abs_action = np.zeros(self.info.n_agents)
+        self._sum_sq_action = np.zeros(self.info.n_agents)
 
     def _reset(self, seed: Optional[int]) -> None:
         self._last_obs, _ = self.env.reset(seed=seed)

@@ -112,3 +112,19 @@ def test_rllib_wrapper_reset_step(env_id):
         assert set(obs["a1"]) == {"obs", "action_mask"} and rew["a1"] == 6.0 and term["__all__"]
     else:
         assert set(obs["a1"]) == {"obs"} and not term["__all__"] and infos["a1"]["state"].shape == (2,)
+
+
+@pytest.mark.parametrize("env_id", ["mpe:cn_3ls3l", "mpe:pp_3p1p", "mpe:dg", "matrix:vdtn",
+                                    "mamujoco:halfcheetah_2l"])
+def test_agent_stats_before_reset_and_data_rollout(env_id):
+    """Regression: the data layer's rollout_episode reads agent_stats() names before reset()."""
+    from rllib_sit.data.episode import rollout_episode
+    from rllib_sit.envs import uniform_random_actions
+
+    env = make_env(env_id)
+    names = list(env.agent_stats())
+    assert names and all(v.shape == (env.info.n_agents,) for v in env.agent_stats().values())
+    rng = np.random.default_rng(0)
+    row = rollout_episode(env, lambda e, obs: uniform_random_actions(e, rng), seed=0, episode_id=0)
+    assert row["agent_stats"].shape == (env.info.n_agents, len(names))
+    env.close()

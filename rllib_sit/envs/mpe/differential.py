@@ -50,6 +50,7 @@ class DifferentialGame(CoopEnv):
         self._rng = np.random.default_rng()
         self.x = np.zeros(2)
         self.t = 0
+        self._sum_abs = np.zeros(2)
 
     def _reset(self, seed: Optional[int]) -> None:
         if seed is not None:

@@ -47,6 +47,7 @@ class CooperativeNavigation(ParticleEnv):
             obs_dim=4 + 2 * N_OBS_LANDMARKS + 2 * N_OBS_SEEKERS, state_dim=6 * n,
             episode_limit=episode_limit, discrete=True, n_actions=N_MOVE_ACTIONS)
         super().__init__()
+        self._sum_dist, self._last_dist = np.zeros(n), np.zeros(n)  # agent_stats() before reset()
 
     # -- dynamics -----------------------------------------------------------------------------
     def _place(self, rng: np.random.Generator) -> None:

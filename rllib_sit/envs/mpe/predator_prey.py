@@ -67,6 +67,7 @@ class PredatorPrey(ParticleEnv):
             agent_types=[PP_AGENT_TYPE] * n_predators, obs_dim=10, state_dim=4 * (n_predators + 1),
             episode_limit=episode_limit, discrete=True, n_actions=N_MOVE_ACTIONS)
         super().__init__()
+        self._sum_dist, self._catches = np.zeros(n_predators), np.zeros(n_predators)  # before reset()
 
     # -- dynamics -----------------------------------------------------------------------------
     def _place(self, rng: np.random.Generator) -> None:
