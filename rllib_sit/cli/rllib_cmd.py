@@ -1,0 +1,244 @@
+"""``rllib``: the classic RLlib command line (Ray 2.60 no longer ships one), for this package.
+
+    rllib train file tuned_examples/sit_2s3z_quick.yaml [--stop JSON] [--config JSON]
+                     [--storage-path DIR] [--max-concurrent-trials N] [--num-cpus N]
+    rllib evaluate CHECKPOINT [--episodes N] [--seed S]
+
+The YAML is RLlib's classic tuned-example format::
+
+    sit-2s3z:
+      run: SIT                      # any algorithm registered by rllib_sit.register_all()
+      env: smac:2s3z
+      stop: {training_iteration: 50}
+      checkpoint_freq: 10
+      config:
+        dataset: {quality: low, episodes: 10000}   # or input_: <dataset folder>
+        alpha: {grid_search: [0.1, 0.2]}
+
+Runs on Ray Tune: checkpoints and TensorBoard/CSV/JSON logs go to ``<storage-path>/<name>``.
+Datasets named by ``config.dataset`` are generated (once, with progress) on the driver before the
+trials start, so trials only read them. On a 2-CPU machine at most ``#CPUs - 1`` trials run at once
+by default: Ray Data reads inside trials deadlock when trials hold every CPU (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+DEFAULT_STORAGE = os.path.join("~", "ray_results")
+
+
+def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and "grid_search" not in v:
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _json_arg(text: Optional[str], what: str) -> Dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        val = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what}: not valid JSON ({e}): {text!r}") from None
+    if not isinstance(val, dict):
+        raise ValueError(f"{what}: expected a JSON object, got {text!r}")
+    return val
+
+
+def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
+    """Read and check a classic tuned-example YAML file -> {name: experiment dict}."""
+    import yaml
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: expected a mapping {{name: {{run: ..., env: ..., config: ...}}}}")
+    for name, exp in data.items():
+        if not isinstance(exp, dict) or "run" not in exp:
+            raise ValueError(f"{path}: experiment {name!r} needs a 'run:' key (e.g. run: SIT)")
+        unknown = set(exp) - {"run", "env", "stop", "config", "checkpoint_freq", "checkpoint_at_end",
+                              "num_samples", "storage_path", "local_dir", "max_concurrent_trials"}
+        if unknown:
+            raise ValueError(f"{path}: experiment {name!r} has unknown key(s) {sorted(unknown)}")
+    return data
+
+
+def _prepare_datasets(config: Dict[str, Any], env: Any) -> None:
+    """Generate (or find cached) datasets named by ``config['dataset']`` on the driver."""
+    ds = config.get("dataset")
+    if not ds or config.get("input_") or config.get("input"):
+        return
+    values = ds["grid_search"] if isinstance(ds, dict) and "grid_search" in ds else [ds]
+    envs = env["grid_search"] if isinstance(env, dict) and "grid_search" in env else [env]
+    from rllib_sit.data.generation import ensure_dataset
+
+    for e in envs:
+        for d in values:
+            print(f"[rllib] dataset {e} {d}: ", end="", flush=True)
+            path = ensure_dataset(e, d.get("quality", "low"), n_episodes=int(d.get("episodes", 10000)),
+                                  seed=int(d.get("seed", 0)))
+            print(path, flush=True)
+
+
+def _progress_callback():
+    from ray.tune import Callback
+
+    class PrintProgress(Callback):
+        """One line per training iteration: stage, losses, evaluation return."""
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            sit = result.get("sit", {}) or {}
+            learners = result.get("learners", {}) or {}
+            parts = [f"{trial.trial_id} iter {result.get('training_iteration')}",
+                     f"{result.get('time_total_s', 0):.0f}s"]
+            if sit:
+                parts.append(f"stage {sit.get('stage_name')}")
+            for mid, m in learners.items():
+                if not isinstance(m, dict):
+                    continue
+                for key in ("ardnem_loss", "critic_loss", "actor_loss"):
+                    v = m.get(key)
+                    if isinstance(v, (int, float)) and v == v:
+                        parts.append(f"{mid}/{key} {v:.4g}")
+            ev = (result.get("evaluation", {}) or {}).get("env_runners", {}) or {}
+            if "episode_return_mean" in ev:
+                s = f"eval return {ev['episode_return_mean']:.3f} ± {ev.get('episode_return_std', 0):.3f}"
+                if "win_rate" in ev:
+                    s += f" win {ev['win_rate']:.2f}"
+                parts.append(s)
+            print("[rllib] " + " | ".join(parts), flush=True)
+
+    return PrintProgress()
+
+
+def train_file(args) -> int:
+    import ray
+    from ray import tune
+
+    import rllib_sit
+
+    experiments = load_experiments(args.file)
+    stop_over = _json_arg(args.stop, "--stop")
+    config_over = _json_arg(args.config, "--config")
+    if not ray.is_initialized():
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
+    rllib_sit.register_all()
+    n_cpus = int(ray.cluster_resources().get("CPU", 1))
+    status = 0
+    for name, exp in experiments.items():
+        config = _deep_merge(exp.get("config") or {}, config_over)
+        if "env" in exp:
+            config["env"] = exp["env"]
+        if "input_" in config and "input" not in config:
+            config["input"] = config.pop("input_")
+        _prepare_datasets(config, config.get("env"))
+        stop = dict(exp.get("stop") or {}, **stop_over)
+        storage = os.path.abspath(os.path.expanduser(args.storage_path or exp.get("storage_path")
+                                                     or exp.get("local_dir") or DEFAULT_STORAGE))
+        max_conc = args.max_concurrent_trials or exp.get("max_concurrent_trials") or max(1, n_cpus - 1)
+        print(f"[rllib] experiment {name}: run={exp['run']} env={config.get('env')} stop={stop} "
+              f"storage={storage}/{name} max_concurrent_trials={max_conc}", flush=True)
+        t0 = time.time()
+        tuner = tune.Tuner(
+            exp["run"],
+            param_space=config,
+            tune_config=tune.TuneConfig(num_samples=int(exp.get("num_samples", 1)),
+                                        max_concurrent_trials=int(max_conc)),
+            run_config=tune.RunConfig(
+                name=name, storage_path=storage, stop=stop, verbose=1 if args.verbose else 0,
+                callbacks=[_progress_callback()],
+                checkpoint_config=tune.CheckpointConfig(
+                    checkpoint_frequency=int(exp.get("checkpoint_freq", 0) or 0),
+                    checkpoint_at_end=bool(exp.get("checkpoint_at_end", True))),
+            ),
+        )
+        results = tuner.fit()
+        print(f"[rllib] experiment {name}: {len(results)} trial(s) in {time.time() - t0:.0f}s", flush=True)
+        for res in results:
+            ev = ((res.metrics or {}).get("evaluation", {}) or {}).get("env_runners", {}) or {}
+            ck = res.checkpoint.path if res.checkpoint else None
+            err = f" ERROR: {res.error}" if res.error else ""
+            ret = f"{ev['episode_return_mean']:.3f}" if "episode_return_mean" in ev else "n/a"
+            print(f"[rllib]   {res.path}: iterations {(res.metrics or {}).get('training_iteration')}, "
+                  f"eval return {ret}, checkpoint {ck}{err}", flush=True)
+            if res.error:
+                status = 1
+    return status
+
+
+def evaluate_checkpoint(args) -> int:
+    import ray
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    import rllib_sit
+
+    path = os.path.abspath(os.path.expanduser(args.checkpoint))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint folder")
+    if not ray.is_initialized():
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
+    rllib_sit.register_all()
+    algo = Algorithm.from_checkpoint(path)
+    try:
+        algo.config._is_frozen = False
+        algo.config.evaluation_duration = int(args.episodes)
+        if args.seed is not None:
+            algo.config.seed = int(args.seed)
+        t0 = time.time()
+        res = algo.evaluate()
+        stats = res.get("env_runners", res)
+        print(json.dumps({"checkpoint": path, "env": algo.config.env, "seconds": round(time.time() - t0, 2),
+                          **stats}, indent=2))
+    finally:
+        algo.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rllib", description="RLlib command line for rllib_sit (train file / evaluate)")
+    sub = p.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train from a tuned-example YAML file")
+    trs = tr.add_subparsers(dest="train_command", required=True)
+    f = trs.add_parser("file", help="run the experiments of a classic RLlib tuned-example YAML file on Ray Tune")
+    f.add_argument("file")
+    f.add_argument("--stop", help='JSON overrides of the stop criteria, e.g. \'{"training_iteration": 3}\'')
+    f.add_argument("--config", help='JSON overrides of the algorithm config, e.g. \'{"alpha": 0.5}\'')
+    f.add_argument("--storage-path", help=f"where results/checkpoints go (default {DEFAULT_STORAGE})")
+    f.add_argument("--max-concurrent-trials", type=int, help="default: #CPUs - 1 (at least 1)")
+    f.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance")
+    f.add_argument("-v", "--verbose", action="store_true")
+    f.set_defaults(func=train_file)
+    ev = sub.add_parser("evaluate", help="greedy evaluation of a checkpoint on its environment")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--episodes", type=int, default=32)
+    ev.add_argument("--seed", type=int)
+    ev.add_argument("--num-cpus", type=int)
+    ev.add_argument("-v", "--verbose", action="store_true")
+    ev.set_defaults(func=evaluate_checkpoint)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rllib: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
