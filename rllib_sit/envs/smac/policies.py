@@ -13,6 +13,17 @@ from rllib_sit.envs.smac.obs import N_ACTIONS_NO_ATTACK
 
 # Move actions 2..5 = N, S, E, W.
 _NORTH, _SOUTH, _EAST, _WEST = 2, 3, 4, 5
+_DIRS = np.array([[0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]])
+# Kiting: a ranged agent retreats from a melee enemy closer than this (edge to edge, map units)
+# while more than KITE_MIN_COOLDOWN game loops of its weapon cooldown remain.
+KITE_DISTANCE = 1.5
+KITE_MIN_COOLDOWN = 4.0
+# Tank swap: retreat only while an ally keeps more than this fraction of its shields, from an
+# enemy whose weapon range (edge to edge) + this margin reaches the agent.
+TANK_SWAP_SHIELD = 0.5
+KITE = True
+TANK_SWAP = True
+TANK_SWAP_MARGIN = 1.0
 
 
 def _check_skill(skill: float) -> float:
@@ -34,12 +45,26 @@ def _random_available(mask: np.ndarray, rng: np.random.Generator) -> int:
     return int(avail[rng.integers(len(avail))])
 
 
-def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> int:
-    """Focus fire on the weakest enemy (HP + shield) in shoot range, else move toward the nearest enemy.
+def _move_along(mask: np.ndarray, direction: np.ndarray) -> int:
+    """The available move action best aligned with ``direction`` (stop if none is)."""
+    best, best_dot = 1, -np.inf
+    for a, d in zip((_NORTH, _SOUTH, _EAST, _WEST), _DIRS):
+        if mask[a] > 0:
+            dot = float(direction @ d)
+            if dot > best_dot:
+                best, best_dot = a, dot
+    return best
 
-    Ties between equally weak enemies go to the lowest enemy index, so all agents pick the same
-    target (focus fire). Movement picks the available direction that most reduces the distance.
-    With probability ``1 - skill`` a uniformly random available action is taken instead.
+
+def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> int:
+    """Scripted SMAC micro for one agent (reads the simulator's unit table, like a scripted bot).
+
+    In order: (1) a ranged agent whose weapon is reloading kites away from a melee enemy that is
+    about to reach it; (2) a ranged agent targeted by an enemy, with its shields gone while an ally still
+    has shields, steps out of that enemy's range (tank swap); (3) focus fire: attack the enemy in
+    shoot range with the least HP + shield (ties -> lowest index, so all agents agree); (4) move
+    toward the nearest enemy. With probability ``1 - skill`` a uniformly random available action
+    is taken instead.
     """
     skill = _check_skill(skill)
     mask = env.action_masks()[agent_index]
@@ -47,24 +72,34 @@ def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: flo
         return 0  # dead
     if skill < 1.0 and rng.random() >= skill:
         return _random_available(mask, rng)
-    b, n_ag = env.battle, env.n_agents
-    att = mask[N_ACTIONS_NO_ATTACK:] > 0
-    if att.any():
-        eff = b.hp[n_ag:] + b.sh[n_ag:]
-        k = int(np.argmin(np.where(att, eff, np.inf)))
-        return N_ACTIONS_NO_ATTACK + k
+    b, n_ag, i = env.battle, env.n_agents, agent_index
     alive_e = b.alive[n_ag:]
     if not alive_e.any():
         return 1
-    rel = b.pos[n_ag:] - b.pos[agent_index]
-    d = np.where(alive_e, np.hypot(rel[:, 0], rel[:, 1]), np.inf)
-    dx, dy = rel[int(np.argmin(d))]
-    prefs = ([(_EAST if dx > 0 else _WEST), (_NORTH if dy > 0 else _SOUTH)] if abs(dx) >= abs(dy)
-             else [(_NORTH if dy > 0 else _SOUTH), (_EAST if dx > 0 else _WEST)])
-    for a in prefs:
-        if mask[a] > 0:
-            return a
-    return 1
+    rel = b.pos[n_ag:] - b.pos[i]
+    dist = np.where(alive_e, np.hypot(rel[:, 0], rel[:, 1]), np.inf)
+    edge = dist - b.radius[n_ag:] - b.radius[i]
+    # (1) kite melee enemies while reloading
+    if KITE and b.range[i] >= 2 and b.cd[i] > KITE_MIN_COOLDOWN:
+        melee = alive_e & (b.range[n_ag:] < 1) & (b.speed[n_ag:] > 0) & (edge < KITE_DISTANCE)
+        if melee.any():
+            k = int(np.argmin(np.where(melee, dist, np.inf)))
+            return _move_along(mask, -rel[k])
+    # (2) tank swap: step out of range of the enemy that targets me once my shields are gone
+    if TANK_SWAP and b.range[i] >= 2 and b.sh_max[i] > 0 and b.sh[i] <= 0:
+        hunters = np.flatnonzero((b.ai_tgt[n_ag:] == i) & alive_e)
+        others = [j for j in range(n_ag) if j != i and b.alive[j] and b.sh[j] > TANK_SWAP_SHIELD * b.sh_max[j]]
+        if len(hunters) and others:
+            k = int(hunters[np.argmin(dist[hunters])])
+            if edge[k] <= b.range[n_ag + k] + TANK_SWAP_MARGIN:
+                return _move_along(mask, -rel[k])
+    # (3) focus fire
+    att = mask[N_ACTIONS_NO_ATTACK:] > 0
+    if att.any():
+        eff = b.hp[n_ag:] + b.sh[n_ag:]
+        return N_ACTIONS_NO_ATTACK + int(np.argmin(np.where(att, eff, np.inf)))
+    # (4) approach the nearest enemy
+    return _move_along(mask, rel[int(np.argmin(dist))])
 
 
 def heuristic_actions(env, rng: np.random.Generator, skill: float = 1.0) -> np.ndarray:
