@@ -2,14 +2,10 @@
 
 Scenarios (agent ids ``l1..lN`` in mamujoco's partition order, one agent type per body part):
 
-===================  ===========  ====================================  =========  =============
-id                   task, parts  agent types                           act_dim    episode_limit
-===================  ===========  ====================================  =========  =============
-mamujoco:halfcheetah_2l  HalfCheetah 2x3  leg_back, leg_front           3          200 (SIT)
-mamujoco:walker_2l   Walker2d 2x3 leg_right, leg_left                   3          200 (SIT)
-mamujoco:hopper_3x1  Hopper 3x1   thigh, leg, foot                      1          1000
-mamujoco:ant_2x4     Ant 2x4      legs_front, legs_back                 4          1000
-===================  ===========  ====================================  =========  =============
+* ``mamujoco:halfcheetah_2l``: HalfCheetah 2x3, types ``leg_back, leg_front``, act_dim 3, limit 200 (SIT)
+* ``mamujoco:walker_2l``: Walker2d 2x3, types ``leg_right, leg_left``, act_dim 3, limit 200 (SIT)
+* ``mamujoco:hopper_3x1``: Hopper 3x1, types ``thigh, leg, foot``, act_dim 1, limit 1000
+* ``mamujoco:ant_2x4``: Ant 2x4, types ``legs_front, legs_back``, act_dim 4, limit 1000
 
 ``agent_obsk=1`` (own joints + 1-hop neighbours). Observations of agents with fewer features are
 zero-padded at the end to the largest agent's size (Hopper 3x1: 8/9/8 -> 9). Global state =
