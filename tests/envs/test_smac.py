@@ -83,11 +83,13 @@ def test_masks_dead_agent_range_and_pathing():
     assert m[0, 6] == 1 and m[0, 7] == 0 and m[0, 8] == 0  # 5.9 in range, 6.1 and far not
     assert (SHOOT_RANGE, SIGHT_RANGE) == (6.0, 9.0)
     # pathing: 3m/8m terrain is open for y in [8, 24): at y=8.5 south (y-1=7.5) is blocked
-    _place(env, [[10, 8.5], [10, 23.2], [0.5, 16]])
+    _place(env, [[10, 8.5], [10, 23.2], [31.5, 16]])
     m = env.action_masks()
     assert m[0, 2] == 1 and m[0, 3] == 0  # N ok, S blocked
     assert m[1, 2] == 0 and m[1, 3] == 1  # N blocked at y=24.2
-    assert m[2, 5] == 0 and m[2, 4] == 1  # W out of bounds
+    assert m[2, 4] == 0 and m[2, 5] == 1  # E out of bounds (x + 1 >= 32)
+    _place(env, [[0.5, 16], [10, 12], [10, 20]])
+    assert env.action_masks()[0, 5] == 1  # SMAC quirk: int(-0.5) == 0 passes check_bounds
     # dead agent: only the no-op
     b.alive[1] = False
     b.hp[1] = 0.0

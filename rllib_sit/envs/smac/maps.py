@@ -182,7 +182,7 @@ def spawn_positions(spec: MapSpec, rng: Optional[np.random.Generator], jitter: f
             off = _packed_offsets(len(types), spacing)
             off[:, 0] *= sign
             pos = np.array(point, dtype=np.float64) + off
-        if jitter > 0 and rng is not None and fixed is None:
+        if jitter > 0 and rng is not None:
             pos = pos + rng.uniform(-jitter, jitter, pos.shape)
         out.append(pos)
     return out[0], out[1]

@@ -58,6 +58,10 @@ class Featurizer:
         self.center = MAP_SIZE / 2.0
         self.max_dist = float(MAP_SIZE)
         self.grid = battle.grid
+        # Pathing grid with an unpathable row/column at index MAP_SIZE (out of bounds).
+        self._grid_pad = np.zeros((MAP_SIZE + 1, MAP_SIZE + 1), dtype=bool)
+        self._grid_pad[:MAP_SIZE, :MAP_SIZE] = self.grid
+        self._move_offsets = MOVE_DIRS[None] * (MOVE_AMOUNT / 2)
 
     # -- masks -----------------------------------------------------------------------------------
     def masks(self, d_ae: np.ndarray) -> np.ndarray:
@@ -69,12 +73,11 @@ class Featurizer:
         if alive.any():
             m[alive, 1] = 1.0
             p = b.pos[:n_ag]
-            # check 1 unit ahead (move_amount / 2), int() truncation as SMAC
-            q = p[:, None, :] + MOVE_DIRS[None] * (MOVE_AMOUNT / 2)
-            ix = q[..., 0].astype(np.int64)
-            iy = q[..., 1].astype(np.int64)
-            inb = (q[..., 0] >= 0) & (ix < MAP_SIZE) & (q[..., 1] >= 0) & (iy < MAP_SIZE)
-            ok = inb & self.grid[np.clip(ix, 0, MAP_SIZE - 1), np.clip(iy, 0, MAP_SIZE - 1)]
+            # check 1 unit ahead (move_amount / 2) with int() truncation, as SMAC's can_move does:
+            # int(-0.5) == 0 passes check_bounds, so only x or y >= map size is out of bounds.
+            q = p[:, None, :] + self._move_offsets
+            iq = q.astype(np.int64)
+            ok = self._grid_pad[iq[..., 0], iq[..., 1]]
             m[:, 2:6] = ok & alive[:, None]
             att = (d_ae <= SHOOT_RANGE) & b.alive[None, n_ag:] & alive[:, None]
             m[:, N_ACTIONS_NO_ATTACK:] = att

@@ -34,9 +34,9 @@ CHASE_LEASH = 2.0
 RETALIATE_LOOPS = 5 * U.LOOPS_PER_SECOND
 # Enemy AI: "at the attack-move point" distance; beyond it, no hunting.
 AT_POINT = 1.5
-# Targets (enemy AI acquisition) are re-evaluated every this many loops, and at once after an
+# Targets (enemy AI acquisition) are re-evaluated every this many loops (SC2 scans periodically too), and at once after an
 # order or a death.
-RETARGET_LOOPS = 4.0
+RETARGET_LOOPS = 8.0
 _EPS = 1e-6
 
 
@@ -90,7 +90,11 @@ class Battle:
         self._has_shields = bool((self.sh_max > 0).any())
         self._has_regen = bool((self.regen > 0).any())
         ang = (np.arange(n)[:, None] - np.arange(n)[None, :]) * 2.399963
-        self._fallback_dir = np.stack([np.cos(ang), np.sin(ang)], -1)
+        # Tiny index-dependent offset so that coincident units separate in a fixed direction.
+        self._fallback_dir = np.exp(1j * ang) * 1e-7
+        self._reach = self.range[:, None] + self.rsum  # weapon reach (centre distance) of i on j
+        self._rsum_coll = np.where(coll, self.rsum, 0.0)
+        self._speed_dt = self.speed * self.dt
         self.rng = np.random.default_rng()
         self.reset(None)
 
@@ -107,7 +111,11 @@ class Battle:
             grp = ally_pos[idx]
             ally_pos[idx] = grp[np.lexsort((grp[:, 1], grp[:, 0]))]
         n = self.n
-        self.pos = np.concatenate([ally_pos, enemy_pos]).astype(np.float64)
+        # Positions are stored as complex numbers x + iy (cheap distances); ``pos`` is a float
+        # [n, 2] view of the same memory (write through it in place, never rebind it).
+        self._z = np.zeros(n, dtype=np.complex128)
+        self.pos = self._z.view(np.float64).reshape(n, 2)
+        self.pos[:] = np.concatenate([ally_pos, enemy_pos])
         self.hp = self.hp_max.copy()
         self.sh = self.sh_max.copy()
         self.alive = np.ones(n, dtype=bool)
@@ -116,7 +124,8 @@ class Battle:
         self.last_attacker = np.full(n, -1, dtype=np.int64)
         self.order = np.full(n, IDLE, dtype=np.int64)
         self.order[self.n_ag:] = AMOVE
-        self.order_pt = np.zeros((n, 2))
+        self._oz = np.zeros(n, dtype=np.complex128)
+        self.order_pt = self._oz.view(np.float64).reshape(n, 2)
         self.order_pt[self.n_ag:] = TEAM1_POINT
         self.order_tgt = np.full(n, -1, dtype=np.int64)
         self.ai_tgt = np.full(n, -1, dtype=np.int64)
@@ -188,8 +197,7 @@ class Battle:
             la = self.last_attacker[e]
             la_c = np.maximum(la, 0)
             la_ok = (la >= 0) & (la < n_ag) & alive[la_c] & (self.loop - self.last_hit[e] <= RETALIATE_LOOPS)
-            pt = self.order_pt[e]
-            at_pt = np.hypot(self.pos[e, 0] - pt[:, 0], self.pos[e, 1] - pt[:, 1]) <= AT_POINT
+            at_pt = np.abs(self._z[e] - self._oz[e]) <= AT_POINT
             new = np.where(new >= 0, new, np.where(la_ok, la, np.where(at_pt, near_all, -1)))
         new = np.where(ealive & (self.order[e] == AMOVE), new, -1)
         self.ai_tgt[e] = new
@@ -197,70 +205,73 @@ class Battle:
         return T
 
     def _substep(self, dt: float) -> None:
-        pos, alive = self.pos, self.alive
-        delta = pos[None, :, :] - pos[:, None, :]  # [i, j] = p_j - p_i
-        D = np.sqrt(np.einsum("ijk,ijk->ij", delta, delta))
+        z = self._z
+        delta = z[None, :] - z[:, None]  # [i, j] = p_j - p_i
+        D = np.abs(delta)
         if self._retarget or self.loop >= self._next_retarget:
-            T = self._targets(D)
-            self._retarget = False
-            self._next_retarget = self.loop + RETARGET_LOOPS
-        else:
-            T = self._T
-        has_t = T >= 0
-        Tc = np.maximum(T, 0)
-        Dt = D[self._ar, Tc]
-        slack = Dt - self.range - self.radius - self.radius[Tc]
-        inr = has_t & (slack <= _EPS)
+            self._update_targets(D)
+        Tc = self._Tc
+        slack = (D - self._reach)[self._ar, Tc]  # weapon range left to close (edge to edge)
+        inr = self._has_t & (slack <= _EPS)
         fire = inr & (self.cd <= 0)
         if fire.any():
-            self._fire(np.flatnonzero(fire), T)
-            alive = self.alive
-        # Movement goals.
-        chase = has_t & ~inr & self.mobile & alive
-        to_pt = self._goal_orders & ~has_t & alive
-        moving = chase | to_pt
-        new = pos
+            self._fire(np.flatnonzero(fire), self._T)
+        # Movement: chase a target not yet in range, or walk to the order point.
+        chase = self._chase_ok & ~inr
+        moving = chase | self._to_pt
+        new = None
         if moving.any():
-            goal = np.where(chase[:, None], pos[Tc], self.order_pt)
-            vec = goal - pos
-            dist = np.sqrt(np.einsum("ij,ij->i", vec, vec))
-            remain = np.where(chase, slack + 0.05, dist)
-            step = np.where(moving, np.minimum(self.speed * dt, np.maximum(remain, 0.0)), 0.0)
-            new = pos + vec * (step / np.maximum(dist, _EPS))[:, None]
-            arrived = to_pt & (dist - step <= 1e-3) & (self.order == MOVE)
-            if arrived.any():
-                self.order[arrived] = IDLE
+            vec = np.where(chase, z[Tc], self._oz) - z
+            dist = np.abs(vec)
+            step = np.minimum(self._speed_dt, np.where(chase, slack + 0.05, dist))
+            step *= moving & (step > 0)
+            new = z + vec * (step / (dist + _EPS))
+            if self._has_move_orders:
+                arrived = self._to_pt & (dist - step <= 1e-3) & (self.order == MOVE)
+                if arrived.any():
+                    self.order[arrived] = IDLE
         # Collision separation of overlapping units (one relaxation pass on this sub-step's start).
-        overlap = self.rsum - D
-        overlap[~self.coll_pair] = 0.0
-        act = alive & self.collides
-        overlap[~act] = 0.0
-        overlap[:, ~act] = 0.0
+        overlap = self._rsum_coll - D
+        overlap *= self._act_pair
         if (overlap > 0).any():
-            overlap = np.maximum(overlap, 0.0) * self.push_w
-            zero = (D < _EPS) & (overlap > 0)
-            if zero.any():  # coincident units: separate along a fixed index-dependent direction
-                delta = np.where(zero[..., None], self._fallback_dir * _EPS, delta)
-            unit = delta / np.maximum(D, _EPS)[..., None]
-            new = new - np.einsum("ij,ijk->ik", overlap, unit)
+            np.maximum(overlap, 0.0, out=overlap)
+            overlap *= self.push_w
+            push = (overlap * ((delta + self._fallback_dir) / (D + _EPS))).sum(1)
+            new = (z if new is None else new) - push
         # Pathing: reject moves into blocked cells (slide along one axis if possible).
-        if new is not pos:
-            mv = alive & self.mobile
-            new = np.where(mv[:, None], new, pos)
-            np.clip(new, 0.0, MAP_SIZE - 1e-6, out=new)
-            self.pos = self._apply_pathing(pos, new)
+        if new is not None:
+            new = np.where(self._mv, new, z)
+            f = new.view(np.float64).reshape(-1, 2)
+            np.maximum(f, 0.0, out=f)
+            np.minimum(f, MAP_SIZE - 1e-6, out=f)
+            self.pos[:] = self._apply_pathing(self.pos, f)
         # Cooldowns and regeneration.
         cd = self.cd - dt
         np.maximum(cd, -dt, out=cd)
         self.cd = cd
-        if self._has_shields:
-            regen_sh = alive & (self.sh < self.sh_max) & (self.loop - self.last_hit >= U.SHIELD_REGEN_DELAY)
+        if self._has_shields and (self.sh < self.sh_max).any():
+            regen_sh = self.alive & (self.loop - self.last_hit >= U.SHIELD_REGEN_DELAY)
             if regen_sh.any():
                 self.sh = np.where(regen_sh, np.minimum(self.sh + U.SHIELD_REGEN_RATE * dt, self.sh_max), self.sh)
         if self._has_regen:
-            regen_hp = alive & (self.regen > 0) & (self.hp < self.hp_max)
+            regen_hp = self.alive & (self.regen > 0)
             self.hp = np.where(regen_hp, np.minimum(self.hp + self.regen * dt, self.hp_max), self.hp)
         self.loop += dt
+
+    def _update_targets(self, D: np.ndarray) -> None:
+        """Recompute targets and the per-unit masks derived from them and from who is alive."""
+        T = self._targets(D)
+        self._retarget = False
+        self._next_retarget = self.loop + RETARGET_LOOPS
+        alive = self.alive
+        self._has_t = T >= 0
+        self._Tc = np.maximum(T, 0)
+        self._mv = alive & self.mobile
+        self._chase_ok = self._has_t & self._mv
+        self._to_pt = self._goal_orders & ~self._has_t & alive
+        self._has_move_orders = bool((self.order == MOVE).any())
+        act = (alive & self.collides).astype(np.float64)
+        self._act_pair = act[:, None] * act[None, :]
 
     def _walkable(self, p: np.ndarray) -> np.ndarray:
         """Walkability of positions already clipped into the map."""
