@@ -15,6 +15,7 @@ Episode e of a run uses ``reset(seed=e)``; the policies draw from ``np.random.de
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -43,18 +44,19 @@ def run_episodes(env, policy, episodes: int, seed: int):
     return wins, np.array(rets), np.array(lens)
 
 
-def steps_per_second(env, n_steps: int, seed: int) -> float:
-    """Random-policy env steps/s through the ParallelEnv dict API (resets included)."""
+def steps_per_second(env, n_steps: int, seed: int):
+    """Random-policy env steps/s through the ParallelEnv dict API (resets included), per second of
+    wall-clock time and per second of this process's CPU time (less sensitive to other load)."""
     rng = np.random.default_rng(seed)
     agents = env.possible_agents
     env.reset(seed=seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n_steps):
         a = random_actions(env, rng)
         _, _, term, trunc, _ = env.step(dict(zip(agents, a.tolist())))
         if term[agents[0]] or trunc[agents[0]]:
             env.reset()
-    return n_steps / (time.perf_counter() - t0)
+    return n_steps / (time.perf_counter() - t0), n_steps / max(time.process_time() - c0, 1e-9)
 
 
 def main(argv=None) -> int:
@@ -72,18 +74,19 @@ def main(argv=None) -> int:
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
     print("command: python benchmarks/smac_sanity.py " + " ".join(sys.argv[1:] if argv is None else argv))
+    print(f"host: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start")
     header = ("| map | random win | random return | heuristic win | heuristic return | "
-              "random len | heuristic len | steps/s (random) |")
+              "random len | heuristic len | steps/s wall (CPU) |")
     print(header)
     print("|" + "---|" * 8)
     for m in args.maps:
         env = make_env(f"smac:{m}")
         rw, rr, rl = run_episodes(env, random_actions, args.episodes, args.seed)
         hw, hr, hl = run_episodes(env, heuristic_actions, args.episodes, args.seed)
-        sps = steps_per_second(env, args.speed_steps, args.seed)
+        sps, cps = steps_per_second(env, args.speed_steps, args.seed)
         n = args.episodes
         print(f"| {m} | {rw / n:.2f} | {rr.mean():.2f} ± {rr.std():.2f} | {hw / n:.2f} | "
-              f"{hr.mean():.2f} ± {hr.std():.2f} | {rl.mean():.1f} | {hl.mean():.1f} | {sps:,.0f} |", flush=True)
+              f"{hr.mean():.2f} ± {hr.std():.2f} | {rl.mean():.1f} | {hl.mean():.1f} | {sps:,.0f} ({cps:,.0f}) |", flush=True)
     if args.skills:
         m = args.maps[0]
         env = make_env(f"smac:{m}")

@@ -73,7 +73,7 @@ class SMACEnv(CoopEnv):
         b = self.battle
         if actions.shape != (self.n_agents,):
             raise ValueError(f"actions must have shape ({self.n_agents},); got {actions.shape}")
-        if ((actions < 0) | (actions >= self.n_actions)).any():
+        if np.count_nonzero((actions < 0) | (actions >= self.n_actions)):
             raise ValueError(f"actions must be integers in [0, {self.n_actions}); got {actions.tolist()}")
         avail = self._masks[np.arange(self.n_agents), actions] > 0
         for i in np.flatnonzero(~avail).tolist():

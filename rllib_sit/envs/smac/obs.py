@@ -70,7 +70,7 @@ class Featurizer:
         m = np.zeros((n_ag, self.n_actions), dtype=np.float32)
         alive = b.alive[:n_ag]
         m[~alive, 0] = 1.0
-        if alive.any():
+        if np.count_nonzero(alive):
             m[alive, 1] = 1.0
             p = b.pos[:n_ag]
             # check 1 unit ahead (move_amount / 2) with int() truncation, as SMAC's can_move does:
@@ -94,7 +94,7 @@ class Featurizer:
         b, n_ag, n_en = self.b, self.n_ag, self.n_en
         out = np.zeros((n_ag, self.obs_dim), dtype=np.float32)
         alive_a = b.alive[:n_ag]
-        if not alive_a.any():
+        if not np.count_nonzero(alive_a):
             return out
         pa, pe = b.pos[:n_ag], b.pos[n_ag:]
         out[:, 0:4] = masks[:, 2:6]

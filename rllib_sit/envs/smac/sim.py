@@ -176,28 +176,31 @@ class Battle:
         # Enemies: built-in AI.
         e = self._e
         ealive = alive[e]
-        if not alive[:n_ag].any():
+        if not np.count_nonzero(alive[:n_ag]):
             T[e] = -1
             return T
         Dm = np.where(alive[:n_ag], D[e, :n_ag], np.inf)  # [n_en, n_ag]
+        # Priority as one score (lower wins; distances are < 100 on a 32 x 32 map): current target
+        # in weapon range (-1) < nearest agent in weapon range (d) < current target within
+        # sight + leash (99) < nearest agent in sight (100 + d) < none (>= 200).
         inr = Dm <= self._reach_ea
-        near_all = np.argmin(Dm, 1)
-        near_inr = np.argmin(np.where(inr, Dm, np.inf), 1)
-        sight = Dm <= self._sight_e
-        near_sight = np.argmin(np.where(sight, Dm, np.inf), 1)
+        score = Dm + 100.0 * ~inr + 100.0 * (Dm > self._sight_e)
         ar = self._ar_en
         cur = self.ai_tgt[e]
         cur_c = np.maximum(cur, 0)
-        cur_ok = (cur >= 0) & alive[cur_c]
-        new = np.where(cur_ok & inr[ar, cur_c], cur,
-              np.where(inr.any(1), near_inr,
-              np.where(cur_ok & (Dm[ar, cur_c] <= self._leash_e), cur,
-              np.where(sight.any(1), near_sight, -1))))
-        if (new < 0).any():
+        d_cur = Dm[ar, cur_c]
+        cur_ok = cur >= 0
+        keep = cur_ok & inr[ar, cur_c]
+        chase = cur_ok & ~keep & (d_cur <= self._leash_e)
+        score[ar, cur_c] = np.where(keep, -1.0, np.where(chase, 99.0, score[ar, cur_c]))
+        pick = np.argmin(score, 1)
+        new = np.where(score[ar, pick] < 200.0, pick, -1)
+        if np.count_nonzero(new < 0):
             la = self.last_attacker[e]
             la_c = np.maximum(la, 0)
             la_ok = (la >= 0) & (la < n_ag) & alive[la_c] & (self.loop - self.last_hit[e] <= RETALIATE_LOOPS)
             at_pt = np.abs(self._z[e] - self._oz[e]) <= AT_POINT
+            near_all = np.argmin(Dm, 1)
             new = np.where(new >= 0, new, np.where(la_ok, la, np.where(at_pt, near_all, -1)))
         new = np.where(ealive & (self.order[e] == AMOVE), new, -1)
         self.ai_tgt[e] = new
@@ -214,13 +217,13 @@ class Battle:
         slack = (D - self._reach)[self._ar, Tc]  # weapon range left to close (edge to edge)
         inr = self._has_t & (slack <= _EPS)
         fire = inr & (self.cd <= 0)
-        if fire.any():
-            self._fire(np.flatnonzero(fire), self._T)
+        if np.count_nonzero(fire):
+            self._fire(fire.nonzero()[0], self._T)
         # Movement: chase a target not yet in range, or walk to the order point.
         chase = self._chase_ok & ~inr
         moving = chase | self._to_pt
         new = None
-        if moving.any():
+        if np.count_nonzero(moving):
             vec = np.where(chase, z[Tc], self._oz) - z
             dist = np.abs(vec)
             step = np.minimum(self._speed_dt, np.where(chase, slack + 0.05, dist))
@@ -228,12 +231,12 @@ class Battle:
             new = z + vec * (step / (dist + _EPS))
             if self._has_move_orders:
                 arrived = self._to_pt & (dist - step <= 1e-3) & (self.order == MOVE)
-                if arrived.any():
+                if np.count_nonzero(arrived):
                     self.order[arrived] = IDLE
         # Collision separation of overlapping units (one relaxation pass on this sub-step's start).
         overlap = self._rsum_coll - D
         overlap *= self._act_pair
-        if (overlap > 0).any():
+        if np.count_nonzero(overlap > 0):
             np.maximum(overlap, 0.0, out=overlap)
             overlap *= self.push_w
             push = (overlap * ((delta + self._fallback_dir) / (D + _EPS))).sum(1)
@@ -249,9 +252,9 @@ class Battle:
         cd = self.cd - dt
         np.maximum(cd, -dt, out=cd)
         self.cd = cd
-        if self._has_shields and (self.sh < self.sh_max).any():
+        if self._has_shields and np.count_nonzero(self.sh < self.sh_max):
             regen_sh = self.alive & (self.loop - self.last_hit >= U.SHIELD_REGEN_DELAY)
-            if regen_sh.any():
+            if np.count_nonzero(regen_sh):
                 self.sh = np.where(regen_sh, np.minimum(self.sh + U.SHIELD_REGEN_RATE * dt, self.sh_max), self.sh)
         if self._has_regen:
             regen_hp = self.alive & (self.regen > 0)
@@ -269,7 +272,7 @@ class Battle:
         self._mv = alive & self.mobile
         self._chase_ok = self._has_t & self._mv
         self._to_pt = self._goal_orders & ~self._has_t & alive
-        self._has_move_orders = bool((self.order == MOVE).any())
+        self._has_move_orders = bool(np.count_nonzero(self.order == MOVE))
         act = (alive & self.collides).astype(np.float64)
         self._act_pair = act[:, None] * act[None, :]
 
@@ -280,7 +283,7 @@ class Battle:
 
     def _apply_pathing(self, old: np.ndarray, new: np.ndarray) -> np.ndarray:
         ok = self._walkable(new)
-        if ok.all():
+        if np.count_nonzero(ok) == ok.size:
             return new
         slide_x = np.stack([new[:, 0], old[:, 1]], 1)
         slide_y = np.stack([old[:, 0], new[:, 1]], 1)
