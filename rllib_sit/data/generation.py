@@ -223,7 +223,11 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
 
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
-        num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            num_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        else:  # inside a running job (e.g. an algorithm's setup): use only the free CPUs, or none
+            num_workers = int(ray.available_resources().get("CPU", 0))
+            if num_workers < 1 and progress:
+                print(f"{env_id}: no free CPU in the Ray cluster; generating in this process")
     elif num_workers > 0:
         import ray
 
@@ -256,6 +260,11 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
     }
     if spec is not None and spec.note:
         card["note"] = spec.note
+    pool_warnings = [w for l in comp.levels_used() for w in pool.warnings(l)]
+    if pool_warnings:
+        card["pool_warnings"] = pool_warnings
+        if progress:
+            print("WARNING: " + "\nWARNING: ".join(pool_warnings))
     meta = DatasetMeta(env=info, agent_stat_names=stat_names)
     result = write_dataset(rows, str(path), meta, card=card, overwrite=overwrite)
     elapsed = time.time() - t0

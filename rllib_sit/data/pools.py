@@ -8,10 +8,12 @@ the paper's range for that level:
 * ``uniform`` — a uniformly random available action (discrete) or a uniform box action;
 * ``heuristic`` — the environment family's scripted per-agent controller
   ``heuristic_action(env, agent_index, rng, skill)``; ``skill`` in [0, 1] degrades it toward
-  random, and is calibrated by bisection so that the measured return lands in the range;
-* ``mlp`` — a tiny NumPy MLP per agent (weights in an ``.npz`` next to the pool card), for envs
-  whose scripted controller cannot reach a range (trained by CEM, see :func:`train_cem_snapshots`);
-  an optional Gaussian noise ``noise_std`` grades it.
+  random, and is calibrated by bisection so that the measured return lands in the range.
+
+Where uniform actions score outside the random range, a calibrated variant is used (continuous:
+uniform over the corners of the action box; SMAC: a share of the attack actions replaced by moves).
+Where the controller at full skill stays below the expert range, the expert level is a flagged
+*stand-in* (the best policy available) and every dataset using it says so in its card.
 
 Each map's pool card ``offline_data/policy_pools/<family>_<scenario>.json`` lists every member:
 how it was made, its parameters, the paper's range and its measured return mean ± std over
@@ -51,6 +53,10 @@ HEURISTIC_CANDIDATES: Dict[str, List[str]] = {
     "mamujoco": ["rllib_sit.envs.mamujoco_policies:heuristic_action", "rllib_sit.envs.mamujoco:heuristic_action"],
 }
 DEFAULT_EVAL_EPISODES = 50
+# Episodes per calibration probe / per final measurement, by family: MPE returns are noisy
+# (std ~ 40-60 over 25 steps) but episodes are cheap, SMAC episodes are ~10x slower.
+CAL_EPISODES = {"smac": 20, "mpe": 100, "mamujoco": 40}
+EVAL_EPISODES = {"smac": 50, "mpe": 200, "mamujoco": 50}
 
 
 def pools_dir() -> Path:
@@ -110,33 +116,9 @@ def _heuristic_member(params: dict, base_dir: Path) -> AgentPolicy:
     return act
 
 
-def _mlp_forward(weights: List[np.ndarray], x: np.ndarray) -> np.ndarray:
-    n = len(weights) // 2
-    for k in range(n):
-        x = x @ weights[2 * k] + weights[2 * k + 1]
-        if k < n - 1:
-            x = np.tanh(x)
-    return np.tanh(x)
-
-
-def _mlp_member(params: dict, base_dir: Path) -> AgentPolicy:
-    data = np.load(base_dir / params["weights"])
-    per_agent = [[data[f"a{i}_{k}"] for k in range(int(data["n_arrays"]))] for i in range(int(data["n_agents"]))]
-    noise = float(params.get("noise_std", 0.0))
-
-    def act(env: CoopEnv, i: int, rng: np.random.Generator, obs=None):
-        o = env._obs()[i] if obs is None else obs[i]
-        a = _mlp_forward(per_agent[i], np.asarray(o, np.float64))
-        if noise > 0:
-            a = a + rng.normal(0.0, noise, a.shape)
-        return np.clip(a * env.info.action_high, env.info.action_low, env.info.action_high).astype(np.float32)
-    return act
-
-
 MEMBER_KINDS: Dict[str, Callable[[dict, Path], AgentPolicy]] = {
     "uniform": _uniform_member,
     "heuristic": _heuristic_member,
-    "mlp": _mlp_member,
 }
 
 
@@ -189,6 +171,18 @@ class Pool:
 
     def describe(self) -> Dict[str, Any]:
         return {lvl: [m.describe() for m in ms] for lvl, ms in self.levels.items()}
+
+    def warnings(self, level: str) -> List[str]:
+        """Why members of ``level`` are not in the paper's range (stand-ins), if they are not."""
+        level = LEVEL_WORDS.get(level, level)
+        out = []
+        for m in self.members(level):
+            if m.measured is not None and not m.measured.get("in_range", True):
+                out.append(f"{self.env_id} {level} member {m.kind} {m.params} measured "
+                           f"{m.measured.get('mean')} outside the paper's {level} range "
+                           f"{self.card.get('paper_ranges', {}).get(level)}: "
+                           f"{self.card.get('missing_levels', {}).get(level, 'stand-in')}")
+        return out
 
 
 def load_pool(env_id: str, directory: Optional[os.PathLike] = None) -> Pool:
@@ -251,7 +245,8 @@ def measure(env: CoopEnv, policy: AgentPolicy, n_episodes: int, seed: int) -> Di
         rets.append(r)
         stats.append({name: float(np.mean(v)) for name, v in st.items()})
     rets = np.asarray(rets)
-    out: Dict[str, Any] = {"mean": round(float(rets.mean()), 3), "std": round(float(rets.std()), 3), "n": int(n_episodes)}
+    out: Dict[str, Any] = {"mean": round(float(rets.mean()), 3), "std": round(float(rets.std()), 3), "n": int(n_episodes),
+                           "first10_mean": round(float(rets[:10].mean()), 3)}  # cheap reproducibility check
     if stats and stats[0]:
         out["agent_stats_mean"] = {k: round(float(np.mean([s[k] for s in stats])), 3) for k in stats[0]}
     return out
@@ -323,7 +318,7 @@ def calibrate(env: CoopEnv, cand: Candidate, rng_range: Tuple[float, float], n_e
 
     Without a knob: measure it once. With a knob: measure both ends (the return is assumed monotone
     in the knob) and bisect toward the middle of the reachable part of the range, stopping early
-    once the mean lies in the central 60% of the range. Returns ``(member, mean)`` or ``None``.
+    once the mean lies in the central 40% of the range. Returns ``(member, mean)`` or ``None``.
     """
     lo_r, hi_r = rng_range
 
@@ -341,7 +336,7 @@ def calibrate(env: CoopEnv, cand: Candidate, rng_range: Tuple[float, float], n_e
     if reach_lo > reach_hi:
         return None
     target = (reach_lo + reach_hi) / 2
-    band = (lo_r + 0.2 * (hi_r - lo_r), hi_r - 0.2 * (hi_r - lo_r))
+    band = (lo_r + 0.3 * (hi_r - lo_r), hi_r - 0.3 * (hi_r - lo_r))
     increasing = fb >= fa
     best: Optional[Tuple[float, float]] = None
     for _ in range(iters):
@@ -361,8 +356,9 @@ def calibrate(env: CoopEnv, cand: Candidate, rng_range: Tuple[float, float], n_e
     return cand.member(best[0], cand.how.replace("calibrated", f"calibrated to {best[0]:.4f}")), best[1]
 
 
-def build_pool(env_id: str, eval_episodes: int = DEFAULT_EVAL_EPISODES, seed: int = 0,
-               cal_episodes: int = 20, directory: Optional[os.PathLike] = None, log=print) -> Dict[str, Any]:
+def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
+               cal_episodes: Optional[int] = None, directory: Optional[os.PathLike] = None,
+               log=print) -> Dict[str, Any]:
     """Calibrate the random/medium/expert members of ``env_id`` and write its pool card.
 
     For each level the candidates of :func:`default_candidates` are tried in order (random: uniform
@@ -375,6 +371,10 @@ def build_pool(env_id: str, eval_episodes: int = DEFAULT_EVAL_EPISODES, seed: in
     from rllib_sit.envs.registry import make_env, parse_env_id
 
     family, _ = parse_env_id(env_id)
+    eval_episodes = int(eval_episodes or EVAL_EPISODES.get(family, DEFAULT_EVAL_EPISODES))
+    cal_episodes = int(cal_episodes or CAL_EPISODES.get(family, 20))
+    if eval_episodes < 50:
+        raise ValueError(f"eval_episodes must be >= 50 (pool cards report mean ± std over >= 50 episodes), got {eval_episodes}")
     spec = env_spec(env_id)
     env = make_env(env_id)
     if list(env.info.agents) != list(spec.agents):
@@ -394,11 +394,22 @@ def build_pool(env_id: str, eval_episodes: int = DEFAULT_EVAL_EPISODES, seed: in
             missing[lvl] = (f"no candidate ({', '.join(c.kind + ('/' + c.knob if c.knob else '') for c in cands[lvl])}"
                             f") reached the range {list(spec.pool_ranges[lvl])}")
             log(f"{env_id}: {lvl} MISSING: {missing[lvl]}")
+            if lvl == "expert" and cands[lvl]:
+                # stand-in: the best policy available, flagged, so that datasets naming this level can
+                # still be generated (their cards carry a warning)
+                stand_in = cands[lvl][0].member(how=cands[lvl][0].how + "; STAND-IN: below the paper's expert range")
+                levels[lvl] = [stand_in]
     for lvl, members in levels.items():
         lo, hi = spec.pool_ranges[lvl]
         for mem in members:
             res = measure(env, mem.build(), eval_episodes, seed)
             res["in_range"] = bool(lo <= res["mean"] <= hi)
+            if lvl in missing and res["in_range"]:  # calibration probe was unlucky; the fresh seeds agree
+                del missing[lvl]
+                mem.how = mem.how.split("; STAND-IN")[0] + " (calibration probe fell just outside the range; " \
+                    "the evaluation episodes are inside it)"
+            elif lvl in missing:
+                res["stand_in"] = True
             mem.measured = res
             log(f"{env_id}: {lvl:6s} {mem.kind:9s} {mem.params} -> {res['mean']:.2f} ± {res['std']:.2f} "
                 f"in range [{lo}, {hi}]: {res['in_range']}")
@@ -412,11 +423,30 @@ def build_pool(env_id: str, eval_episodes: int = DEFAULT_EVAL_EPISODES, seed: in
                    "CPU budget here does not allow); each member's return is measured with all agents at "
                    "that level"),
         "build_seconds": round(time.time() - t0, 1),
+        "env_code": _env_code_version(family),
         "levels": {lvl: [m.describe() for m in ms] for lvl, ms in levels.items()},
         "missing_levels": missing,
     }
     write_pool_card(env_id, card, directory)
     return card
+
+
+def _env_code_version(family: str) -> str:
+    """Last git commit touching the env family's code (+ "dirty" if it has local edits): a pool's
+    measured returns hold for that simulator version only."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    paths = [p for p in (f"rllib_sit/envs/{family}", f"rllib_sit/envs/{family}.py", f"rllib_sit/envs/{family}_policies.py")
+             if (root / p).exists()]
+    try:
+        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", *paths], cwd=root, capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=root, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (commit or "uncommitted") + ("+dirty" if dirty else "")
 
 
 def write_pool_card(env_id: str, card: Dict[str, Any], directory: Optional[os.PathLike] = None) -> Path:
@@ -444,7 +474,9 @@ def pool_table(directory: Optional[os.PathLike] = None) -> List[Dict[str, Any]]:
                              "why": card.get("missing_levels", {}).get(lvl, "")})
             for m in ms:
                 mr = m.get("measured_return") or {}
-                member = m["kind"] + (f" skill={m['params']['skill']}" if "skill" in m["params"] else "")
+                member = m["kind"] + "".join(f" {k}={v}" for k, v in m["params"].items() if k != "fn")
+                if mr.get("stand_in"):
+                    member += " (STAND-IN)"
                 rows.append({"env": card["env"], "level": lvl, "range": rng, "member": member,
                              "mean": mr.get("mean"), "std": mr.get("std"), "n": mr.get("n"),
                              "in_range": mr.get("in_range")})
@@ -457,11 +489,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     b = sub.add_parser("build", help="calibrate and write pool cards")
     b.add_argument("--env", action="append", help="env id (repeatable); default: --all")
     b.add_argument("--all", action="store_true", help="every environment in the data specs")
-    b.add_argument("--episodes", type=int, default=DEFAULT_EVAL_EPISODES, help="evaluation episodes per member")
-    b.add_argument("--cal-episodes", type=int, default=20, help="episodes per calibration probe")
+    b.add_argument("--episodes", type=int, default=None, help=f"evaluation episodes per member (default {EVAL_EPISODES})")
+    b.add_argument("--cal-episodes", type=int, default=None, help=f"episodes per calibration probe (default {CAL_EPISODES})")
     b.add_argument("--seed", type=int, default=0)
-    sub.add_parser("show", help="print the pool table")
+    sh = sub.add_parser("show", help="print the pool table")
+    sh.add_argument("--markdown", action="store_true", help="as a Markdown table (docs/datasets.md)")
     args = p.parse_args(argv)
+    if args.cmd == "show" and args.markdown:
+        print("| map | level | paper range | member | measured return (mean ± std, n) | in range |")
+        print("|---|---|---|---|---|---|")
+        for r in pool_table():
+            mean = "—" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f} ({r['n']})"
+            ok = "yes" if r["in_range"] else "**no**"
+            print(f"| {r['env']} | {r['level']} | {r['range'][0]} to {r['range'][1]} | {r['member']} | {mean} | {ok} |")
+        return 0
     if args.cmd == "show":
         for r in pool_table():
             mean = "—" if r["mean"] is None else f"{r['mean']:.2f} ± {r['std']:.2f}"

@@ -122,7 +122,11 @@ def test_committed_pool_cards(env_id):
             assert lvl in card["missing_levels"], f"{env_id}: {lvl} level neither built nor explained"
         for m in members:
             mr = m["measured_return"]
-            assert mr["n"] >= 50 and mr["in_range"], (env_id, lvl, mr)
+            assert mr["n"] >= 50, (env_id, lvl, mr)
+            if mr.get("stand_in"):  # best available policy below the range, explained
+                assert lvl in card["missing_levels"] and not mr["in_range"]
+                continue
+            assert mr["in_range"], (env_id, lvl, mr)
             lo, hi = spec.pool_ranges[lvl]
             assert lo <= mr["mean"] <= hi
     pool = load_pool(env_id)
@@ -133,3 +137,20 @@ def test_committed_pool_cards(env_id):
 def test_pool_table_lists_every_level():
     rows = pool_table(pools_dir())
     assert {(r["env"], r["level"]) for r in rows} >= {(e, l) for e in SIT_MAPS for l in ("random", "medium", "expert")}
+
+
+def test_pool_card_reproduces_on_current_env():
+    """Guards against a silently stale pool: re-measuring the MPE CN_3ls3l members (fast) on the
+    card's evaluation seeds gives the card's numbers; if the simulator changed, rebuild the pools."""
+    from rllib_sit.data.pools import measure
+    from rllib_sit.envs.registry import make_env
+
+    card = json.loads(pool_card_path("mpe:cn_3ls3l").read_text())
+    pool = load_pool("mpe:cn_3ls3l")
+    env = make_env("mpe:cn_3ls3l")
+    seed = int(card["eval_seeds"].split("..")[0])
+    for lvl, members in pool.levels.items():
+        got = measure(env, members[0].build(pool.base_dir), 10, seed)
+        want = members[0].measured["first10_mean"]
+        assert got["mean"] == pytest.approx(want, abs=1e-3), \
+            f"{lvl}: card {want} vs now {got['mean']} (first 10 eval episodes): rebuild with {card['rebuild']}"
