@@ -59,12 +59,22 @@ def steps_per_second(env, n_steps: int, seed: int):
     return n_steps / (time.perf_counter() - t0), n_steps / max(time.process_time() - c0, 1e-9)
 
 
+def reference_op_us(n: int = 200_000) -> float:
+    """Microseconds of one tiny NumPy op: a yardstick for how loaded this machine is (~0.3-0.5 us idle)."""
+    a = np.ones(10)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a + a
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--maps", nargs="+", default=list(MAPS), help="maps (default: all)")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--speed-steps", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed-only", action="store_true", help="only measure steps/s")
     p.add_argument("--skills", nargs="*", type=float, default=None,
                    help="also report mean heuristic return at these skill levels (first map)")
     args = p.parse_args(argv)
@@ -74,7 +84,15 @@ def main(argv=None) -> int:
     if args.episodes < 1:
         p.error("--episodes must be >= 1")
     print("command: python benchmarks/smac_sanity.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    print(f"host: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start")
+    print(f"host: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
+          f"reference op (numpy add of two 10-float arrays): {reference_op_us():.2f} us")
+    if args.speed_only:
+        print("| map | steps/s wall | steps/s CPU |")
+        print("|---|---|---|")
+        for m in args.maps:
+            sps, cps = steps_per_second(make_env(f"smac:{m}"), args.speed_steps, args.seed)
+            print(f"| {m} | {sps:,.0f} | {cps:,.0f} |", flush=True)
+        return 0
     header = ("| map | random win | random return | heuristic win | heuristic return | "
               "random len | heuristic len | steps/s wall (CPU) |")
     print(header)
