@@ -30,8 +30,10 @@ def main(argv=None) -> int:
     p.add_argument("--updates", type=int, default=50)
     p.add_argument("--skip-ray-data", action="store_true")
     p.add_argument("--out", default=None, help="dataset folder (default: a temp dir)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 = what a Tune trial gets)")
+    p.add_argument("--skip-stage2", action="store_true")
     args = p.parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
 
     import ray
 
@@ -62,10 +64,13 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     net = build_ardnem(mc).eval()
 
+    if args.skip_stage2:
+        out["stage2_local_seconds"] = out["stage2_bare_forward_seconds"] = float("nan")
+        args.skip_ray_data = True
     # (a) bare forward over the filled agent-steps, in chunks of 256 episodes
     t0 = time.time()
     with torch.no_grad():
-        for lo in range(0, args.episodes, 256):
+        for lo in (range(0, args.episodes, 256) if not args.skip_stage2 else []):
             sl = slice(lo, lo + 256)
             f = episodes["filled"][sl].astype(bool)
             net.weighted_rewards(torch.as_tensor(episodes["obs"][sl, :-1][f]), torch.as_tensor(episodes["actions"][sl][f]),
@@ -73,8 +78,9 @@ def main(argv=None) -> int:
     out["stage2_bare_forward_seconds"] = round(time.time() - t0, 2)
     # (b) SIT local Stage II
     t0 = time.time()
-    stage2.decompose_episodes(net, episodes, 0.99, 256)
-    out["stage2_local_seconds"] = round(time.time() - t0, 2)
+    if not args.skip_stage2:
+        stage2.decompose_episodes(net, episodes, 0.99, 256)
+        out["stage2_local_seconds"] = round(time.time() - t0, 2)
     # (c) Ray Data pass
     if not args.skip_ray_data:
         sd = {k: v.numpy() for k, v in net.state_dict().items()}
@@ -82,8 +88,9 @@ def main(argv=None) -> int:
         stage2.decompose_with_ray_data(path, mc, sd, 0.99, episodes["episode_id"], 256)
         out["stage2_ray_data_seconds"] = round(time.time() - t0, 2)
     scale = 10_000 / args.episodes
-    out["stage2_local_seconds_per_10k_episodes"] = round(out["stage2_local_seconds"] * scale, 1)
-    out["stage2_bare_forward_seconds_per_10k_episodes"] = round(out["stage2_bare_forward_seconds"] * scale, 1)
+    if not args.skip_stage2:
+        out["stage2_local_seconds_per_10k_episodes"] = round(out["stage2_local_seconds"] * scale, 1)
+        out["stage2_bare_forward_seconds_per_10k_episodes"] = round(out["stage2_bare_forward_seconds"] * scale, 1)
     del episodes
 
     # Stage III
@@ -97,9 +104,19 @@ def main(argv=None) -> int:
     for b in batches:
         algo.learner_group.update(batch=algo._agent_batch(b))
     out["stage3_rllib_ms_per_update"] = round(1000 * (time.time() - t0) / args.updates, 1)
+    out["stage3_mean_batch_length"] = float(np.mean([b[t]["filled"].shape[1] for b in batches for t in b]))
     t0 = time.time()
     algo.train()  # the real loop: DPER round trip (prefetched) + update + metrics
     out["stage3_rllib_train_loop_ms_per_update"] = round(1000 * (time.time() - t0) / args.updates, 1)
+
+    # Stage I updates (32 episodes, all real timesteps) through the LearnerGroup
+    ab = [algo._ardnem_batch() for _ in range(max(5, args.updates // 2))]
+    t0 = time.time()
+    for b in ab:
+        algo.learner_group.update(batch=b)
+    out["stage1_rllib_ms_per_update"] = round(1000 * (time.time() - t0) / len(ab), 1)
+    out["stage1_timesteps_per_batch"] = float(np.mean([len(b.policy_batches[K.ARDNEM_MODULE_ID]) for b in ab]))
+    out["paper_length_stage1_minutes_estimate"] = round(20000 * out["stage1_rllib_ms_per_update"] / 60000, 1)
 
     # plain PyTorch loop with the same modules/losses
     from rllib_sit.algorithms.sit.torch.sit_torch_learner import (crr_filtered_actor_loss,

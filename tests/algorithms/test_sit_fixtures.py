@@ -74,3 +74,35 @@ def tiny_config(path: str, **training):
     kw.update(training)
     return (SITConfig().environment(TINY_ENV_ID).offline_data(input_=path).training(**kw)
             .evaluation(evaluation_duration=2).debugging(seed=0))
+
+
+TINY_CONT_ENV_ID = "tinycont:coop"
+
+
+class TinyContinuousEnv(CoopEnv):
+    """2 agents of one type, 2-dim box actions in [-1, 1]; reward = −|a0 − 0.5|₁ − |a1 + 0.5|₁."""
+
+    def __init__(self, **kwargs):
+        self.info = EnvInfo(env_id=TINY_CONT_ENV_ID, agents=["l0", "l1"], agent_types=["leg", "leg"], obs_dim=3,
+                            state_dim=4, episode_limit=5, discrete=False, act_dim=2)
+        super().__init__()
+
+    def _reset(self, seed):
+        self._rng = np.random.default_rng(seed)
+        self.t = 0
+        self.x = self._rng.normal(size=(2, 2)).astype(np.float32)
+
+    def _step(self, actions):
+        r = -float(np.abs(actions[0] - 0.5).sum() + np.abs(actions[1] + 0.5).sum())
+        self.t += 1
+        return r, False, self.t >= 5, {}
+
+    def _obs(self):
+        return np.concatenate([self.x, np.full((2, 1), self.t / 5.0, np.float32)], 1)
+
+    def state(self):
+        return np.concatenate([self.x.reshape(-1)]).astype(np.float32)
+
+
+def register_tiny_continuous_env() -> None:
+    register_family("tinycont", lambda scenario, **kw: TinyContinuousEnv(**kw), ["coop"])

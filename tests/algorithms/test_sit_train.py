@@ -95,7 +95,7 @@ def test_checkpoint_round_trip_restores_stage_and_dper(dataset, tmp_path):
 
 @pytest.mark.parametrize("ablation", [
     dict(decomposition="none"), dict(decomposition="monotonic"), dict(use_attention=False),
-    dict(ensemble=False), dict(use_gat=False), dict(prioritized=False),
+    dict(ensemble=False), dict(use_gat=False), dict(prioritized=False), dict(ardnem_batch_timesteps=16),
 ])
 def test_ablations_train(dataset, ablation):
     algo = tiny_config(dataset, ardnem_updates=1, ardnem_updates_per_iteration=1, agent_updates=2,
@@ -136,3 +136,26 @@ def test_stage2_ray_data_pass_matches_local_pass(dataset):
     remote = stage2.decompose_with_ray_data(dataset, mc, sd, 0.99, episodes["episode_id"], batch_episodes=16)
     for k in (stage2.R_HAT, stage2.U_HAT, stage2.PRIORITY):
         np.testing.assert_allclose(remote[k], local[k], rtol=1e-5, atol=1e-6)
+
+
+def test_continuous_actions_train_and_evaluate(ray_session, tmp_path):
+    """The MAMuJoCo variant (tanh-Gaussian actor, critic on continuous actions) on a tiny box env."""
+    from test_sit_fixtures import TINY_CONT_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
+
+    from rllib_sit.algorithms.sit import SITConfig
+    from rllib_sit.data.synthetic import make_random_dataset
+
+    register_tiny_continuous_env()
+    path = make_random_dataset(TinyContinuousEnv(), 12, str(tmp_path / "cont"), seed=0)
+    algo = (SITConfig().environment(TINY_CONT_ENV_ID).offline_data(input_=path)
+            .training(ardnem_updates=1, ardnem_updates_per_iteration=1, agent_updates=2,
+                      agent_updates_per_iteration=2, batch_size_episodes=4)
+            .evaluation(evaluation_duration=2).debugging(seed=0)).build_algo()
+    try:
+        algo.train()
+        r = algo.train()
+        assert np.isfinite(r["learners"]["leg"][K.CRITIC_LOSS]) and np.isfinite(r["learners"]["leg"][K.ACTOR_LOSS])
+        ev = algo.evaluate()["env_runners"]
+        assert ev["episode_len_mean"] == 5 and "win_rate" not in ev
+    finally:
+        algo.stop()

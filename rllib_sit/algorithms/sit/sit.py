@@ -82,6 +82,9 @@ class SITConfig(AlgorithmConfig):
         self.prioritized = True  # False: uniform sampling in Stage III (Figure 4b)
         # --- schedule / plumbing (not paper settings) ---
         self.ardnem_updates_per_iteration = 1000
+        # Stage I batch: None = all real timesteps of `batch_size_episodes` uniformly drawn episodes
+        # (specs/sit_notes.md); an int = that many timesteps drawn uniformly over all real steps.
+        self.ardnem_batch_timesteps = None
         self.agent_updates_per_iteration = 500
         self.stage2_backend = "local"  # "local" | "ray_data" (Ray Data map_batches pass)
         self.stage2_batch_episodes = 256
@@ -105,6 +108,7 @@ class SITConfig(AlgorithmConfig):
                  batch_size_episodes=NotProvided, optimizer=NotProvided, decomposition=NotProvided,
                  use_attention=NotProvided, ensemble=NotProvided, use_gat=NotProvided, prioritized=NotProvided,
                  ardnem_updates_per_iteration=NotProvided, agent_updates_per_iteration=NotProvided,
+                 ardnem_batch_timesteps=NotProvided,
                  stage2_backend=NotProvided, stage2_batch_episodes=NotProvided, dataset=NotProvided,
                  validate_dataset=NotProvided, **kwargs) -> Self:
         super().training(**kwargs)
@@ -134,6 +138,9 @@ class SITConfig(AlgorithmConfig):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(name, v, "an int >= 1")
+        if self.ardnem_batch_timesteps is not None and (not isinstance(self.ardnem_batch_timesteps, int)
+                                                        or self.ardnem_batch_timesteps < 1):
+            bad("ardnem_batch_timesteps", self.ardnem_batch_timesteps, "None or an int >= 1")
         if not (0.0 <= float(self.gamma) <= 1.0):
             bad("gamma", self.gamma, "a number in [0, 1]")
         pr = self.priority_range
@@ -266,8 +273,18 @@ class SIT(Algorithm):
     def _ardnem_batch(self) -> MultiAgentBatch:
         from rllib_sit.algorithms.sit.data import flatten_filled
 
-        idx = self.rng.integers(0, self.num_episodes, self.config.batch_size_episodes)
-        flat = flatten_filled(self.episodes, idx)
+        n_ts = self.config.ardnem_batch_timesteps
+        if n_ts:
+            if getattr(self, "_filled_steps", None) is None:
+                self._filled_steps = np.nonzero(self.episodes[S.FILLED])
+            pick = self.rng.integers(0, len(self._filled_steps[0]), n_ts)
+            k, t = self._filled_steps[0][pick], self._filled_steps[1][pick]
+            ep = self.episodes
+            flat = {S.OBS: ep[S.OBS][k, t], S.ACTIONS: ep[S.ACTIONS][k, t], S.STATE: ep[S.STATE][k, t],
+                    S.REWARD: ep[S.REWARD][k, t].astype(np.float32)}
+        else:
+            idx = self.rng.integers(0, self.num_episodes, self.config.batch_size_episodes)
+            flat = flatten_filled(self.episodes, idx)
         b = SampleBatch({K.OBS: flat[S.OBS], K.ACTIONS: flat[S.ACTIONS], K.STATE: flat[S.STATE],
                          K.REWARD_TOT: flat[S.REWARD]})
         return MultiAgentBatch({K.ARDNEM_MODULE_ID: b}, env_steps=len(b))
