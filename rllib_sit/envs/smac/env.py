@@ -49,6 +49,9 @@ class SMACEnv(CoopEnv):
                             state_dim=self.feat.state_dim, episode_limit=self.map.limit,
                             discrete=True, n_actions=self.n_actions)
         super().__init__()
+        self._ar_ag = np.arange(self.n_agents)
+        self._eye = np.eye(self.n_actions, dtype=np.float32)
+        self._move_z = (MOVE_DIRS[:, 0] + 1j * MOVE_DIRS[:, 1]) * MOVE_AMOUNT  # N, S, E, W as x + iy
         self._rng = np.random.default_rng()
         self._seeded = False
         self._reset(None)
@@ -75,29 +78,20 @@ class SMACEnv(CoopEnv):
             raise ValueError(f"actions must have shape ({self.n_agents},); got {actions.shape}")
         if np.count_nonzero((actions < 0) | (actions >= self.n_actions)):
             raise ValueError(f"actions must be integers in [0, {self.n_actions}); got {actions.tolist()}")
-        avail = self._masks[np.arange(self.n_agents), actions] > 0
-        for i in np.flatnonzero(~avail).tolist():
+        avail = self._masks[self._ar_ag, actions] > 0
+        for i in (~avail).nonzero()[0].tolist():
             if self.check_actions:
                 raise ValueError(f"{self.info.env_id}: action {int(actions[i])} of agent "
                                  f"{self.info.agents[i]!r} is not available (mask "
                                  f"{self._masks[i].astype(int).tolist()})")
             actions[i] = 0 if not b.alive[i] else 1
-        for i, a in enumerate(actions.tolist()):
-            if a == 0:
-                continue
-            if a == 1:
-                b.order_stop(i)
-            elif a < N_ACTIONS_NO_ATTACK:
-                d = MOVE_DIRS[a - 2] * MOVE_AMOUNT
-                b.order_move(i, b.pos[i, 0] + d[0], b.pos[i, 1] + d[1])
-            else:
-                b.order_attack(i, self.n_agents + a - N_ACTIONS_NO_ATTACK)
+        b.order_agents(actions, self._move_z, N_ACTIONS_NO_ATTACK)
 
     def _step(self, actions: np.ndarray) -> Tuple[float, bool, bool, Dict[str, Any]]:
         b, n_ag = self.battle, self.n_agents
         actions = np.asarray(actions, dtype=np.int64).copy()
         self._apply_actions(actions)
-        self.last_action = np.eye(self.n_actions, dtype=np.float32)[actions]
+        self.last_action = self._eye[actions]
         prev = b.hp[n_ag:] + b.sh[n_ag:]
         b.advance(STEP_MUL)
         self.episode_steps += 1

@@ -84,9 +84,8 @@ class Featurizer:
         return m
 
     def distances(self) -> np.ndarray:
-        b, n_ag = self.b, self.n_ag
-        d = b.pos[None, n_ag:, :] - b.pos[:n_ag, None, :]
-        return np.sqrt((d ** 2).sum(-1))
+        z, n_ag = self.b._z, self.n_ag
+        return np.abs(z[None, n_ag:] - z[:n_ag, None])
 
     # -- observations -----------------------------------------------------------------------------
     def obs(self, masks: np.ndarray, d_ae: np.ndarray) -> np.ndarray:

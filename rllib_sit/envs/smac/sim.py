@@ -156,6 +156,23 @@ class Battle:
         self.order_tgt[i] = target
         self._retarget = True
 
+    def order_agents(self, actions: np.ndarray, move_z: np.ndarray, n_no_attack: int) -> None:
+        """Issue every agent's SMAC action at once (vectorised; actions already validated).
+
+        0 = no order (dead agents), 1 = stop, 2..5 = move by ``move_z[a - 2]`` (complex offset),
+        ``n_no_attack + k`` = attack enemy k.
+        """
+        n = self.n_ag
+        given = actions != 0
+        att = actions >= n_no_attack
+        mv = (actions >= 2) & ~att
+        kind = np.where(att, ATTACK, np.where(mv, MOVE, IDLE))
+        self.order[:n] = np.where(given, kind, self.order[:n])
+        self.order_tgt[:n] = np.where(att, n + actions - n_no_attack, np.where(given, -1, self.order_tgt[:n]))
+        if np.count_nonzero(mv):
+            self._oz[:n] = np.where(mv, self._z[:n] + move_z[np.clip(actions - 2, 0, 3)], self._oz[:n])
+        self._retarget = True
+
     # -- simulation --------------------------------------------------------------------------------
     def advance(self, loops: int) -> None:
         """Simulate ``loops`` game loops (a multiple of the sub-step)."""
