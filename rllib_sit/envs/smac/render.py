@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-
 from rllib_sit.envs.smac.maps import MAP_SIZE
 
 _TEAM_COLORS = ("tab:blue", "tab:red")
