@@ -161,3 +161,39 @@ def test_substep_granularity_changes_little():
             rets.append(tot)
         res[lps] = np.mean(rets)
     assert abs(res[1] - res[2]) < 4.0
+
+
+def test_enemy_ai_keeps_target_in_range_then_switches_to_one_in_range():
+    """Built-in AI: nearest agent in weapon range; keep it while in range; switch when it leaves."""
+    b = _battle("3m", spawn_jitter=0.0)
+    b.pos[:] = [[10, 16], [10, 12], [10, 20], [14.5, 16], [30, 9], [30, 23]]
+    b.order[4:] = 0  # only enemy 3 (index 3) acts
+    b.advance(2)
+    assert b.ai_tgt[3] == 0  # nearest, in range (reach 5 + 0.75)
+    b.pos[1] = [13, 13]  # agent 1 now nearer, but agent 0 is still in range: keep it
+    b._retarget = True
+    b.advance(2)
+    assert b.ai_tgt[3] == 0
+    b.pos[0] = [5, 16]  # agent 0 leaves weapon range -> switch to agent 1 (in range)
+    b._retarget = True
+    b.advance(2)
+    assert b.ai_tgt[3] == 1
+
+
+def test_enemy_ai_retaliates_and_hunts():
+    b = _battle("3m", spawn_jitter=0.0)
+    b.pos[:] = [[20, 9], [21, 9], [22, 9], [9.5, 23], [30, 9], [30, 23]]
+    b.order[4:] = 0
+    b.alive[1:3] = False  # a single agent far outside sight (distance > 9)
+    b._retarget = True
+    b.advance(2)
+    assert b.ai_tgt[3] == -1  # nothing in sight, not yet at the attack-move point
+    b.last_attacker[3], b.last_hit[3] = 0, b.loop  # agent 0 hits it
+    b._retarget = True
+    b.advance(2)
+    assert b.ai_tgt[3] == 0  # retaliates
+    b.last_hit[3] = -1e9
+    b.pos[3] = [9.0, 16.0]  # at the point, nothing in sight: hunts the nearest agent
+    b._retarget = True
+    b.advance(2)
+    assert b.ai_tgt[3] == 0
