@@ -59,6 +59,11 @@ def test_bad_input_raises_clear_value_errors():
         env._step(np.array([1, 1, 9]))
     with pytest.raises(ValueError, match="not available"):
         env._step(np.array([0, 1, 1]))  # no-op is not available to a living agent (SMAC)
+    with pytest.raises(ValueError, match="skill"):
+        heuristic_actions(env, np.random.default_rng(0), skill=1.5)
+    with pytest.raises(ValueError, match="agent_index"):
+        from rllib_sit.envs.smac.policies import heuristic_action
+        heuristic_action(env, 3, np.random.default_rng(0))
 
 
 def _place(env, agent_xy=None, enemy_xy=None):

@@ -67,6 +67,10 @@ def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: flo
     is taken instead.
     """
     skill = _check_skill(skill)
+    if not hasattr(env, "battle"):
+        raise ValueError(f"env must be the NumPy SMAC simulator (SMACEnv) for the heuristic; got {type(env).__name__}")
+    if not 0 <= agent_index < env.n_agents:
+        raise ValueError(f"agent_index must be in [0, {env.n_agents}); got {agent_index!r}")
     mask = env.action_masks()[agent_index]
     if mask[0] > 0 and mask[1:].sum() == 0:
         return 0  # dead
