@@ -107,3 +107,28 @@ def test_ardnem_attention_weights_sum_to_one_over_agents():
     assert wr.shape == (5, 7, 3)
     mono = ARDNEM(4, 5, 3, 3, True, ensemble_size=2, weight_mode="monotonic")
     assert mono.weighted_rewards(obs, acts, state).shape == (2, 7, 3)
+
+
+def test_stage2_decompose_batch_matches_numpy_eq4_to_eq6():
+    from rllib_sit.algorithms.sit import stage2
+    from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import ARDNEM
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = ARDNEM(obs_dim=4, state_dim=5, n_agents=3, act_feat_dim=3, discrete=True, ensemble_size=5).eval()
+    B, T = 2, 4
+    filled = np.array([[1, 1, 0, 0], [1, 1, 1, 1]], bool)
+    batch = {"obs": rng.normal(size=(B, T + 1, 3, 4)).astype(np.float32),
+             "actions": rng.integers(0, 3, (B, T, 3)), "state": rng.normal(size=(B, T + 1, 5)).astype(np.float32),
+             "filled": filled, "reward": rng.normal(size=(B, T)).astype(np.float32)}
+    res = stage2.decompose_batch(net, batch, gamma=0.9)
+    with torch.no_grad():
+        wr = net.weighted_rewards(torch.as_tensor(batch["obs"][:, :T].reshape(B * T, 3, 4)),
+                                  torch.as_tensor(batch["actions"].reshape(B * T, 3)),
+                                  torch.as_tensor(batch["state"][:, :T].reshape(B * T, 5))).numpy()
+    r_hat, u_hat = K.weighted_reward_stats(wr.reshape(5, B, T, 3))
+    np.testing.assert_allclose(res["r_hat"][filled], r_hat[filled], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(res["u_hat"][filled], u_hat[filled], rtol=1e-4, atol=1e-6)
+    assert (res["r_hat"][~filled] == 0).all()
+    g = K.monte_carlo_returns(res["r_hat"], filled, 0.9)
+    np.testing.assert_allclose(res["priority"], K.episode_priorities(g, filled), rtol=1e-6)

@@ -34,15 +34,19 @@ def decompose_batch(ardnem, batch: Dict[str, np.ndarray], gamma: float, use_unce
     if decompose:
         # Episode arrays are read-only object-store views; torch only reads them.
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        obs = torch.as_tensor(np.asarray(batch[S.OBS][:, :T], np.float32)).reshape(B * T, N, -1)
-        acts = torch.as_tensor(np.asarray(batch[S.ACTIONS]))
-        acts = acts.reshape(B * T, N, *acts.shape[3:])
-        state = torch.as_tensor(np.asarray(batch[S.STATE][:, :T], np.float32)).reshape(B * T, -1)
-        wr = ardnem.weighted_rewards(obs, acts, state).numpy().reshape(-1, B, T, N)
-        r_hat, u_hat = K.weighted_reward_stats(wr)
+        # Forward only the real steps (padding is often half of a batch), then scatter back.
+        obs = torch.as_tensor(np.asarray(batch[S.OBS][:, :T][filled], np.float32))
+        acts = torch.as_tensor(np.asarray(batch[S.ACTIONS])[filled])
+        state = torch.as_tensor(np.asarray(batch[S.STATE][:, :T][filled], np.float32))
+        wr = ardnem.weighted_rewards(obs, acts, state)  # [M, n, N]
+        mean = wr.mean(0)
+        std = ((wr - mean) ** 2).mean(0).sqrt()  # Eq. 5 (population std over the ensemble)
+        r_hat = np.zeros((B, T, N), np.float32)
+        u_hat = np.zeros((B, T, N), np.float32)
+        r_hat[filled] = mean.numpy()
+        u_hat[filled] = std.numpy()
         if not use_uncertainty:
             u_hat = np.ones_like(u_hat)
-        r_hat = r_hat * filled[..., None]
     else:
         r_hat = np.repeat(np.asarray(batch[S.REWARD], np.float32)[..., None] * filled[..., None], N, axis=-1)
         u_hat = np.ones_like(r_hat)
