@@ -198,3 +198,15 @@ def test_decentralize_per_agent_datasets(tmp_path):
         np.testing.assert_array_equal(d[S.ACTIONS][:, :, 0], joint[S.ACTIONS][:, :, i])
         np.testing.assert_array_equal(d[S.REWARD], joint[S.REWARD])
         np.testing.assert_array_equal(d[S.POLICY_LEVELS][:, 0], joint[S.POLICY_LEVELS][:, i])
+
+
+def test_cli_list_and_errors(capsys):
+    from rllib_sit.cli.sit_cmd import main
+
+    assert main(["data", "generate", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "smac:2s3z" in out and "low-closer-look" in out and "(paper avg 3.24)" in out
+    assert main(["data", "generate", "smac:2s3z"]) == 2
+    assert "give --quality (e.g. low, medium) or --composition" in capsys.readouterr().err
+    assert main(["data", "generate", "mpe:cn_3ls3l", "--composition", "100% [ls1:r, ls2:x, ls3:r]"]) == 2
+    assert "agent 'ls2' has level 'x'" in capsys.readouterr().err
