@@ -56,6 +56,47 @@ def _move_along(mask: np.ndarray, direction: np.ndarray) -> int:
     return best
 
 
+# 2s_vs_1sc (alternating focus): the stalker the spine crawler targets walks out of the crawler's
+# reach once its HP + shield is at most one crawler hit (30 vs a stalker) while the other stalker
+# has more, so the crawler retargets the other one; it then comes back and fires.
+SPINE_SWAP_EHP = 30.0
+# SMAC's hard-coded shoot range (centre distance) that gates the attack actions; approaching stalkers
+# aim to end a step just inside it (fewer steps spent inside the crawler's longer reach).
+_SHOOT_RANGE = 6.0
+_AGENT_STEP_LOOPS = 8.0
+
+
+def _spine_approach(b, mask: np.ndarray, i: int, t: int) -> int:
+    """Move that lands farthest from unit ``t`` while still within SMAC's shoot range, else the
+    move that gets closest (stop if none is available)."""
+    step = b.speed[i] * _AGENT_STEP_LOOPS
+    best, best_d, far, far_d = None, np.inf, None, -np.inf
+    for a, d in zip((_NORTH, _SOUTH, _EAST, _WEST), _DIRS):
+        if mask[a] <= 0:
+            continue
+        dd = float(np.hypot(*(b.pos[i] + d * step - b.pos[t])))
+        if dd <= _SHOOT_RANGE - 0.05 and dd > far_d:
+            far, far_d = a, dd
+        if dd < best_d:
+            best, best_d = a, dd
+    return far if far is not None else (best if best is not None else 1)
+
+
+def _spine_action(env, mask: np.ndarray, i: int) -> int:
+    """2s_vs_1sc micro: alternate the crawler's target between the two stalkers (see SPINE_SWAP_EHP)."""
+    b, n_ag = env.battle, env.n_agents
+    s = n_ag  # the spine crawler
+    rel = b.pos[s] - b.pos[i]
+    edge = float(np.hypot(rel[0], rel[1])) - b.radius[s] - b.radius[i]
+    ehp = b.hp + b.sh
+    others = [j for j in range(n_ag) if j != i and b.alive[j] and ehp[j] > SPINE_SWAP_EHP]
+    if b.ai_tgt[s] == i and ehp[i] <= SPINE_SWAP_EHP and others:
+        return _move_along(mask, -rel) if edge <= b.range[s] else 1
+    if mask[N_ACTIONS_NO_ATTACK] > 0:
+        return N_ACTIONS_NO_ATTACK
+    return _spine_approach(b, mask, i, s)
+
+
 def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> int:
     """Scripted SMAC micro for one agent (reads the simulator's unit table, like a scripted bot).
 
@@ -80,6 +121,8 @@ def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: flo
     alive_e = b.alive[n_ag:]
     if not alive_e.any():
         return 1
+    if env.map.name == "2s_vs_1sc":
+        return _spine_action(env, mask, i)
     rel = b.pos[n_ag:] - b.pos[i]
     dist = np.where(alive_e, np.hypot(rel[:, 0], rel[:, 1]), np.inf)
     edge = dist - b.radius[n_ag:] - b.radius[i]
