@@ -65,7 +65,8 @@ def component_assignment(composition: Composition, n_episodes: int, seed: int) -
 # Rolling out one chunk (runs inside a Ray task, or inline with num_workers=0)
 # ------------------------------------------------------------------------------------------------
 
-def _episode_row(env, pool: Pool, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int) -> dict:
+def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int) -> dict:
+    """Episode ``k``: agent i acts with a member of level ``level_names[i]``, all seeded from (seed, k)."""
     from rllib_sit.data.episode import rollout_episode
 
     n = env.info.n_agents
@@ -96,7 +97,7 @@ def rollout_chunk(env_fn: Callable, pool: Pool, composition: Composition, assign
     for k in range(start, stop):
         comp = composition.components[int(assignment[k])]
         level_names = [words[comp.level_of(a)] for a in env.info.agents]
-        rows.append(_episode_row(env, pool, policies, level_names, seed, k))
+        rows.append(_episode_row(env, policies, level_names, seed, k))
     env.close()
     return rows
 
@@ -200,6 +201,10 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
 
     if int(n_episodes) < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    if num_workers is not None and int(num_workers) < 0:
+        raise ValueError(f"num_workers must be >= 0 (0 = no Ray), got {num_workers}")
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n_episodes, seed = int(n_episodes), int(seed)
     if env_fn is None:
         from functools import partial
@@ -209,6 +214,7 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
         env_fn = partial(make_env, env_id)
     probe = env_fn()
     info = probe.info
+    probe.reset(seed=0)
     stat_names = list(probe.agent_stats().keys())
     probe.close()
     quality, comp, spec = _resolve(env_id, quality, composition, info.agents)
