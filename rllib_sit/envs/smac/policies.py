@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rllib_sit.envs.smac.maps import TEAM1_POINT
 from rllib_sit.envs.smac.obs import N_ACTIONS_NO_ATTACK
 
 # Move actions 2..5 = N, S, E, W.
@@ -97,6 +98,48 @@ def _spine_action(env, mask: np.ndarray, i: int) -> int:
     return _spine_approach(b, mask, i, s)
 
 
+# 10m_vs_11m (outnumbered marines): before contact the marines spread on a concave arc (radius
+# MARINE_ARC_RADIUS, MARINE_ARC_SPACING apart, its centre MARINE_ARC_X west of the spawn point) and
+# hold there until an enemy acquires a target or comes within MARINE_HOLD_RANGE, so the enemy blob
+# walks into the arc; a marine with at most MARINE_RETREAT_HP HP that an enemy targets steps away
+# from it (the enemy retargets a healthier marine); otherwise focus fire as on every map.
+MARINE_ARC_RADIUS = 7.0
+MARINE_ARC_SPACING = 1.0
+MARINE_ARC_X = 7.0
+MARINE_FORM_UNTIL = 9.5  # form the arc while every enemy is farther than this from every agent
+MARINE_HOLD_RANGE = 7.5
+MARINE_RETREAT_HP = 12.0
+
+
+def _marine_action(env, mask: np.ndarray, i: int) -> int:
+    """10m_vs_11m micro: concave arc, hold, pull back targeted low-HP marines, focus fire."""
+    b, n_ag = env.battle, env.n_agents
+    alive_a, alive_e = b.alive[:n_ag], b.alive[n_ag:]
+    rel = b.pos[n_ag:] - b.pos[i]
+    dist = np.where(alive_e, np.hypot(rel[:, 0], rel[:, 1]), np.inf)
+    gap = b.pos[:n_ag, None, :] - b.pos[None, n_ag:, :]
+    D = np.where(alive_a[:, None] & alive_e[None, :], np.hypot(gap[..., 0], gap[..., 1]), np.inf)
+    if D.min() > MARINE_FORM_UNTIL:
+        ids = sorted(np.flatnonzero(alive_a).tolist(), key=lambda j: b.pos[j, 1])
+        j, k = ids.index(i), len(ids)
+        th = (j - (k - 1) / 2) * MARINE_ARC_SPACING / MARINE_ARC_RADIUS
+        slot = np.array([MARINE_ARC_X + MARINE_ARC_RADIUS * (1.0 - np.cos(th)),
+                         TEAM1_POINT[1] + MARINE_ARC_RADIUS * np.sin(th)])
+        d = slot - b.pos[i]
+        return 1 if np.hypot(d[0], d[1]) < 0.75 else _move_along(mask, d)
+    if b.hp[i] <= MARINE_RETREAT_HP:
+        hunters = np.flatnonzero((b.ai_tgt[n_ag:] == i) & alive_e)
+        if len(hunters):
+            return _move_along(mask, -rel[int(hunters[np.argmin(dist[hunters])])])
+    att = mask[N_ACTIONS_NO_ATTACK:] > 0
+    if att.any():
+        eff = b.hp[n_ag:] + b.sh[n_ag:]
+        return N_ACTIONS_NO_ATTACK + int(np.argmin(np.where(att, eff, np.inf)))
+    if dist.min() > MARINE_HOLD_RANGE and not (b.ai_tgt[n_ag:] >= 0).any():
+        return 1
+    return _move_along(mask, rel[int(np.argmin(dist))])
+
+
 def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> int:
     """Scripted SMAC micro for one agent (reads the simulator's unit table, like a scripted bot).
 
@@ -123,6 +166,8 @@ def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: flo
         return 1
     if env.map.name == "2s_vs_1sc":
         return _spine_action(env, mask, i)
+    if env.map.name == "10m_vs_11m":
+        return _marine_action(env, mask, i)
     rel = b.pos[n_ag:] - b.pos[i]
     dist = np.where(alive_e, np.hypot(rel[:, 0], rel[:, 1]), np.inf)
     edge = dist - b.radius[n_ag:] - b.radius[i]
