@@ -103,7 +103,7 @@ def _spine_action(env, mask: np.ndarray, i: int) -> int:
 # hold there until an enemy acquires a target or comes within MARINE_HOLD_RANGE, so the enemy blob
 # walks into the arc; a marine with at most MARINE_RETREAT_HP HP that an enemy targets steps away
 # from it (the enemy retargets a healthier marine); otherwise focus fire as on every map.
-MARINE_ARC_RADIUS = 7.0
+MARINE_ARC_RADIUS = 9.0
 MARINE_ARC_SPACING = 1.0
 MARINE_ARC_X = 7.0
 MARINE_FORM_UNTIL = 9.5  # form the arc while every enemy is farther than this from every agent
