@@ -99,7 +99,7 @@ def _spine_action(env, mask: np.ndarray, i: int) -> int:
 
 
 # 10m_vs_11m (outnumbered marines): before contact the marines spread on a concave arc (radius
-# MARINE_ARC_RADIUS, MARINE_ARC_SPACING apart, its centre MARINE_ARC_X west of the spawn point) and
+# MARINE_ARC_RADIUS, MARINE_ARC_SPACING apart, its middle at x = MARINE_ARC_X, y = the spawn point's) and
 # hold there until an enemy acquires a target or comes within MARINE_HOLD_RANGE, so the enemy blob
 # walks into the arc; a marine with at most MARINE_RETREAT_HP HP that an enemy targets steps away
 # from it (the enemy retargets a healthier marine); otherwise focus fire as on every map.
