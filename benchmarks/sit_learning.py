@@ -31,7 +31,11 @@ def main(argv=None) -> int:
     p.add_argument("--eval-episodes", type=int, default=32)
     p.add_argument("--alpha", type=float, default=0.2)
     p.add_argument("--json", default=None)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscription on 2 cores)")
     args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     import ray
 
