@@ -93,7 +93,7 @@ class Stage2MapFn:
 def decompose_with_ray_data(dataset_path: str, model_config: dict, state_dict: dict, gamma: float,
                             episode_ids: np.ndarray, batch_episodes: int = 256, use_uncertainty: bool = True,
                             decompose: bool = True) -> Dict[str, np.ndarray]:
-    """Stage II as one Ray Data ``map_batches`` pass (one actor, 1 CPU) over the Parquet dataset.
+    """Stage II as one Ray Data ``map_batches`` pass (one actor, ``num_cpus=0``) over the Parquet dataset.
 
     Results are re-ordered to ``episode_ids`` (the in-memory order used by DPER).
     """
@@ -104,7 +104,9 @@ def decompose_with_ray_data(dataset_path: str, model_config: dict, state_dict: d
     mapped = ds.ray_dataset(cols).map_batches(
         Stage2MapFn, fn_constructor_kwargs=dict(model_config=model_config, state_dict=state_dict, gamma=gamma,
                                                 use_uncertainty=use_uncertainty, decompose=decompose),
-        batch_size=batch_episodes, batch_format="numpy", concurrency=1, num_cpus=1)
+        # num_cpus=0: inside a Tune trial that holds 1 of 2 CPUs, an actor reserving the last CPU
+        # starves the Parquet read tasks forever (observed deadlock); the actor only needs CPU time.
+        batch_size=batch_episodes, batch_format="numpy", concurrency=1, num_cpus=0)
     parts = {R_HAT: [], U_HAT: [], PRIORITY: [], S.EPISODE_ID: []}
     for b in mapped.iter_batches(batch_size=None, batch_format="numpy"):
         for k in parts:
