@@ -311,7 +311,7 @@ class SIT(Algorithm):
         net = build_ardnem(spec.model_config)
         import torch
 
-        net.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in sd.items()})
+        net.load_state_dict({k: torch.as_tensor(np.array(v)) for k, v in sd.items()})
         net.eval()
         return net, spec.model_config, sd
 
