@@ -6,6 +6,7 @@ import argparse
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rllib_sit.data.io import read_dataset
@@ -26,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
                           "agents": stats}, indent=2))
         return 0
     console = Console()
-    card = Table(title=f"{ds.path}", show_header=False)
+    card = Table(title=escape(ds.path), show_header=False)
     for k, v in ds.card.items():
-        card.add_row(k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+        card.add_row(escape(k), escape(json.dumps(v) if isinstance(v, (dict, list)) else str(v)))
     card.add_row("files", str(len(ds.files)))
     console.print(card)
     cols = stat_columns(stats)

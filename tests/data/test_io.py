@@ -301,3 +301,10 @@ def test_inspect_cli_prints_card_and_agents(dataset, capsys):
 def test_inspect_cli_bad_path_is_one_clear_error(tmp_path, capsys):
     assert sit_cmd.main(["data", "inspect", str(tmp_path / "missing")]) == 2
     assert "no such dataset" in capsys.readouterr().err
+
+
+def test_inspect_cli_keeps_square_brackets_of_compositions(tmp_path, capsys):
+    """Regression: rich markup swallowed '[s1:r, ...]' in the card's composition."""
+    path = write_dataset(rows(2), str(tmp_path / "ds"), META, {"composition": "100% [a1:r, a2:m, b1:e]"})
+    assert sit_cmd.main(["data", "inspect", path]) == 0
+    assert "[a1:r, a2:m, b1:e]" in capsys.readouterr().out
