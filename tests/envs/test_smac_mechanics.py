@@ -1,6 +1,7 @@
 """SMAC simulator combat rules: shields, armor, multi-hit, bonus damage, splash, regen, AI, orders."""
 
 import numpy as np
+from smac_helpers import play_episodes
 import pytest
 
 from rllib_sit.envs import make_env
@@ -149,16 +150,7 @@ def test_substep_granularity_changes_little():
     res = {}
     for lps in (1, 2):
         env = make_env("smac:3m", loops_per_substep=lps)
-        rng = np.random.default_rng(0)
-        rets = []
-        for ep in range(4):
-            env.reset(seed=ep)
-            tot, done = 0.0, False
-            while not done:
-                r, te, tr, _ = env._step(heuristic_actions(env, rng))
-                tot += r
-                done = te or tr
-            rets.append(tot)
+        rets, _ = play_episodes(env, heuristic_actions, range(4))
         res[lps] = np.mean(rets)
     assert abs(res[1] - res[2]) < 4.0
 

@@ -4,21 +4,11 @@ import numpy as np
 
 from rllib_sit.envs import make_env
 from rllib_sit.envs.smac.policies import heuristic_actions, random_actions
+from smac_helpers import play_episodes
 
 
 def _returns(env, policy, seeds):
-    rng = np.random.default_rng(0)
-    out, wins = [], 0
-    for s in seeds:
-        env.reset(seed=s)
-        total, done = 0.0, False
-        while not done:
-            r, te, tr, info = env._step(policy(env, rng))
-            total += r
-            done = te or tr
-        out.append(total)
-        wins += int(info["battle_won"])
-    return np.array(out), wins
+    return play_episodes(env, policy, seeds)
 
 
 def test_heuristic_beats_random_on_2s_vs_1sc():
