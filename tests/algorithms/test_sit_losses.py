@@ -109,6 +109,40 @@ def test_ardnem_attention_weights_sum_to_one_over_agents():
     assert mono.weighted_rewards(obs, acts, state).shape == (2, 7, 3)
 
 
+
+def test_ardnem_attention_matches_numpy_eq1_and_eq2():
+    """Eq. 1–2 recomputed literally in NumPy: λ_i = softmax_i((W_q e_s)·(W_k e_i + b_k)), r̂_tot = Σ λ_i f(o_i, a_i).
+
+    Guards the query-side W_k fold in ``ARDNEM._attention`` (same function, 1/N of the cost).
+    """
+    from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import ARDNEM
+
+    torch.manual_seed(1)
+    M, n, N, od, sd, A = 3, 6, 4, 5, 7, 3
+    net = ARDNEM(obs_dim=od, state_dim=sd, n_agents=N, act_feat_dim=A, discrete=True, ensemble_size=M,
+                 reward_hidden=8, attention_hidden=6)
+    obs, acts, state = torch.randn(n, N, od), torch.randint(0, A, (n, N)), torch.randn(n, sd)
+    P = {k: _np(v) for k, v in net.state_dict().items()}
+
+    def mlp(x, prefix, n_layers, m):
+        for i in range(n_layers):
+            x = x @ P[f"{prefix}.layers.{i}.weight"][m] + P[f"{prefix}.layers.{i}.bias"][m]
+            x = np.maximum(x, 0) if i < n_layers - 1 else x
+        return x
+
+    x = np.concatenate([_np(obs), np.eye(A)[acts.numpy()]], -1)  # [n, N, od + A]
+    lam_np, wr_np = np.zeros((M, n, N)), np.zeros((M, n, N))
+    for m in range(M):
+        e_s, e_i = mlp(_np(state), "state_embed", 2, m), mlp(x, "agent_embed", 2, m)
+        q = e_s @ P["w_q.weight"][m] + P["w_q.bias"][m, 0]  # [n, H]
+        k = e_i @ P["w_k.weight"][m] + P["w_k.bias"][m, 0]  # [n, N, H]
+        z = np.einsum("nh,nkh->nk", q, k)
+        lam_np[m] = np.exp(z - z.max(-1, keepdims=True)) / np.exp(z - z.max(-1, keepdims=True)).sum(-1, keepdims=True)
+        wr_np[m] = lam_np[m] * mlp(x, "reward_net", 3, m)[..., 0]
+    with torch.no_grad():
+        np.testing.assert_allclose(_np(net.attention_weights(obs, acts, state)), lam_np, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(_np(net.weighted_rewards(obs, acts, state)), wr_np, rtol=1e-4, atol=1e-6)
+
 def test_stage2_decompose_batch_matches_numpy_eq4_to_eq6():
     from rllib_sit.algorithms.sit import stage2
     from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import ARDNEM

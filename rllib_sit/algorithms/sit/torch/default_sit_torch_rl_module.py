@@ -53,17 +53,33 @@ class ARDNEM(nn.Module):
             self.hyper = nn.ModuleList(MonotonicHyperWeights(state_dim, n_agents, attention_hidden)
                                        for _ in range(ensemble_size))
 
-    def weighted_rewards(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """``obs [n, N, obs_dim]``, ``actions [n, N(, A)]``, ``state [n, S]`` -> λ·r ``[M, n, N]``."""
+    def _features(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """(o_i, a_i) per agent, repeated for the ensemble: ``[M, n, N, obs_dim + A]``."""
         x = torch.cat([obs, action_features(actions, self.discrete, self.act_feat_dim)], -1)
-        xm = x.unsqueeze(0).expand(self.M, *x.shape)
+        return x.unsqueeze(0).expand(self.M, *x.shape)
+
+    def _attention(self, xm: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Eq. 1: λ_i = softmax_i (e_s^T W_q^T W_k e_i), ``[M, n, N]``.
+
+        W_k is applied to the query (q' = W_k^T W_q e_s, once per timestep) instead of to every
+        agent's key (once per agent): the same bilinear form and parameters at 1/N of the cost.
+        The key bias adds q·b_k, the same for every agent, which the softmax over agents cancels;
+        it is kept so the value is exactly (W_q e_s)^T (W_k e_i + b_k).
+        """
+        sm = state.unsqueeze(0).expand(self.M, *state.shape)
+        q = self.w_q(self.state_embed(sm))  # [M, n, H]
+        q_key = torch.bmm(q, self.w_k.weight.transpose(1, 2))  # [M, n, H] = q W_k^T
+        q_bias = (q * self.w_k.bias).sum(-1, keepdim=True)  # [M, n, 1]
+        e = self.agent_embed(xm)  # [M, n, N, H]
+        scores = torch.einsum("mnh,mnkh->mnk", q_key, e) + q_bias
+        return torch.softmax(scores, dim=-1)
+
+    def weighted_rewards(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """``obs [n, N, obs_dim]``, ``actions [n, N(, A)]``, ``state [n, S]`` -> λ·r ``[M, n, N]`` (Eq. 2)."""
+        xm = self._features(obs, actions)
         r = self.reward_net(xm).squeeze(-1)  # [M, n, N]
         if self.weight_mode == "attention":
-            sm = state.unsqueeze(0).expand(self.M, *state.shape)
-            q = self.w_q(self.state_embed(sm))  # [M, n, H]
-            k = self.w_k(self.agent_embed(xm))  # [M, n, N, H]
-            lam = torch.softmax(torch.einsum("mnh,mnkh->mnk", q, k), dim=-1)  # Eq. 1
-            return lam * r
+            return self._attention(xm, state) * r
         if self.weight_mode == "monotonic":
             outs = []
             for m, hyper in enumerate(self.hyper):
@@ -74,14 +90,10 @@ class ARDNEM(nn.Module):
 
     def attention_weights(self, obs, actions, state) -> torch.Tensor:
         """λ ``[M, n, N]`` (ones unless ``weight_mode == "attention"``)."""
-        x = torch.cat([obs, action_features(actions, self.discrete, self.act_feat_dim)], -1)
+        xm = self._features(obs, actions)
         if self.weight_mode != "attention":
-            return torch.ones(self.M, *x.shape[:-1])
-        xm = x.unsqueeze(0).expand(self.M, *x.shape)
-        sm = state.unsqueeze(0).expand(self.M, *state.shape)
-        q = self.w_q(self.state_embed(sm))
-        k = self.w_k(self.agent_embed(xm))
-        return torch.softmax(torch.einsum("mnh,mnkh->mnk", q, k), dim=-1)
+            return torch.ones(xm.shape[:-1])
+        return self._attention(xm, state)
 
 
 def build_ardnem(mc: Dict[str, Any]) -> ARDNEM:
