@@ -13,3 +13,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+# Memory-mapped column caches of test datasets go to a throw-away folder, not the repository's
+# offline_data/cache (rllib_sit.data.column_cache).
+if "RLLIB_SIT_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["RLLIB_SIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="rllib_sit_test_cache_")

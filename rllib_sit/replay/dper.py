@@ -4,9 +4,10 @@
 actor with ``num_cpus=0`` (it only gathers arrays, so it must not hold a CPU that Ray Data or
 Tune trials need on a 2-core machine).
 
-Storage is compact: the joint episodes are stored once (``obs [K, T+1, N, obs_dim]`` etc.,
-passed as one ``ray.put`` object so the actor reads them zero-copy from the object store) plus
-the decomposed rewards ``r̂, û [K, T, N]``. An *individual trajectory* is a pair (episode k,
+Storage is compact: the joint episodes are stored once (``obs [K, T+1, N, obs_dim]`` etc.), as
+read-only memory maps of the dataset's column cache (:mod:`rllib_sit.data.column_cache`) that the
+actor opens itself, so it shares the algorithm's page-cache copy instead of duplicating it; plus
+the decomposed rewards ``r̂, û [K, T, N]`` (float32, ~24 MB each for 10,000 2s3z episodes). An *individual trajectory* is a pair (episode k,
 agent j); the tree of type J has one leaf per pair with j of type J (leaf = k * n_J + slot).
 Sampling gathers, for each drawn pair, agent j's own columns and the observations of all agents
 (o_{-i} for the GAT critic), trimmed to the longest sampled episode.
@@ -14,7 +15,8 @@ Sampling gathers, for each drawn pair, agent j's own columns and the observation
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -55,12 +57,17 @@ class DPERBuffer:
 
     Args:
         episodes: dict of numpy arrays with the schema columns ``obs, actions, terminated, filled``
-            (+ ``avail_actions`` for discrete envs), leading axis = episode.
+            (+ ``avail_actions`` for discrete envs), leading axis = episode; or the path of a
+            column cache folder holding them (opened memory-mapped).
         agent_types: type name per agent (length N).
         seed: seed of the sampling RNG.
     """
 
-    def __init__(self, episodes: Dict[str, np.ndarray], agent_types: Sequence[str], seed: int = 0):
+    def __init__(self, episodes: Union[Dict[str, np.ndarray], str], agent_types: Sequence[str], seed: int = 0):
+        if isinstance(episodes, (str, os.PathLike)):
+            from rllib_sit.data.column_cache import load_cache
+
+            episodes = load_cache(episodes)
         self.ep = episodes
         self.agent_types = list(agent_types)
         self.types = list(dict.fromkeys(self.agent_types))
@@ -185,8 +192,8 @@ class DPERBuffer:
         return bool(self.trees)
 
 
-def make_dper_actor(episodes_ref, agent_types: Sequence[str], seed: int = 0):
-    """Start the DPER Ray actor (``num_cpus=0``); ``episodes_ref`` is a ``ray.put`` of the columns."""
+def make_dper_actor(episodes: Union[str, Any], agent_types: Sequence[str], seed: int = 0):
+    """Start the DPER Ray actor (``num_cpus=0``) on a column cache folder (or a ``ray.put`` of the columns)."""
     import ray
 
-    return ray.remote(num_cpus=0)(DPERBuffer).remote(episodes_ref, list(agent_types), seed)
+    return ray.remote(num_cpus=0)(DPERBuffer).remote(episodes, list(agent_types), seed)

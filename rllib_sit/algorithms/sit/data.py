@@ -1,10 +1,10 @@
-"""Dataset access for SIT: resolve the dataset path (generating it on first use) and load the
-columns SIT needs into memory once (then shared zero-copy through the Ray object store)."""
+"""Dataset access for SIT: resolve the dataset path (generating it on first use) and open the
+columns SIT needs as memory maps (one copy in the OS page cache, shared by every process)."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -56,18 +56,32 @@ def dataset_env_info(path: str) -> EnvInfo:
     return _META_CACHE[path]
 
 
-def load_episodes(path: str, validate: str = "full") -> Tuple[EnvInfo, Dict[str, np.ndarray]]:
-    """All episodes of the dataset, columns SIT needs, ``{col: [K, ...]}``."""
-    from rllib_sit.data import read_dataset
+def sit_columns(info: EnvInfo) -> List[str]:
+    return list(SIT_COLUMNS) + ([S.AVAIL_ACTIONS] if info.discrete else [])
 
-    ds = read_dataset(path, validate=validate)
-    cols = list(SIT_COLUMNS) + ([S.AVAIL_ACTIONS] if ds.meta.env.discrete else [])
-    data = ds.to_numpy(columns=cols)
+
+def open_episode_columns(path: str, validate: str = "full", cache_root: Optional[str] = None,
+                         progress: bool = False) -> Tuple[EnvInfo, Dict[str, np.ndarray], str]:
+    """The SIT columns of every episode as read-only memory maps, and the cache folder holding them.
+
+    Built on first use from the Parquet shards (values validated while streaming when
+    ``validate="full"``), then shared by every process that opens the folder (see
+    :mod:`rllib_sit.data.column_cache`): the dataset is never copied into RAM or the object store.
+    """
+    from rllib_sit.data import read_dataset
+    from rllib_sit.data.column_cache import cache_dir_for, open_columns
+
+    ds = read_dataset(path, validate="none" if validate == "none" else "schema")
     _META_CACHE[path] = ds.meta.env
-    out = {k: np.ascontiguousarray(v) for k, v in data.items()}
-    for k in (S.FILLED, S.TERMINATED):  # flags may come back as uint8 from Parquet
-        out[k] = out[k].astype(bool)
-    return ds.meta.env, out
+    cols = sit_columns(ds.meta.env)
+    episodes = open_columns(ds, cols, root=cache_root, validate=validate == "full", progress=progress)
+    return ds.meta.env, episodes, str(cache_dir_for(ds, cols, cache_root))
+
+
+def load_episodes(path: str, validate: str = "full") -> Tuple[EnvInfo, Dict[str, np.ndarray]]:
+    """All episodes of the dataset, columns SIT needs, ``{col: [K, ...]}`` (memory-mapped, read-only)."""
+    info, episodes, _ = open_episode_columns(path, validate)
+    return info, episodes
 
 
 def flatten_filled(episodes: Dict[str, np.ndarray], idx: np.ndarray) -> Dict[str, np.ndarray]:

@@ -89,6 +89,8 @@ class SITConfig(AlgorithmConfig):
         self.stage2_backend = "local"  # "local" | "ray_data" (Ray Data map_batches pass)
         self.stage2_batch_episodes = 256
         self.dataset = None  # e.g. {"quality": "low", "episodes": 10000, "seed": 0} -> ensure_dataset
+        self.column_cache_dir = None  # memory-mapped column cache root (None: offline_data/cache/columns)
+        self.num_torch_threads = None  # torch intra-op threads of the learner process (None: torch/Ray default)
         self.validate_dataset = "full"  # read_dataset(validate=...) on setup
         self.evaluation_duration = 32
         self.evaluation_interval = None
@@ -110,7 +112,8 @@ class SITConfig(AlgorithmConfig):
                  ardnem_updates_per_iteration=NotProvided, agent_updates_per_iteration=NotProvided,
                  ardnem_batch_timesteps=NotProvided,
                  stage2_backend=NotProvided, stage2_batch_episodes=NotProvided, dataset=NotProvided,
-                 validate_dataset=NotProvided, **kwargs) -> Self:
+                 validate_dataset=NotProvided, column_cache_dir=NotProvided, num_torch_threads=NotProvided,
+                 **kwargs) -> Self:
         super().training(**kwargs)
         for name, value in list(locals().items()):
             if name in ("self", "kwargs", "__class__") or value is NotProvided:
@@ -160,6 +163,12 @@ class SITConfig(AlgorithmConfig):
             bad("grad_clip", self.grad_clip, "a number > 0 or None")
         if self.dataset is not None and not isinstance(self.dataset, dict):
             bad("dataset", self.dataset, "a dict like {'quality': 'low', 'episodes': 10000, 'seed': 0}")
+        if self.num_torch_threads is not None and (not isinstance(self.num_torch_threads, int)
+                                                   or isinstance(self.num_torch_threads, bool)
+                                                   or self.num_torch_threads < 1):
+            bad("num_torch_threads", self.num_torch_threads, "None or an int >= 1")
+        if self.column_cache_dir is not None and not isinstance(self.column_cache_dir, str):
+            bad("column_cache_dir", self.column_cache_dir, "None or a folder path string")
         if self.validate_dataset not in ("full", "schema", "none"):
             bad("validate_dataset", self.validate_dataset, "'full', 'schema' or 'none'")
         if not self.ensemble and self.ensemble_size != 1:
@@ -245,17 +254,20 @@ class SIT(Algorithm):
     # ------------------------------------------------------------------------------------------
     def setup(self, config) -> None:
         super().setup(config)
-        from rllib_sit.algorithms.sit.data import load_episodes, resolve_dataset_path
+        from rllib_sit.algorithms.sit.data import open_episode_columns, resolve_dataset_path
 
         cfg = self.config
+        if cfg.num_torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(int(cfg.num_torch_threads))
         self.dataset_path = resolve_dataset_path(cfg)
         t0 = time.time()
-        info, episodes = load_episodes(self.dataset_path, validate=cfg.validate_dataset)
+        # Memory maps of the dataset's column cache: the DPER actor opens the same files, so the
+        # episodes exist once (in the OS page cache), whatever the dataset size.
+        info, self.episodes, self._columns_dir = open_episode_columns(
+            self.dataset_path, validate=cfg.validate_dataset, cache_root=cfg.column_cache_dir, progress=True)
         self.env_info = info
-        # One copy in the object store; the driver and the DPER actor read it zero-copy.
-        self._episodes_ref = ray.put(episodes)
-        del episodes
-        self.episodes = ray.get(self._episodes_ref)
         self.num_episodes = int(self.episodes[S.FILLED].shape[0])
         logger.info("SIT: loaded %d episodes from %s in %.1fs", self.num_episodes, self.dataset_path, time.time() - t0)
         self.types = info.type_names()
@@ -333,7 +345,7 @@ class SIT(Algorithm):
                                             use_uncertainty=cfg.ensemble, decompose=decompose)
         self.stage2_seconds = time.time() - t0
         if self.dper is None:
-            self.dper = make_dper_actor(self._episodes_ref, self.env_info.agent_types, seed=cfg.seed)
+            self.dper = make_dper_actor(self._columns_dir, self.env_info.agent_types, seed=cfg.seed)
         self.dper_summary = ray.get(self.dper.load.remote(res[stage2.R_HAT], res[stage2.U_HAT], res[stage2.PRIORITY],
                                                           cfg.alpha, tuple(cfg.priority_range), cfg.prioritized))
         self._set_r_hat_stats(res[stage2.R_HAT])
@@ -462,7 +474,7 @@ class SIT(Algorithm):
                 from rllib_sit.replay.dper import make_dper_actor
 
                 if self.dper is None:
-                    self.dper = make_dper_actor(self._episodes_ref, self.env_info.agent_types, seed=self.config.seed)
+                    self.dper = make_dper_actor(self._columns_dir, self.env_info.agent_types, seed=self.config.seed)
                 ray.get(self.dper.set_state.remote(sit["dper"]))
                 self._set_r_hat_stats(sit["dper"]["r_hat"])
         self._eval_modules = None
