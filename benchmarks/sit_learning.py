@@ -76,6 +76,7 @@ def main(argv=None) -> int:
                "ardnem_updates": args.ardnem_updates, "agent_updates": args.agent_updates,
                "eval_return_mean_over_seeds": float(ev.mean()), "eval_return_std_over_seeds": float(ev.std()),
                "behaviour_return": rows[0]["behaviour_return"], "runs": rows}
+    print("command: python " + " ".join([sys.argv[0]] + list(argv if argv is not None else sys.argv[1:])))
     print("| seed | eval return | win rate | behaviour | r̂ per agent | DPER ESS |")
     print("|---|---|---|---|---|---|")
     for r in rows:
