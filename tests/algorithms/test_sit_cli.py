@@ -1,6 +1,7 @@
 """`rllib train file` / `rllib evaluate` end to end on a tiny random 2s3z dataset (one Tune trial)."""
 
 import glob
+import itertools
 import json
 import os
 
@@ -31,11 +32,17 @@ def test_every_tuned_example_parses():
     assert len(files) >= 12
     from rllib_sit.algorithms.sit import SITConfig
 
+    grids = 0
     for f in files:
         for name, exp in load_experiments(f).items():
             assert exp["run"] == "SIT"
-            cfg = SITConfig().update_from_dict(dict(exp["config"], env=exp["env"]))
-            cfg.validate()
+            config = exp["config"]
+            axes = {k: v["grid_search"] for k, v in config.items() if isinstance(v, dict) and "grid_search" in v}
+            grids += bool(axes)
+            for point in itertools.product(*axes.values()):  # every grid point validates
+                cfg = SITConfig().update_from_dict(dict(config, env=exp["env"], **dict(zip(axes, point))))
+                cfg.validate()
+    assert grids >= 1  # the alpha/beta/eta sweep
 
 
 def test_train_file_then_evaluate(ray_session, tmp_path):
