@@ -32,6 +32,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 DEFAULT_STORAGE = os.path.join("~", "ray_results")
+# What `rllib evaluate` prints from result["evaluation"]["env_runners"].
+EVAL_KEYS = ("episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",
+             "episode_len_mean", "num_episodes", "win_rate")
 
 
 def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
@@ -180,8 +183,11 @@ def train_file(args) -> int:
 
 
 def evaluate_checkpoint(args) -> int:
+    import pickle
+
     import ray
     from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.utils.checkpoints import Checkpointable
 
     import rllib_sit
 
@@ -191,15 +197,23 @@ def evaluate_checkpoint(args) -> int:
     if not ray.is_initialized():
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
     rllib_sit.register_all()
-    algo = Algorithm.from_checkpoint(path)
+    # Rebuild the algorithm with the checkpoint's config plus --episodes/--seed (the evaluation
+    # EnvRunner takes its reset seed from the config when it is built), then restore its state.
+    ctor_file = os.path.join(path, Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME)
+    if not os.path.isfile(ctor_file):
+        raise FileNotFoundError(f"{path}: not an RLlib algorithm checkpoint (no {Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME})")
+    with open(ctor_file, "rb") as f:
+        config = dict(pickle.load(f)["ctor_args_and_kwargs"][0][0])  # AlgorithmConfig.get_state()
+    config["evaluation_duration"] = int(args.episodes)
+    if args.seed is not None:
+        config["seed"] = int(args.seed)
+    algo = Algorithm.from_checkpoint(path, config=config)
     try:
-        algo.config._is_frozen = False
-        algo.config.evaluation_duration = int(args.episodes)
-        if args.seed is not None:
-            algo.config.seed = int(args.seed)
         t0 = time.time()
-        res = algo.evaluate()
-        stats = res.get("env_runners", res)
+        ev = algo.evaluate().get("env_runners", {})
+        stats = {k: float(ev[k]) for k in EVAL_KEYS if k in ev}
+        if "num_episodes" in stats:
+            stats["num_episodes"] = int(stats["num_episodes"])
         print(json.dumps({"checkpoint": path, "env": algo.config.env, "seconds": round(time.time() - t0, 2),
                           **stats}, indent=2))
     finally:

@@ -45,7 +45,7 @@ def test_every_tuned_example_parses():
     assert grids >= 1  # the alpha/beta/eta sweep
 
 
-def test_train_file_then_evaluate(ray_session, tmp_path):
+def test_train_file_then_evaluate(ray_session, tmp_path, capsys):
     from rllib_sit.data.synthetic import make_random_dataset
 
     data = make_random_dataset("smac:2s3z", 6, str(tmp_path / "ds"), seed=0)
@@ -65,4 +65,8 @@ def test_train_file_then_evaluate(ray_session, tmp_path):
     assert "episode_return_mean" in last["evaluation"]["env_runners"]
     ckpts = sorted(glob.glob(os.path.join(trial, "checkpoint_*")))
     assert ckpts
-    assert main(["evaluate", ckpts[-1], "--episodes", "1"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", ckpts[-1], "--episodes", "2", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    ev = json.loads(out[out.index("{"):])
+    assert ev["num_episodes"] == 2 and "win_rate" in ev and "episode_return_std" in ev

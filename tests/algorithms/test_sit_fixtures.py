@@ -23,7 +23,8 @@ class TinyCoopEnv(CoopEnv):
         self._rng = np.random.default_rng(0)
 
     def _reset(self, seed):
-        self._rng = np.random.default_rng(seed)
+        if seed is not None:  # gymnasium convention: reset(seed=None) continues the RNG
+            self._rng = np.random.default_rng(seed)
         self.t = 0
         self.limit = int(self._rng.integers(4, 7))
         self.x = self._rng.normal(size=(3, 2)).astype(np.float32)
@@ -86,9 +87,11 @@ class TinyContinuousEnv(CoopEnv):
         self.info = EnvInfo(env_id=TINY_CONT_ENV_ID, agents=["l0", "l1"], agent_types=["leg", "leg"], obs_dim=3,
                             state_dim=4, episode_limit=5, discrete=False, act_dim=2)
         super().__init__()
+        self._rng = np.random.default_rng(0)
 
     def _reset(self, seed):
-        self._rng = np.random.default_rng(seed)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
         self.t = 0
         self.x = self._rng.normal(size=(2, 2)).astype(np.float32)
 
@@ -106,3 +109,8 @@ class TinyContinuousEnv(CoopEnv):
 
 def register_tiny_continuous_env() -> None:
     register_family("tinycont", lambda scenario, **kw: TinyContinuousEnv(**kw), ["coop"])
+    from ray.tune.registry import register_env
+
+    from rllib_sit.envs.registry import make_rllib_env
+
+    register_env(TINY_CONT_ENV_ID, lambda cfg: make_rllib_env(TINY_CONT_ENV_ID, cfg))

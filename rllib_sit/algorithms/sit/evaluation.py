@@ -1,58 +1,65 @@
-"""Greedy evaluation of SIT's actors on the registered environment (decentralised execution).
+"""SIT's evaluation metrics on RLlib's evaluation EnvRunners (decentralised execution).
 
-Each agent acts with the actor of its type on its own τ_i = (o_i, a_i^{t-1}) and GRU state:
-arg max over available actions (discrete) or the tanh mean (continuous).
+The agents act on the registered env through ``SITAgentTorchRLModule._forward_inference``
+(greedy) on RLlib's evaluation EnvRunner(s). :class:`SITEvaluationCallback` reports the team's
+numbers: every agent of a cooperative env receives the team reward, so RLlib's own
+``episode_return_*`` (the sum over agents) would count it N times. It replaces them with the team
+return's mean/min/max, adds ``episode_return_std`` and, on envs whose infos carry ``battle_won``
+(SMAC), ``win_rate``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict
-
 import numpy as np
-import torch
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.utils.metrics import (ENV_RUNNER_RESULTS, EPISODE_RETURN_MAX, EPISODE_RETURN_MEAN,
+                                     EPISODE_RETURN_MIN)
+
+EPISODE_RETURN_STD = "episode_return_std"
+WIN_RATE = "win_rate"
+# Per-episode values logged on the EnvRunners (item series), turned into statistics at the end.
+TEAM_RETURNS = "sit_team_returns"
+WINS = "sit_wins"
 
 
-def greedy_rollouts(env_id: str, modules: Dict[str, Any], info, n_episodes: int, seed: int = 0,
-                    env_config: Dict[str, Any] | None = None) -> Dict[str, float]:
-    from rllib_sit.envs.registry import make_env
+def team_return(episode) -> float:
+    """Team return of (a chunk of) a multi-agent episode: the mean of the agents' returns (each
+    agent of a cooperative env receives the team reward)."""
+    returns = [sa.get_return() for sa in episode.agent_episodes.values()]
+    return float(np.mean(returns)) if returns else 0.0
 
-    env = make_env(env_id, **(env_config or {}))
-    types = info.type_names()
-    members = {t: info.agents_of_type(t) for t in types}
-    returns, lengths, wins = [], [], []
-    for ep in range(n_episodes):
-        obs_d, _ = env.reset(seed=seed + ep)
-        h = {t: modules[t].actor.initial_state(len(members[t])) for t in types}
-        if info.discrete:
-            prev = np.full(info.n_agents, -1, np.int64)
-        else:
-            prev = np.zeros((info.n_agents, info.act_dim), np.float32)
-        done, ret, steps, won = False, 0.0, 0, False
-        while not done:
-            obs = np.stack([obs_d[a] for a in env.possible_agents]).astype(np.float32)
-            avail = env.action_masks() if info.discrete else None
-            actions = np.zeros_like(prev)
-            for t in types:
-                idx = members[t]
-                a, h[t] = modules[t].act(torch.as_tensor(obs[idx]), torch.as_tensor(prev[idx]), h[t],
-                                         None if avail is None else torch.as_tensor(np.asarray(avail[idx], np.float32)))
-                actions[idx] = a.numpy()
-            obs_d, rew, term, trunc, infos = env.step({a: actions[i] for i, a in enumerate(env.possible_agents)})
-            ret += float(next(iter(rew.values())))
-            steps += 1
-            prev = actions
-            done = any(term.values()) or any(trunc.values())
-            first = infos.get(env.possible_agents[0], {}) if isinstance(infos, dict) else {}
-            won = won or bool(first.get("battle_won", False))
-            has_win = "battle_won" in first
-        returns.append(ret)
-        lengths.append(steps)
-        if has_win:
-            wins.append(float(won))
-    out = {"episode_return_mean": float(np.mean(returns)), "episode_return_std": float(np.std(returns)),
-           "episode_return_min": float(np.min(returns)), "episode_return_max": float(np.max(returns)),
-           "episode_len_mean": float(np.mean(lengths)), "num_episodes": int(n_episodes)}
-    if wins:
-        out["win_rate"] = float(np.mean(wins))
-    env.close()
-    return out
+
+def battle_won(episodes):
+    """True/False if some step's infos carry ``battle_won`` (won at any step), else None."""
+    won = None
+    for ep in episodes:
+        for sa in list(ep.agent_episodes.values())[:1]:  # infos are common to all agents
+            for info in sa.get_infos():
+                if isinstance(info, dict) and "battle_won" in info:
+                    won = bool(won) or bool(info["battle_won"])
+    return won
+
+
+class SITEvaluationCallback(RLlibCallback):
+    """Team return statistics and win rate of the evaluation episodes (see the module docstring)."""
+
+    def on_episode_end(self, *, episode, prev_episode_chunks=None, metrics_logger=None, **kwargs) -> None:
+        if metrics_logger is None:
+            return
+        chunks = list(prev_episode_chunks or []) + [episode]
+        metrics_logger.log_value(TEAM_RETURNS, sum(team_return(c) for c in chunks), reduce="item_series")
+        won = battle_won(chunks)
+        if won is not None:
+            metrics_logger.log_value(WINS, float(won), reduce="item_series")
+
+    def on_evaluate_end(self, *, evaluation_metrics, **kwargs) -> None:
+        results = evaluation_metrics.get(ENV_RUNNER_RESULTS)
+        if not isinstance(results, dict):
+            return
+        returns = np.asarray(results.pop(TEAM_RETURNS, []), np.float64).reshape(-1)
+        wins = np.asarray(results.pop(WINS, []), np.float64).reshape(-1)
+        if returns.size:
+            results.update({EPISODE_RETURN_MEAN: float(returns.mean()), EPISODE_RETURN_STD: float(returns.std()),
+                            EPISODE_RETURN_MIN: float(returns.min()), EPISODE_RETURN_MAX: float(returns.max())})
+        if wins.size:
+            results[WIN_RATE] = float(wins.mean())

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import ray
@@ -31,10 +31,13 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils import force_list
 from ray.rllib.utils.metrics import LEARNER_RESULTS
 
 from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.algorithms.sit.evaluation import SITEvaluationCallback
 from rllib_sit.data import schema as S
+from rllib_sit.envs.rllib_env import AgentTypeMapping
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +95,15 @@ class SITConfig(AlgorithmConfig):
         self.column_cache_dir = None  # memory-mapped column cache root (None: offline_data/cache/columns)
         self.num_torch_threads = None  # torch intra-op threads of the learner process (None: torch/Ray default)
         self.validate_dataset = "full"  # read_dataset(validate=...) on setup
+        # Evaluation: RLlib's evaluation EnvRunner(s) on the registered env (a local one by
+        # default), greedy actors, team return statistics + win rate (SITEvaluationCallback).
         self.evaluation_duration = 32
+        self.evaluation_duration_unit = "episodes"
+        self.evaluation_config = {"explore": False}
+        self.callbacks_class = SITEvaluationCallback
+        # RLlib's env checker steps the env with random actions that ignore the action masks, which
+        # the SMAC env rejects ("action 8 of agent 's1' is not available"); the envs have their own tests.
+        self.disable_env_checking = True
         self.evaluation_interval = None
         self.num_env_runners = 0
         self.seed = 0
@@ -101,6 +112,11 @@ class SITConfig(AlgorithmConfig):
     def is_offline(self) -> bool:  # noqa: D401
         # SIT reads its multi-agent dataset itself; RLlib's OfflineData refuses multi-agent episodes.
         return False
+
+    @property
+    def is_multi_agent(self) -> bool:  # noqa: D401
+        # One module per agent type (ids from the dataset's EnvInfo), not RLlib's `policies`.
+        return True
 
     def training(self, *, ardnem_lr=NotProvided, ardnem_updates=NotProvided, ensemble_size=NotProvided,
                  reward_hidden=NotProvided, attention_hidden=NotProvided, alpha=NotProvided,
@@ -173,6 +189,22 @@ class SITConfig(AlgorithmConfig):
             bad("validate_dataset", self.validate_dataset, "'full', 'schema' or 'none'")
         if not self.ensemble and self.ensemble_size != 1:
             self.ensemble_size = 1  # "w/o ensemble": a single reward network
+        # Agents map to the module of their type unless the user gave a policy_mapping_fn.
+        if isinstance(self.env, str) and (self.policy_mapping_fn is AlgorithmConfig.DEFAULT_POLICY_MAPPING_FN
+                                          or isinstance(self.policy_mapping_fn, AgentTypeMapping)):
+            self.policy_mapping_fn = AgentTypeMapping(self.env, self.env_config)
+        # Greedy evaluation unless the evaluation_config says otherwise (a user's dict replaces ours).
+        if not self.in_evaluation and (self.evaluation_config is None or isinstance(self.evaluation_config, dict)):
+            self.evaluation_config = {"explore": False, **(self.evaluation_config or {})}
+        # RLlib's episode metrics (e.g. episode_len_mean) cover the last `metrics_num_episodes_for_smoothing`
+        # episodes of an EnvRunner; the only EnvRunners here are evaluation ones: cover all of an evaluation.
+        if isinstance(self.evaluation_duration, int) and self.evaluation_duration_unit == "episodes":
+            self.metrics_num_episodes_for_smoothing = max(self.metrics_num_episodes_for_smoothing,
+                                                          self.evaluation_duration)
+        # The evaluation metrics (team return, win rate) need SIT's callback beside the user's.
+        callbacks = force_list(self.callbacks_class)
+        if not any(isinstance(c, type) and issubclass(c, SITEvaluationCallback) for c in callbacks):
+            self.callbacks_class = [SITEvaluationCallback] + callbacks
 
     # -- derived ---------------------------------------------------------------------------------
     @property
@@ -194,7 +226,15 @@ class SITConfig(AlgorithmConfig):
         from rllib_sit.algorithms.sit.data import dataset_env_info, resolve_dataset_path
 
         info = dataset_env_info(resolve_dataset_path(self))
-        return build_sit_module_spec(info, self)
+        spec = build_sit_module_spec(info, self)
+        if inference_only:  # EnvRunners: the agents' actors only (ARDNEM is learner-only)
+            spec.remove_modules([m for m, s in spec.rl_module_specs.items() if s.learner_only])
+            for s in spec.rl_module_specs.values():
+                s.inference_only = True
+        return spec
+
+    def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
+        return self.get_multi_rl_module_spec()
 
     @property
     def _model_config_auto_includes(self):
@@ -208,11 +248,16 @@ def build_sit_module_spec(info, config: SITConfig) -> MultiRLModuleSpec:
     from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import (
         ARDNEMTorchRLModule, SITAgentTorchRLModule)
 
-    obs_space = gym.spaces.Box(-np.inf, np.inf, (info.obs_dim,), np.float32)
+    from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
+
+    # The agents' observation space on the RLlib env (RLlibCoopEnv): {"obs"(, "action_mask")}.
+    obs_spaces = {OBS_KEY: gym.spaces.Box(-np.inf, np.inf, (info.obs_dim,), np.float32)}
     if info.discrete:
+        obs_spaces[ACTION_MASK_KEY] = gym.spaces.Box(0.0, 1.0, (info.n_actions,), np.float32)
         act_space = gym.spaces.Discrete(info.n_actions)
     else:
         act_space = gym.spaces.Box(info.action_low, info.action_high, (info.act_dim,), np.float32)
+    obs_space = gym.spaces.Dict(obs_spaces)
     common = dict(obs_dim=info.obs_dim, n_agents=info.n_agents, discrete=info.discrete, n_actions=info.n_actions,
                   act_dim=info.act_dim, action_low=info.action_low, action_high=info.action_high)
     specs = {}
@@ -222,7 +267,7 @@ def build_sit_module_spec(info, config: SITConfig) -> MultiRLModuleSpec:
                                 model_config=dict(common, rnn_hidden=config.rnn_hidden,
                                                   critic_hidden=config.critic_hidden, use_gat=config.use_gat))
     specs[K.ARDNEM_MODULE_ID] = RLModuleSpec(
-        module_class=ARDNEMTorchRLModule, observation_space=obs_space, action_space=act_space,
+        module_class=ARDNEMTorchRLModule, observation_space=obs_space, action_space=act_space, learner_only=True,
         model_config=dict(common, state_dim=info.state_dim, ensemble_size=config.effective_ensemble_size,
                           reward_hidden=config.reward_hidden, attention_hidden=config.attention_hidden,
                           weight_mode=config.weight_mode))
@@ -238,7 +283,10 @@ class SIT(Algorithm):
 
     @classmethod
     def _should_create_evaluation_env_runners(cls, eval_config) -> bool:
-        return False  # evaluation is our own greedy rollout (see ``evaluate``)
+        # Always (given an env): RLlib creates them only with an evaluation_interval, but
+        # `algo.evaluate()` and `rllib evaluate` must work on any SIT (there are no training
+        # EnvRunners to fall back on). evaluation_num_env_runners=0: one local EnvRunner.
+        return bool(eval_config.env)
 
     @classmethod
     def default_resource_request(cls, config):
@@ -246,6 +294,9 @@ class SIT(Algorithm):
 
         cf = config if isinstance(config, AlgorithmConfig) else cls.get_default_config().update_from_dict(config)
         bundles = [{"CPU": float(cf.num_cpus_for_main_process or 1)}]
+        # Remote evaluation EnvRunner i takes bundle i (EnvRunnerGroup's pg_offset is 0): right after the main one.
+        for _ in range(int(cf.evaluation_num_env_runners or 0)):
+            bundles.append({"CPU": float(cf.num_cpus_per_env_runner), "GPU": float(cf.num_gpus_per_env_runner or 0)})
         per_learner = cf.num_cpus_per_learner if cf.num_cpus_per_learner != "auto" else 1
         for _ in range(int(cf.num_learners or 0)):
             bundles.append({"CPU": float(per_learner), "GPU": float(cf.num_gpus_per_learner or 0)})
@@ -253,15 +304,18 @@ class SIT(Algorithm):
 
     # ------------------------------------------------------------------------------------------
     def setup(self, config) -> None:
-        super().setup(config)
         from rllib_sit.algorithms.sit.data import open_episode_columns, resolve_dataset_path
+
+        # Find (or generate) the dataset before RLlib's setup builds the evaluation EnvRunners and
+        # the learners, whose module specs come from its metadata.
+        self.dataset_path = resolve_dataset_path(config)
+        super().setup(config)
 
         cfg = self.config
         if cfg.num_torch_threads is not None:
             import torch
 
             torch.set_num_threads(int(cfg.num_torch_threads))
-        self.dataset_path = resolve_dataset_path(cfg)
         t0 = time.time()
         # Memory maps of the dataset's column cache: the DPER actor opens the same files, so the
         # episodes exist once (in the OS page cache), whatever the dataset size.
@@ -270,7 +324,6 @@ class SIT(Algorithm):
         self.env_info = info
         self.num_episodes = int(self.episodes[S.FILLED].shape[0])
         logger.info("SIT: loaded %d episodes from %s in %.1fs", self.num_episodes, self.dataset_path, time.time() - t0)
-        self.types = info.type_names()
         self.rng = np.random.default_rng(cfg.seed)
         self.stage = K.STAGE_ARDNEM if cfg.decomposition != "none" and cfg.ardnem_updates > 0 else K.STAGE_DPER
         self.ardnem_updates_done = 0
@@ -279,7 +332,6 @@ class SIT(Algorithm):
         self.dper_summary: Dict[str, Dict[str, float]] = {}
         self.r_hat_mean_per_agent: Optional[List[float]] = None
         self.stage2_seconds: Optional[float] = None
-        self._eval_modules = None
 
     # -- Stage I ---------------------------------------------------------------------------------
     def _ardnem_batch(self) -> MultiAgentBatch:
@@ -374,7 +426,6 @@ class SIT(Algorithm):
             self.agent_updates_done += 1
         if results is not None:
             self.metrics.aggregate(results, key=LEARNER_RESULTS)
-        self._eval_modules = None
         if self.agent_updates_done >= cfg.agent_updates:
             self.stage = K.STAGE_DONE
 
@@ -410,33 +461,6 @@ class SIT(Algorithm):
         results[SIT_STATE_KEY] = dict(getattr(self, "_sit_results", {}))
         return results
 
-    # -- evaluation ------------------------------------------------------------------------------
-    def _agent_modules(self):
-        """Torch actor modules per type, current weights (local learner's, or a synced copy)."""
-        if self._eval_modules is not None:
-            return self._eval_modules
-        if self.learner_group.is_local:
-            learner = self.learner_group._learner
-            mods = {t: learner.module[t].unwrapped() for t in self.types}
-        else:
-            spec = build_sit_module_spec(self.env_info, self.config)
-            state = self.learner_group.get_state(components="learner/rl_module")["learner"]["rl_module"]
-            mods = {}
-            for t in self.types:
-                m = spec.rl_module_specs[t].build()
-                m.set_state(state[t])
-                mods[t] = m
-        self._eval_modules = mods
-        return mods
-
-    def evaluate(self, parallel_train_future=None) -> Dict[str, Any]:
-        from rllib_sit.algorithms.sit.evaluation import greedy_rollouts
-
-        stats = greedy_rollouts(self.config.env, self._agent_modules(), self.env_info,
-                                int(self.config.evaluation_duration or 1), seed=int(self.config.seed or 0) + 10_000,
-                                env_config=dict(self.config.env_config or {}))
-        return {"env_runners": stats}  # Algorithm.step nests this under "evaluation"
-
     # -- checkpointing ---------------------------------------------------------------------------
     def get_state(self, components=None, *, not_components=None, **kwargs):
         state = super().get_state(components, not_components=not_components, **kwargs)
@@ -452,12 +476,14 @@ class SIT(Algorithm):
         return state
 
     def set_state(self, state) -> None:
-        # Algorithm.set_state syncs weights to EnvRunners, which an offline algorithm doesn't have.
+        # Algorithm.set_state syncs weights to the training EnvRunners, which an offline algorithm
+        # doesn't have (env_runner_group is None); only the evaluation EnvRunners get them here.
         from ray.rllib.core import COMPONENT_LEARNER_GROUP, COMPONENT_METRICS_LOGGER
         from ray.tune.result import TRAINING_ITERATION
 
         if COMPONENT_LEARNER_GROUP in state:
             self.learner_group.set_state(state[COMPONENT_LEARNER_GROUP])
+            self._sync_eval_weights()
         if COMPONENT_METRICS_LOGGER in state:
             self.metrics.set_state(state[COMPONENT_METRICS_LOGGER])
         if TRAINING_ITERATION in state:
@@ -477,14 +503,19 @@ class SIT(Algorithm):
                     self.dper = make_dper_actor(self._columns_dir, self.env_info.agent_types, seed=self.config.seed)
                 ray.get(self.dper.set_state.remote(sit["dper"]))
                 self._set_r_hat_stats(sit["dper"]["r_hat"])
-        self._eval_modules = None
 
     def restore_from_path(self, path, *args, **kwargs):
-        # Algorithm.restore_from_path syncs EnvRunners (None here -> AttributeError); skip that part.
+        # Algorithm.restore_from_path syncs the training EnvRunners (None here -> AttributeError);
+        # skip that part. set_state syncs the evaluation EnvRunners (and evaluate() does, always).
         from ray.rllib.utils.checkpoints import Checkpointable
 
         Checkpointable.restore_from_path(self, path, *args, **kwargs)
-        self._eval_modules = None
+        self._sync_eval_weights()  # the LearnerGroup was restored as a subcomponent, not via set_state
+
+    def _sync_eval_weights(self) -> None:
+        if self.eval_env_runner_group is not None:
+            self.eval_env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group,
+                                                    inference_only=True)
 
     def cleanup(self) -> None:
         if getattr(self, "dper", None) is not None:

@@ -9,9 +9,12 @@ from typing import Any, Dict
 
 import torch
 from torch import nn
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
 from rllib_sit.models import EnsembleLinear, EnsembleMLP, GATAggregator, GRUActor, GaussianGRUActor, mlp
 from rllib_sit.models.mixers import MonotonicHyperWeights
 
@@ -148,11 +151,13 @@ class GATCritic(nn.Module):
         return q if self.discrete else q.squeeze(-1)
 
 
-class SITAgentTorchRLModule(TorchRLModule):
+class SITAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
     """Shared actor and critic of one agent type, plus a frozen target critic.
 
     ``model_config``: obs_dim, n_agents, discrete, n_actions, act_dim, action_low, action_high,
-    rnn_hidden, critic_hidden, use_gat.
+    rnn_hidden, critic_hidden, use_gat. On EnvRunners (``inference_only``) only the actor is
+    built; it acts through ``_forward_inference`` (greedy) / ``_forward_exploration`` with the
+    GRU state and the previous action carried in ``STATE_IN``/``STATE_OUT``.
     """
 
     def setup(self):
@@ -209,19 +214,53 @@ class SITAgentTorchRLModule(TorchRLModule):
                                             self.actor._unscale(batch[K.NEXT_ACTIONS]))
         return {"q_taken": q_taken, "q_next_target": q_next, "logp": logp}
 
-    def _forward(self, batch, **kwargs):
-        raise NotImplementedError(
-            "SIT agent modules act through SITAgentTorchRLModule.act() (greedy evaluation); "
-            "RLlib EnvRunner inference is not wired for the GRU actor.")
-
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, prev_actions: torch.Tensor, h: torch.Tensor,
-            avail: torch.Tensor | None = None):
-        """Greedy step for a batch of agents: (actions, h'). arg max over available actions / tanh(mean)."""
-        out, h = self.actor.step(obs, prev_actions, h, avail)
-        if self.discrete:
-            return out.argmax(-1), h
-        return out, h
-
+    # -- acting on RLlib EnvRunners (decentralised execution) ---------------------------------
     def get_initial_state(self) -> Any:
-        return {"h": torch.zeros(self.actor.hidden)}
+        """GRU state and a_i^{t-1}: -1 ("none", zero one-hot) for discrete, zeros for continuous."""
+        if self.discrete:
+            prev = torch.tensor(-1, dtype=torch.long)
+        else:
+            prev = torch.zeros(self.act_dim)
+        return {"h": torch.zeros(self.actor.hidden), "prev_action": prev}
+
+    def get_non_inference_attributes(self):
+        return ["critic", "target_critic"]  # EnvRunners only need the actor
+
+    def _act(self, batch, explore: bool) -> Dict[str, Any]:
+        """One step of every agent in ``batch`` on τ_i = (o_i^t, a_i^{t-1}) and its GRU state.
+
+        ``batch[OBS]`` is the env's obs dict (``{"obs", "action_mask"}`` / ``{"obs"}``) with RLlib's
+        time rank of 1 (``[B, 1, ...]``); ``batch[STATE_IN]`` is ``{"h", "prev_action"}``. Discrete:
+        arg max (``explore``: a sample) of the logits over available actions. Continuous: tanh of
+        the mean (``explore``: of a Gaussian sample) in [-1, 1], which RLlib's default
+        ``normalize_actions=True`` maps onto the action box; the state keeps the box action.
+        """
+        obs = batch[Columns.OBS]
+        o, avail = (obs[OBS_KEY], obs.get(ACTION_MASK_KEY)) if isinstance(obs, dict) else (obs, None)
+        time_rank = o.dim() == 3
+        if time_rank:
+            o = o[:, 0]
+            avail = None if avail is None else avail[:, 0]
+        state = batch[Columns.STATE_IN]
+        out, h = self.actor.step(o.float(), state["prev_action"], state["h"], avail)
+        if self.discrete:
+            a = torch.distributions.Categorical(logits=out).sample() if explore else out.argmax(-1)
+            prev = a
+        else:
+            pre = self.actor.mean(h)
+            if explore:
+                log_std = self.actor.log_std.clamp(self.actor.LOG_STD_MIN, self.actor.LOG_STD_MAX)
+                pre = pre + log_std.exp() * torch.randn_like(pre)
+            a = torch.tanh(pre)
+            prev = self.actor._scale(a)
+        return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a,
+                Columns.STATE_OUT: {"h": h, "prev_action": prev}}
+
+    def _forward_inference(self, batch, **kwargs):
+        return self._act(batch, explore=False)
+
+    def _forward_exploration(self, batch, **kwargs):
+        return self._act(batch, explore=True)
+
+    def _forward(self, batch, **kwargs):
+        return self._act(batch, explore=False)
