@@ -1,4 +1,4 @@
-"""`rllib train file` / `rllib evaluate` end to end on a tiny random 2s3z dataset (one Tune trial)."""
+"""`rllib train file` / `rllib evaluate` end to end on a tiny random 2s3z dataset (a 2-trial sweep)."""
 
 import glob
 import itertools
@@ -45,12 +45,13 @@ def test_every_tuned_example_parses():
     assert grids >= 1  # the alpha/beta/eta sweep
 
 
-def test_train_file_then_evaluate(ray_session, tmp_path, capsys):
+def test_train_file_sweep_then_evaluate(ray_session, tmp_path, capsys):
+    """A 2-trial alpha grid on 2 CPUs (trials one at a time, no Ray Data deadlock), then evaluate."""
     from rllib_sit.data.synthetic import make_random_dataset
 
     data = make_random_dataset("smac:2s3z", 6, str(tmp_path / "ds"), seed=0)
     exp = {"sit-cli": {"run": "SIT", "env": "smac:2s3z", "stop": {"training_iteration": 5}, "checkpoint_freq": 1,
-                       "config": {"input_": data, "ardnem_updates": 2, "ardnem_updates_per_iteration": 2,
+                       "config": {"input_": data, "alpha": {"grid_search": [0.2, 5.0]}, "ardnem_updates": 2, "ardnem_updates_per_iteration": 2,
                                   "agent_updates": 2, "agent_updates_per_iteration": 2, "batch_size_episodes": 4,
                                   "evaluation_interval": 1, "evaluation_duration": 1}}}
     f = tmp_path / "exp.yaml"
@@ -58,7 +59,9 @@ def test_train_file_then_evaluate(ray_session, tmp_path, capsys):
     rc = main(["train", "file", str(f), "--storage-path", str(tmp_path / "results"),
                "--stop", '{"training_iteration": 2}'])
     assert rc == 0
-    trial = glob.glob(str(tmp_path / "results" / "sit-cli" / "SIT_*"))[0]
+    trials = sorted(glob.glob(str(tmp_path / "results" / "sit-cli" / "SIT_*")))
+    assert len(trials) == 2 and {json.load(open(os.path.join(t, "params.json")))["alpha"] for t in trials} == {0.2, 5.0}
+    trial = trials[0]
     assert glob.glob(os.path.join(trial, "events.out.tfevents*")), "TensorBoard log missing"
     last = [json.loads(line) for line in open(os.path.join(trial, "result.json"))][-1]
     assert last["training_iteration"] == 2  # --stop override won over the YAML's 5
