@@ -6,17 +6,9 @@ import json
 import os
 
 import pytest
-import ray
 import yaml
 
 from rllib_sit.cli.rllib_cmd import load_experiments, main
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_yaml_errors_name_the_problem(tmp_path):

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-import ray
 import torch
 from ray.rllib.core.columns import Columns
 
-from test_sit_fixtures import make_tiny_dataset, register_tiny_env, tiny_config
+from test_sit_fixtures import tiny_config
 
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.sit import sit_learner as K
@@ -16,19 +15,6 @@ from rllib_sit.models.gru_actor import MASKED_LOGIT
 
 EVAL_KEYS = ("episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",
              "episode_len_mean", "num_episodes", "win_rate")
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    register_tiny_env()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def dataset(ray_session, tmp_path_factory):
-    return make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=40, seed=0)
 
 
 @pytest.fixture(scope="module")

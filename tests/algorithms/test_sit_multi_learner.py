@@ -1,21 +1,11 @@
 """SIT with two remote learners (torch DDP): every stage runs and the replicas stay identical."""
 
 import numpy as np
-import pytest
-import ray
 import torch
 
-from test_sit_fixtures import make_tiny_dataset, register_tiny_env, tiny_config
+from test_sit_fixtures import tiny_config
 
 from rllib_sit.algorithms.sit import sit_learner as K
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    register_tiny_env()
-    yield make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=40, seed=0)
-    ray.shutdown()
 
 
 def test_two_learners_train_all_stages_with_identical_replicas(dataset):

@@ -1,29 +1,14 @@
 """Build-and-train smoke tests of SIT on a tiny 3-agent / 2-type dataset (Ray started once)."""
 
-import os
-
 import numpy as np
 import pytest
 import ray
 import torch
 
-from test_sit_fixtures import TINY_ENV_ID, make_tiny_dataset, register_tiny_env, tiny_config
+from test_sit_fixtures import TINY_ENV_ID, tiny_config
 
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.sit import sit_learner as K
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    register_tiny_env()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def dataset(ray_session, tmp_path_factory):
-    return make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=40, seed=0)
 
 
 def test_train_runs_the_three_stages_and_reports_metrics(dataset):
