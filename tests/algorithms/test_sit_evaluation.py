@@ -221,3 +221,29 @@ def test_continuous_forward_inference_is_the_tanh_mean(ray_session, tmp_path):
         assert ev["num_episodes"] == 2 and ev["episode_len_mean"] == 5 and "win_rate" not in ev
     finally:
         algo.stop()
+
+
+def test_smac_env_id_resolves_without_register_all(tmp_path):
+    """Regression: evaluation EnvRunners create ``config.env`` through Tune's registry, and a plain
+    ``SITConfig().environment("smac:2s3z").build_algo()`` failed with "No module named 'smac'"
+    unless the user had called ``rllib_sit.register_all()``. Runs in a fresh process, since this one
+    has registered everything already."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import ray
+        from rllib_sit.algorithms.sit import SITConfig
+        from rllib_sit.data.synthetic import make_random_dataset
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        path = make_random_dataset("smac:2s3z", 3, {str(tmp_path / "ds")!r}, seed=0)
+        algo = (SITConfig().environment("smac:2s3z").offline_data(input_=path)
+                .training(ardnem_updates=1, agent_updates=1, batch_size_episodes=2)
+                .evaluation(evaluation_duration=1).build_algo())
+        print("RETURN", algo.evaluate()["env_runners"]["episode_return_mean"])
+        algo.stop()
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "RETURN" in out.stdout

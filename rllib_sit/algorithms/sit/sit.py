@@ -305,7 +305,11 @@ class SIT(Algorithm):
     # ------------------------------------------------------------------------------------------
     def setup(self, config) -> None:
         from rllib_sit.algorithms.sit.data import open_episode_columns, resolve_dataset_path
+        from rllib_sit.envs.registry import register_rllib_envs
 
+        # The evaluation EnvRunner creates config.env through Tune's registry: make the package's
+        # "family:scenario" ids resolvable without asking users to call rllib_sit.register_all().
+        register_rllib_envs()
         # Find (or generate) the dataset before RLlib's setup builds the evaluation EnvRunners and
         # the learners, whose module specs come from its metadata.
         self.dataset_path = resolve_dataset_path(config)
