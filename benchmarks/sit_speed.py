@@ -160,7 +160,7 @@ def main(argv=None) -> int:
         ard_opt.step()
 
     out["stage1_plain_ms"] = round(timed(plain_stage1, n), 1)
-    mods = {t: spec.rl_module_specs[t].build() for t in algo.types}
+    mods = {t: spec.rl_module_specs[t].build() for t in algo.env_info.type_names()}
     opts = {t: (rmsprop(m.actor.parameters(), 5e-4), rmsprop(m.critic.parameters(), 1e-4)) for t, m in mods.items()}
     tb = [{t: {k: torch.as_tensor(v) for k, v in b[t].items()} for t in b} for b in samples]
 
