@@ -70,8 +70,8 @@ def main(argv=None) -> None:
 
     print(f"\n{args.episodes} 2s3z-sized episodes: {raw_mb:.0f} MB raw, {disk_mb:.0f} MB on disk "
           f"({len(ds.files)} shards), {os.cpu_count()} CPUs")
-    print(f"| operation | seconds | episodes/s | MB/s (raw) |")
-    print(f"|---|---:|---:|---:|")
+    print("| operation | seconds | episodes/s | MB/s (raw) |")
+    print("|---|---:|---:|---:|")
     for name, sec in results:
         print(f"| {name} | {sec:.2f} | {args.episodes / sec:,.0f} | {raw_mb / sec:,.0f} |")
     print(f"\ncommand: python benchmarks/{os.path.basename(__file__)} {' '.join(sys.argv[1:])}".rstrip())

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import importlib
 import json
-import math
 import os
 import sys
 import time
