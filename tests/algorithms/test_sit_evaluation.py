@@ -247,3 +247,19 @@ def test_smac_env_id_resolves_without_register_all(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "RETURN" in out.stdout
+
+
+def test_iterations_without_evaluation_report_the_last_team_evaluation(dataset):
+    """Regression: between evaluations, result["evaluation"] showed RLlib's own reduced statistics
+    (the return summed over the agents, N times the team return; then NaN) in progress.csv and
+    TensorBoard. Now it repeats the last evaluation's team numbers, and is absent before the first."""
+    algo = tiny_config(dataset, agent_updates=9).evaluation(evaluation_interval=2, evaluation_duration=3).build_algo()
+    try:
+        r1, r2, r3 = algo.train(), algo.train(), algo.train()
+        assert "evaluation" not in r1
+        ev2, ev3 = r2["evaluation"]["env_runners"], r3["evaluation"]["env_runners"]
+        assert ev2["num_episodes"] == 3
+        for k in ("episode_return_mean", "episode_return_std", "win_rate"):
+            assert ev3[k] == ev2[k]
+    finally:
+        algo.stop()

@@ -461,8 +461,20 @@ class SIT(Algorithm):
         self._sit_results = m
 
     def _compile_iteration_results(self, *, train_results, eval_results):
+        from ray.rllib.utils.metrics import EVALUATION_RESULTS
+
         results = super()._compile_iteration_results(train_results=train_results, eval_results=eval_results)
         results[SIT_STATE_KEY] = dict(getattr(self, "_sit_results", {}))
+        # In an iteration without evaluation, RLlib's reduced metrics still carry the evaluation
+        # EnvRunner's own statistics (episode_return_* summed over the agents, N times the team
+        # return, which SITEvaluationCallback replaces only in evaluating iterations). Report the
+        # last evaluation's team numbers instead, and nothing before the first evaluation.
+        if eval_results:
+            self._last_evaluation = results.get(EVALUATION_RESULTS)
+        elif getattr(self, "_last_evaluation", None) is not None:
+            results[EVALUATION_RESULTS] = self._last_evaluation
+        else:
+            results.pop(EVALUATION_RESULTS, None)
         return results
 
     # -- checkpointing ---------------------------------------------------------------------------
