@@ -3,9 +3,10 @@
 import os
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from test_io import replace_column
 
 from rllib_sit.data import DatasetError, DatasetMeta, read_dataset, write_dataset
 from rllib_sit.data import schema as S
@@ -58,10 +59,7 @@ def test_bad_values_fail_with_the_file_and_leave_no_cache_behind(dataset, tmp_pa
     t = pq.read_table(f)
     obs = table_to_numpy(t)[S.OBS].copy()
     obs[2, 0, 0, 0] = np.inf
-    i = t.schema.get_field_index(S.OBS)
-    arr = pa.FixedShapeTensorArray.from_numpy_ndarray(obs)
-    pq.write_table(t.set_column(i, pa.field(S.OBS, arr.type, metadata=t.schema.field(i).metadata), arr)
-                   .replace_schema_metadata(t.schema.metadata), f)
+    pq.write_table(replace_column(t, S.OBS, obs), f)
     root = tmp_path / "cache"
     with pytest.raises(DatasetError, match=rf"{f}: column 'obs' contains NaN or inf at row\(s\) \[2\]"):
         open_columns(read_dataset(dataset, validate="schema"), COLS, root=root)
