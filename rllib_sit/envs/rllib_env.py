@@ -60,27 +60,3 @@ class RLlibCoopEnv(MultiAgentEnv):
     def get_state(self):
         return self.env.state()
 
-
-class AgentTypeMapping:
-    """RLlib ``policy_mapping_fn(agent_id, episode, **kwargs)``: agent id -> its agent type.
-
-    Module ids are type names (``EnvInfo.agent_types``), so agents of one type share a module.
-    A picklable object (YAML configs cannot hold a callable, so algorithms install it by
-    default); the types are read from the registered env ``env_id`` on first use per process.
-    """
-
-    def __init__(self, env_id: str, env_config: dict | None = None):
-        self.env_id = env_id
-        self.env_config = dict(env_config or {})
-        self._types = None
-
-    def __call__(self, agent_id, episode=None, **kwargs) -> str:
-        if self._types is None:
-            from rllib_sit.envs.registry import make_env
-
-            env = make_env(self.env_id, **self.env_config)
-            self._types = dict(zip(env.info.agents, env.info.agent_types))
-            env.close()
-        if agent_id not in self._types:
-            raise ValueError(f"{self.env_id}: unknown agent id {agent_id!r}; expected one of {sorted(self._types)}")
-        return self._types[agent_id]

@@ -10,7 +10,7 @@ from test_sit_fixtures import tiny_config
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.sit import sit_learner as K
 from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
-from rllib_sit.envs.rllib_env import AgentTypeMapping
+from rllib_sit.algorithms.common.mapping import AgentModuleMapping as AgentTypeMapping
 from rllib_sit.models.gru_actor import MASKED_LOGIT
 
 EVAL_KEYS = ("episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",

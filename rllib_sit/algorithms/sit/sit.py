@@ -37,7 +37,7 @@ from ray.rllib.utils.metrics import LEARNER_RESULTS
 from rllib_sit.algorithms.sit import sit_learner as K
 from rllib_sit.algorithms.sit.evaluation import SITEvaluationCallback
 from rllib_sit.data import schema as S
-from rllib_sit.envs.rllib_env import AgentTypeMapping
+from rllib_sit.algorithms.common.mapping import AgentModuleMapping as AgentTypeMapping
 
 logger = logging.getLogger(__name__)
 
