@@ -1,5 +1,9 @@
-"""Replay structures: a vectorised NumPy sum tree and SIT's DPER Ray actor (type-wise buffers)."""
+"""Replay structures: a vectorised NumPy sum tree and the samplers of training batches
+(individual trajectories per module, joint episodes), usable in-process or as Ray actors."""
 
+from rllib_sit.replay.samplers import (IndividualTrajectorySampler, JointEpisodeSampler, effective_sample_size,
+                                       make_sampler_actor)
 from rllib_sit.replay.sum_tree import SumTree
 
-__all__ = ["SumTree"]
+__all__ = ["SumTree", "IndividualTrajectorySampler", "JointEpisodeSampler", "effective_sample_size",
+           "make_sampler_actor"]

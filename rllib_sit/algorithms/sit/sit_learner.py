@@ -1,45 +1,38 @@
-"""Framework-free parts of SIT: key names and the Stage II (DPER) priority math in NumPy.
+"""Framework-free parts of SIT: its key names and the Stage II (DPER) priority math in NumPy.
 
 Stage II turns the ARDNEM outputs into sampling probabilities (paper Eq. 4–7):
 ``weighted_reward_stats`` (Eq. 4–5) -> ``monte_carlo_returns`` (Eq. 6) -> ``episode_priorities``
-(p̂ = mean_t ĝ) -> ``rescale_priorities`` (linear to [0, 20]) -> ``softmax_priorities`` (Eq. 7).
+(p̂ = mean_t ĝ) -> ``rescale_priorities`` (linear to [0, 20]) -> ``softmax_priorities`` (Eq. 7),
+put together per agent type by ``dper_distribution``. These are the functions production runs
+(``stage2.py`` and ``SIT._run_stage2``); the tests recompute them independently.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
+
+from rllib_sit.replay.samplers import effective_sample_size
 
 # Module id of the ARDNEM reward-decomposition ensemble inside the MultiRLModule.
 ARDNEM_MODULE_ID = "__ardnem__"
 
-# Batch keys (Stage I: ARDNEM; Stage III: individual trajectories from DPER).
-OBS = "obs"                    # Stage I: [n, N, obs_dim]
-STATE = "state"                # Stage I: [n, S]
-ACTIONS = "actions"            # Stage I: [n, N(, A)];  Stage III: own a^t  [B, T(, A)]
-REWARD_TOT = "reward"          # Stage I: r_tot [n]
-OBS_ALL = "obs_all"            # Stage III: all agents' o^t, t = 0..T   [B, T+1, N, obs_dim]
-AGENT_INDEX = "agent_index"    # Stage III: j, whose trajectory is used for the shared module [B]
-PREV_ACTIONS = "prev_actions"  # Stage III: a^{t-1} (-1 / zeros at t = 0)   [B, T+1(, A)]
-NEXT_ACTIONS = "next_actions"  # Stage III: dataset a^{t+1} (Eq. 9 in-sample target)  [B, T(, A)]
-AVAIL_ACTIONS = "avail_actions"  # Stage III: own availability, t = 0..T  [B, T+1, n_actions]
-REWARD_HAT = "reward_hat"      # Stage III: r̂_i(j)  [B, T]
-UNCERTAINTY = "uncertainty"    # Stage III: û_i(j)  [B, T]
-TERMINATED = "terminated"      # [B, T]
-FILLED = "filled"              # [B, T]   real step t
-NEXT_FILLED = "next_filled"    # [B, T]   step t+1 is real (a dataset a^{t+1} exists)
+# Stage III per-step values attached to the individual-trajectory sampler (the DPER).
+REWARD_HAT = "reward_hat"      # r̂_i(j)  [B, T]
+UNCERTAINTY = "uncertainty"    # û_i(j)  [B, T]
+# Stage I forward output.
+WEIGHTED_REWARDS = "weighted_rewards"  # λ·r per ensemble member [M, n, N]
 
 # Metric names.
-STAGE = "stage"
 ARDNEM_LOSS = "ardnem_loss"
 CRITIC_LOSS = "critic_loss"
 ACTOR_LOSS = "actor_loss"
 Q_MEAN = "q_taken_mean"
-CRR_WEIGHT_MAX = "crr_weight_max"
+LOGP_MEAN = "logp_mean"
 
-STAGE_ARDNEM, STAGE_DPER, STAGE_AGENTS, STAGE_DONE = 1, 2, 3, 4
-STAGE_NAMES = {STAGE_ARDNEM: "I:ardnem", STAGE_DPER: "II:dper", STAGE_AGENTS: "III:agents", STAGE_DONE: "done"}
+# Phase names (Stage I, II, III).
+PHASE_ARDNEM, PHASE_DPER, PHASE_AGENTS = "ardnem", "dper", "agents"
 
 
 def weighted_reward_stats(weighted_rewards: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -84,7 +77,29 @@ def softmax_priorities(p: np.ndarray, alpha: float) -> np.ndarray:
     return e / e.sum()
 
 
-def effective_sample_size(probs: np.ndarray) -> float:
-    """1 / Σ p² of a sampling distribution (n for uniform, 1 for a point mass)."""
-    p = np.asarray(probs, np.float64)
-    return float(1.0 / np.sum(p * p))
+def dper_distribution(priorities: np.ndarray, agent_modules: Sequence[str], alpha: float,
+                      priority_range=(0.0, 20.0), prioritized: bool = True):
+    """Sampling probabilities of every module's individual trajectories and their summary.
+
+    ``priorities [K, N]`` (p̂ per episode and agent). For each module (agent type) its trajectories
+    (episode-major, then the type's agents in order: the sampler's leaf order) are rescaled
+    linearly to ``priority_range`` and turned into probabilities by Eq. 7; ``prioritized=False``
+    gives uniform ones. Returns ``({module: probs [K * n_m]}, {module: summary})``.
+    """
+    agent_modules = list(agent_modules)
+    pri = np.asarray(priorities, np.float64)
+    if pri.ndim != 2 or pri.shape[1] != len(agent_modules):
+        raise ValueError(f"dper_distribution: priorities of shape {pri.shape}; expected (episodes, "
+                         f"{len(agent_modules)})")
+    probs: Dict[str, np.ndarray] = {}
+    summary: Dict[str, Dict[str, float]] = {}
+    for m in dict.fromkeys(agent_modules):
+        cols = [i for i, a in enumerate(agent_modules) if a == m]
+        raw = pri[:, cols].reshape(-1)
+        scaled = rescale_priorities(raw, *priority_range)
+        p = softmax_priorities(scaled, alpha) if prioritized else np.full(raw.size, 1.0 / raw.size)
+        probs[m] = p
+        summary[m] = {"priority_min": float(scaled.min()), "priority_mean": float(scaled.mean()),
+                      "priority_max": float(scaled.max()), "prob_max": float(p.max()),
+                      "ess": effective_sample_size(p), "num_trajectories": int(p.size)}
+    return probs, summary

@@ -4,19 +4,17 @@ ensemble)."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict
 
 import torch
 from torch import nn
-from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.apis import InferenceOnlyAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from rllib_sit.algorithms.sit import sit_learner as K
-from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
-from rllib_sit.models import EnsembleLinear, EnsembleMLP, GATAggregator, GRUActor, GaussianGRUActor, mlp
+from rllib_sit.algorithms.sit.sit_learner import WEIGHTED_REWARDS
+from rllib_sit.models import EnsembleLinear, EnsembleMLP, GATAggregator, mlp
 from rllib_sit.models.mixers import MonotonicHyperWeights
+from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
+from rllib_sit.replay import keys as K
 
 # ---------------------------------------------------------------------------------------------
 # Stage I: ARDNEM (Eq. 1–3)
@@ -113,7 +111,7 @@ class ARDNEMTorchRLModule(TorchRLModule):
         self.ardnem = build_ardnem(self.model_config)
 
     def _forward(self, batch, **kwargs):
-        return {"weighted_rewards": self.ardnem.weighted_rewards(batch[K.OBS], batch[K.ACTIONS], batch[K.STATE])}
+        return {WEIGHTED_REWARDS: self.ardnem.weighted_rewards(batch[K.OBS], batch[K.ACTIONS], batch[K.STATE])}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,9 +139,7 @@ class GATCritic(nn.Module):
     def forward(self, obs_all: torch.Tensor, agent_index: torch.Tensor, prev_action_feat: torch.Tensor,
                 action: torch.Tensor | None = None) -> torch.Tensor:
         """``obs_all [B, T, N, od]``, ``agent_index [B]``, ``prev_action_feat [B, T, A]`` -> Q."""
-        own = torch.gather(obs_all, 2, agent_index.view(-1, 1, 1, 1).expand(-1, obs_all.shape[1], 1,
-                                                                            obs_all.shape[-1])).squeeze(2)
-        parts = [own, prev_action_feat] + ([] if self.discrete else [action])
+        parts = [gather_agent(obs_all, agent_index), prev_action_feat] + ([] if self.discrete else [action])
         e = [self.f_local(torch.cat(parts, -1))]
         if self.use_gat:
             e.append(self.gat(obs_all, agent_index))
@@ -151,116 +147,46 @@ class GATCritic(nn.Module):
         return q if self.discrete else q.squeeze(-1)
 
 
-class SITAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
-    """Shared actor and critic of one agent type, plus a frozen target critic.
+class SITAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
+    """Shared actor and GAT critic of one agent type, plus the frozen target critic (built and
+    synced by the learner through RLlib's ``TargetNetworkAPI``).
 
-    ``model_config``: obs_dim, n_agents, discrete, n_actions, act_dim, action_low, action_high,
-    rnn_hidden, critic_hidden, use_gat. On EnvRunners (``inference_only``) only the actor is
-    built; it acts through ``_forward_inference`` (greedy) / ``_forward_exploration`` with the
-    GRU state and the previous action carried in ``STATE_IN``/``STATE_OUT``.
+    ``model_config``: the recurrent agent's (obs_dim, discrete, n_actions, act_dim, action_low,
+    action_high, rnn_hidden) + n_agents, critic_hidden, use_gat. EnvRunners build only the actor.
     """
 
-    def setup(self):
+    target_networks = ("critic",)
+
+    def setup_learner(self) -> None:
         mc = self.model_config
-        self.discrete = bool(mc["discrete"])
-        self.n_actions, self.act_dim = int(mc.get("n_actions", 0)), int(mc.get("act_dim", 0))
-        if self.discrete:
-            self.actor = GRUActor(mc["obs_dim"], self.n_actions, mc["rnn_hidden"])
-        else:
-            self.actor = GaussianGRUActor(mc["obs_dim"], self.act_dim, mc["rnn_hidden"],
-                                          mc.get("action_low", -1.0), mc.get("action_high", 1.0))
         self.critic = GATCritic(mc["obs_dim"], self.n_actions, self.act_dim, self.discrete,
                                 mc["critic_hidden"], mc["use_gat"])
-        self.target_critic = copy.deepcopy(self.critic)
-        for p in self.target_critic.parameters():
-            p.requires_grad_(False)
-        # Number of gradient updates of this module (drives the target sync; checkpointed).
-        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.target_critic = None  # made by the learner (make_target_networks)
+
+    def get_non_inference_attributes(self):
+        return ["critic", "target_critic"]
 
     def sync_target_critic(self) -> None:
         self.target_critic.load_state_dict(self.critic.state_dict())
 
-    def prev_action_feat(self, prev_actions: torch.Tensor) -> torch.Tensor:
-        if self.discrete:
-            return self.actor.prev_action_features(prev_actions)
-        return self.actor._unscale(prev_actions)
-
-    def _own(self, obs_all, agent_index):
-        return torch.gather(obs_all, 2, agent_index.view(-1, 1, 1, 1).expand(
-            -1, obs_all.shape[1], 1, obs_all.shape[-1])).squeeze(2)
-
     def _forward_train(self, batch, **kwargs):
+        """Q(τ_i, a_i, o_{-i}) at the data's a^t, the target critic's Q at t+1 with the data's
+        a^{t+1} (Eq. 9's in-sample target), and log π(a^t | τ_i) (Eq. 10)."""
         obs_all, idx = batch[K.OBS_ALL], batch[K.AGENT_INDEX].long()
         L = batch[K.FILLED].shape[1]
-        prev = batch[K.PREV_ACTIONS]
-        prev_feat = self.prev_action_feat(prev)  # [B, L+1, A]
-        own = self._own(obs_all, idx)  # [B, L+1, od]
+        prev_feat = self.prev_action_feat(batch[K.PREV_ACTIONS])  # [B, L+1, A]
+        own, prev, avail = self.own_trajectory(batch)
         acts = batch[K.ACTIONS]
+        logp = self.log_prob(own, prev, acts, avail)
         if self.discrete:
-            avail = batch.get(K.AVAIL_ACTIONS)
-            logits = self.actor(own[:, :L], prev[:, :L], None if avail is None else avail[:, :L])
-            logp = torch.log_softmax(logits, -1).gather(-1, acts.long().unsqueeze(-1)).squeeze(-1)
-            q_all = self.critic(obs_all[:, :L], idx, prev_feat[:, :L])
-            q_taken = q_all.gather(-1, acts.long().unsqueeze(-1)).squeeze(-1)
+            q_taken = self.critic(obs_all[:, :L], idx, prev_feat[:, :L]).gather(
+                -1, acts.long().unsqueeze(-1)).squeeze(-1)
             with torch.no_grad():
-                q_next_all = self.target_critic(obs_all[:, 1:L + 1], idx, prev_feat[:, 1:L + 1])
-                q_next = q_next_all.gather(-1, batch[K.NEXT_ACTIONS].long().unsqueeze(-1)).squeeze(-1)
+                q_next = self.target_critic(obs_all[:, 1:L + 1], idx, prev_feat[:, 1:L + 1]).gather(
+                    -1, batch[K.NEXT_ACTIONS].long().unsqueeze(-1)).squeeze(-1)
         else:
-            means = self.actor(own[:, :L], prev[:, :L])
-            logp = self.actor.log_prob(means, acts)
-            q_taken = self.critic(obs_all[:, :L], idx, prev_feat[:, :L], self.actor._unscale(acts))
+            q_taken = self.critic(obs_all[:, :L], idx, prev_feat[:, :L], self.action_input(acts))
             with torch.no_grad():
                 q_next = self.target_critic(obs_all[:, 1:L + 1], idx, prev_feat[:, 1:L + 1],
-                                            self.actor._unscale(batch[K.NEXT_ACTIONS]))
-        return {"q_taken": q_taken, "q_next_target": q_next, "logp": logp}
-
-    # -- acting on RLlib EnvRunners (decentralised execution) ---------------------------------
-    def get_initial_state(self) -> Any:
-        """GRU state and a_i^{t-1}: -1 ("none", zero one-hot) for discrete, zeros for continuous."""
-        if self.discrete:
-            prev = torch.tensor(-1, dtype=torch.long)
-        else:
-            prev = torch.zeros(self.act_dim)
-        return {"h": torch.zeros(self.actor.hidden), "prev_action": prev}
-
-    def get_non_inference_attributes(self):
-        return ["critic", "target_critic"]  # EnvRunners only need the actor
-
-    def _act(self, batch, explore: bool) -> Dict[str, Any]:
-        """One step of every agent in ``batch`` on τ_i = (o_i^t, a_i^{t-1}) and its GRU state.
-
-        ``batch[OBS]`` is the env's obs dict (``{"obs", "action_mask"}`` / ``{"obs"}``) with RLlib's
-        time rank of 1 (``[B, 1, ...]``); ``batch[STATE_IN]`` is ``{"h", "prev_action"}``. Discrete:
-        arg max (``explore``: a sample) of the logits over available actions. Continuous: tanh of
-        the mean (``explore``: of a Gaussian sample) in [-1, 1], which RLlib's default
-        ``normalize_actions=True`` maps onto the action box; the state keeps the box action.
-        """
-        obs = batch[Columns.OBS]
-        o, avail = (obs[OBS_KEY], obs.get(ACTION_MASK_KEY)) if isinstance(obs, dict) else (obs, None)
-        time_rank = o.dim() == 3
-        if time_rank:
-            o = o[:, 0]
-            avail = None if avail is None else avail[:, 0]
-        state = batch[Columns.STATE_IN]
-        out, h = self.actor.step(o.float(), state["prev_action"], state["h"], avail)
-        if self.discrete:
-            a = torch.distributions.Categorical(logits=out).sample() if explore else out.argmax(-1)
-            prev = a
-        else:
-            pre = self.actor.mean(h)
-            if explore:
-                log_std = self.actor.log_std.clamp(self.actor.LOG_STD_MIN, self.actor.LOG_STD_MAX)
-                pre = pre + log_std.exp() * torch.randn_like(pre)
-            a = torch.tanh(pre)
-            prev = self.actor._scale(a)
-        return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a,
-                Columns.STATE_OUT: {"h": h, "prev_action": prev}}
-
-    def _forward_inference(self, batch, **kwargs):
-        return self._act(batch, explore=False)
-
-    def _forward_exploration(self, batch, **kwargs):
-        return self._act(batch, explore=True)
-
-    def _forward(self, batch, **kwargs):
-        return self._act(batch, explore=False)
+                                            self.action_input(batch[K.NEXT_ACTIONS]))
+        return {K.Q_TAKEN: q_taken, K.Q_NEXT_TARGET: q_next, K.LOGP: logp}

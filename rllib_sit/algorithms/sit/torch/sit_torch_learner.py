@@ -1,16 +1,14 @@
-"""SIT losses (paper Eq. 3, 9, 10) and the TorchLearner that optimises them with RMSprop."""
+"""SIT losses (paper Eq. 3, 9, 10) and the TorchLearner that optimises them (RMSprop, Tables 10–11)."""
 
 from __future__ import annotations
 
 from typing import Any, Dict
 
 import torch
-from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 
+from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.sit import sit_learner as K
-
-# RMSprop settings of pymarl (the code base the paper follows): smoothing 0.99, eps 1e-5.
-RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-5
+from rllib_sit.replay import keys as B
 
 
 def ardnem_mse_loss(weighted_rewards: torch.Tensor, reward_tot: torch.Tensor) -> torch.Tensor:
@@ -59,65 +57,34 @@ def crr_filtered_actor_loss(logp, q_taken, u_hat, filled, beta: float, eta: floa
     return -(w.detach() * logp * filled).sum()
 
 
-class SITTorchLearner(TorchLearner):
-    """Per-type modules: actor (RMSprop, actor_lr) + critic (RMSprop, critic_lr); ARDNEM module:
-    RMSprop(ardnem_lr). Target critics are copied every ``target_update_interval`` updates."""
+class SITTorchLearner(OfflineMARLTorchLearner):
+    """Agent modules: actor (``actor_lr``) and critic (``critic_lr``) optimised on their own losses
+    (Eq. 10, Eq. 9); the ARDNEM module: ``ardnem_lr`` on Eq. 3. Target critics are hard copies
+    every ``target_update_interval`` updates (Table 11: d = 100)."""
 
-    def build(self) -> None:
-        super().build()
-        self._touched = set()
-
-    def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        module = self._module[module_id]
-        module = module.unwrapped() if hasattr(module, "unwrapped") else module
+    def optimizer_groups(self, module_id, module, config):
         if module_id == K.ARDNEM_MODULE_ID:
-            params = list(module.ardnem.parameters())
-            self.register_optimizer(module_id=module_id, optimizer_name="ardnem",
-                                    optimizer=torch.optim.RMSprop(params, lr=config.ardnem_lr,
-                                                                  alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS),
-                                    params=params, lr_or_lr_schedule=config.ardnem_lr)
-            return
-        for name, sub, lr in (("actor", module.actor, config.actor_lr), ("critic", module.critic, config.critic_lr)):
-            params = list(sub.parameters())
-            self.register_optimizer(module_id=module_id, optimizer_name=name,
-                                    optimizer=torch.optim.RMSprop(params, lr=lr, alpha=RMSPROP_ALPHA,
-                                                                  eps=RMSPROP_EPS),
-                                    params=params, lr_or_lr_schedule=lr)
+            return {"ardnem": (module.ardnem.parameters(), config.ardnem_lr)}
+        return {"actor": (module.actor.parameters(), config.actor_lr),
+                "critic": (module.critic.parameters(), config.critic_lr)}
 
-    def compute_loss_for_module(self, *, module_id, config, batch: Dict[str, Any], fwd_out) -> torch.Tensor:
-        self._touched.add(module_id)
+    def compute_losses_for_module(self, *, module_id, config, batch: Dict[str, Any], fwd_out):
         if module_id == K.ARDNEM_MODULE_ID:
-            loss = ardnem_mse_loss(fwd_out["weighted_rewards"], batch[K.REWARD_TOT])
+            loss = ardnem_mse_loss(fwd_out[K.WEIGHTED_REWARDS], batch[B.REWARD])
             self.metrics.log_value((module_id, K.ARDNEM_LOSS), loss.item(), window=1)
-            return loss
-        filled = batch[K.FILLED]
+            return {"ardnem": loss}
+        filled = batch[B.FILLED]
         critic_loss = uncertainty_weighted_td_loss(
-            fwd_out["q_taken"], fwd_out["q_next_target"], batch[K.REWARD_HAT], batch[K.UNCERTAINTY],
-            batch[K.TERMINATED], filled, batch[K.NEXT_FILLED], gamma=config.gamma, eta=config.eta,
+            fwd_out[B.Q_TAKEN], fwd_out[B.Q_NEXT_TARGET], batch[K.REWARD_HAT], batch[K.UNCERTAINTY],
+            batch[B.TERMINATED], filled, batch[B.NEXT_FILLED], gamma=config.gamma, eta=config.eta,
             floor=config.uncertainty_floor)
-        actor_loss = crr_filtered_actor_loss(fwd_out["logp"], fwd_out["q_taken"], batch[K.UNCERTAINTY], filled,
+        actor_loss = crr_filtered_actor_loss(fwd_out[B.LOGP], fwd_out[B.Q_TAKEN], batch[K.UNCERTAINTY], filled,
                                              beta=config.beta, eta=config.eta, floor=config.uncertainty_floor)
         n = filled.sum().clamp(min=1.0)
         self.metrics.log_dict({
             K.CRITIC_LOSS: critic_loss.item(),
             K.ACTOR_LOSS: actor_loss.item(),
-            K.Q_MEAN: ((fwd_out["q_taken"] * filled).sum() / n).item(),
-            "logp_mean": ((fwd_out["logp"] * filled).sum() / n).item(),
+            K.Q_MEAN: ((fwd_out[B.Q_TAKEN] * filled).sum() / n).item(),
+            K.LOGP_MEAN: ((fwd_out[B.LOGP] * filled).sum() / n).item(),
         }, key=module_id, window=1)
-        return critic_loss + actor_loss
-
-    def compute_gradients(self, loss_per_module, **kwargs):
-        grads = super().compute_gradients(loss_per_module, **kwargs)
-        # Modules absent from this batch (ARDNEM in Stage III, agents in Stage I) have no grads.
-        return {pid: g for pid, g in grads.items() if g is not None}
-
-    def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
-        super().after_gradient_based_update(timesteps=timesteps)
-        for mid in self._touched:
-            if mid == K.ARDNEM_MODULE_ID:
-                continue
-            module = self.module[mid].unwrapped()
-            module.num_updates += 1
-            if int(module.num_updates) % int(self.config.target_update_interval) == 0:
-                module.sync_target_critic()
-        self._touched = set()
+        return {"critic": critic_loss, "actor": actor_loss}

@@ -1,7 +1,7 @@
-"""SIT's evaluation metrics on RLlib's evaluation EnvRunners (decentralised execution).
+"""Team evaluation metrics of every algorithm on RLlib's evaluation EnvRunners (decentralised execution).
 
-The agents act on the registered env through ``SITAgentTorchRLModule._forward_inference``
-(greedy) on RLlib's evaluation EnvRunner(s). :class:`SITEvaluationCallback` reports the team's
+The agents act on the registered env through their modules' ``_forward_inference`` (greedy) on
+RLlib's evaluation EnvRunner(s). :class:`TeamMetricsCallback` reports the team's
 numbers: every agent of a cooperative env receives the team reward, so RLlib's own
 ``episode_return_*`` (the sum over agents) would count it N times. It replaces them with the team
 return's mean/min/max, adds ``episode_return_std`` and, on envs whose infos carry ``battle_won``
@@ -18,8 +18,8 @@ from ray.rllib.utils.metrics import (ENV_RUNNER_RESULTS, EPISODE_RETURN_MAX, EPI
 EPISODE_RETURN_STD = "episode_return_std"
 WIN_RATE = "win_rate"
 # Per-episode values logged on the EnvRunners (item series), turned into statistics at the end.
-TEAM_RETURNS = "sit_team_returns"
-WINS = "sit_wins"
+TEAM_RETURNS = "team_returns"
+WINS = "team_wins"
 
 
 def team_return(episode) -> float:
@@ -40,7 +40,7 @@ def battle_won(episodes):
     return won
 
 
-class SITEvaluationCallback(RLlibCallback):
+class TeamMetricsCallback(RLlibCallback):
     """Team return statistics and win rate of the evaluation episodes (see the module docstring)."""
 
     def on_episode_end(self, *, episode, prev_episode_chunks=None, metrics_logger=None, **kwargs) -> None:

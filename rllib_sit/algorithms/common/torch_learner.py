@@ -1,0 +1,154 @@
+"""``OfflineMARLTorchLearner``: the TorchLearner every offline multi-agent algorithm subclasses.
+
+* **Optimizers** from :meth:`optimizer_groups` (``{name: (params, lr)}`` per module), built with
+  ``config.optimizer`` ("rmsprop": pymarl's settings, smoothing 0.99 and eps 1e-5; "adam").
+* **One loss per optimizer.** A per-module algorithm returns ``{optimizer name: loss}`` from
+  :meth:`compute_losses_for_module`; each loss is back-propagated on its own and only its
+  optimizer's parameters keep the gradient (as RLlib's IQL/CQL learners do), so an actor loss that
+  goes through a critic (TD3+BC, FacMAC, CQL) never moves the critic.
+* **Joint losses.** Algorithms whose loss mixes every agent's values in one mixer (QMIX, FacMAC,
+  MACQL, ICQ, OMAC) set ``joint_loss = True`` and return ``{term: (loss, [(module id, optimizer
+  name), ...])}`` from :meth:`compute_joint_losses`, which sees every module's batch and forward
+  outputs at once (a per-module ``compute_loss_for_module`` cannot express such a loss).
+* **Modules absent from a batch** are skipped (no forward, no loss, no optimizer step).
+* **Target networks** of modules implementing RLlib's ``TargetNetworkAPI``: built at ``build()``,
+  updated after each gradient update of their module, a hard copy every
+  ``config.target_update_interval`` updates or Polyak averaging with ``config.target_update_tau``.
+  The per-module update counters are part of the learner's checkpointed state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.learner.utils import update_target_network
+from ray.rllib.core.rl_module.apis import TargetNetworkAPI
+
+# pymarl's RMSprop (the code base SIT and the CTDE baselines follow): smoothing 0.99, eps 1e-5.
+RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-5
+TARGET_UPDATES_STATE = "module_updates"
+
+LossTargets = List[Tuple[str, str]]  # [(module id, optimizer name), ...]
+
+
+def make_optimizer(name: str, params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"optimizer={name!r} is invalid; expected 'rmsprop' or 'adam'")
+
+
+class OfflineMARLTorchLearner(TorchLearner):
+    """See the module docstring."""
+
+    joint_loss: bool = False
+
+    def build(self) -> None:
+        super().build()
+        self._loss_terms: Dict[str, Tuple[torch.Tensor, LossTargets]] = {}
+        self._module_updates: Dict[str, int] = {}
+        self._updated: set = set()
+        for mid in self.module.keys():
+            mod = self.module[mid].unwrapped()
+            if isinstance(mod, TargetNetworkAPI):
+                mod.make_target_networks()
+
+    # -- optimizers ------------------------------------------------------------------------------
+    def optimizer_groups(self, module_id: str, module, config) -> Dict[str, Tuple[List[torch.nn.Parameter], float]]:
+        """``{optimizer name: (parameters, learning rate)}`` of one (unwrapped) module."""
+        raise NotImplementedError(f"{type(self).__name__} must define optimizer_groups()")
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        module = self._module[module_id]
+        module = module.unwrapped() if hasattr(module, "unwrapped") else module
+        for name, (params, lr) in self.optimizer_groups(module_id, module, config).items():
+            params = list(params)
+            self.register_optimizer(module_id=module_id, optimizer_name=name,
+                                    optimizer=make_optimizer(config.optimizer, params, lr),
+                                    params=params, lr_or_lr_schedule=lr)
+
+    # -- losses ----------------------------------------------------------------------------------
+    def compute_losses_for_module(self, *, module_id: str, config, batch: Dict[str, Any],
+                                  fwd_out: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """``{optimizer name: loss}`` of one module (per-module algorithms)."""
+        raise NotImplementedError(f"{type(self).__name__} must define compute_losses_for_module()")
+
+    def compute_joint_losses(self, *, batch: Dict[str, Dict[str, Any]],
+                             fwd_out: Dict[str, Dict[str, Any]]) -> Dict[str, Tuple[torch.Tensor, LossTargets]]:
+        """``{term name: (loss, [(module id, optimizer name), ...])}`` over all modules (joint algorithms)."""
+        raise NotImplementedError(f"{type(self).__name__} sets joint_loss but does not define compute_joint_losses()")
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):  # RLlib's abstract method
+        raise NotImplementedError("OfflineMARLTorchLearner computes its losses in compute_losses()")
+
+    def compute_losses(self, *, fwd_out, batch) -> Dict[str, Any]:
+        present = [mid for mid in fwd_out if mid in batch]
+        if self.joint_loss:
+            terms = self.compute_joint_losses(batch={m: batch[m] for m in present},
+                                              fwd_out={m: fwd_out[m] for m in present})
+        else:
+            terms = {}
+            for mid in present:
+                losses = self.compute_losses_for_module(module_id=mid, config=self.config.get_config_for_module(mid),
+                                                        batch=batch[mid], fwd_out=fwd_out[mid])
+                terms.update({f"{mid}/{name}": (loss, [(mid, name)]) for name, loss in losses.items()})
+        self._loss_terms = terms
+        per_module: Dict[str, torch.Tensor] = {}
+        for loss, targets in terms.values():
+            mid = targets[0][0]
+            per_module[mid] = per_module[mid] + loss if mid in per_module else loss
+        self._updated = {mid for _, targets in terms.values() for mid, _ in targets}
+        return per_module
+
+    def compute_gradients(self, loss_per_module, **kwargs) -> Dict[Any, torch.Tensor]:
+        """Each loss term back-propagated on its own; only its optimizers' parameters keep the gradient."""
+        for optim in self._optimizer_parameters:
+            optim.zero_grad(set_to_none=True)
+        grads: Dict[Any, torch.Tensor] = {}
+        terms = [(loss, targets) for loss, targets in self._loss_terms.values() if loss.requires_grad]
+        for i, (loss, targets) in enumerate(terms):
+            params = {}
+            for mid, name in targets:
+                params.update(self.filter_param_dict_for_optimizer(self._params, self.get_optimizer(mid, name)))
+            for p in params.values():
+                p.grad = None  # drop what earlier terms left on these parameters
+            loss.backward(retain_graph=i < len(terms) - 1)
+            for pid, p in params.items():
+                if p.grad is not None:
+                    g = p.grad if i == len(terms) - 1 else p.grad.clone()
+                    grads[pid] = grads[pid] + g if pid in grads else g
+        self._loss_terms = {}
+        return grads
+
+    # -- target networks -------------------------------------------------------------------------
+    def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
+        super().after_gradient_based_update(timesteps=timesteps)
+        for mid in self._updated:
+            self._module_updates[mid] = self._module_updates.get(mid, 0) + 1
+            mod = self.module[mid].unwrapped()
+            if not isinstance(mod, TargetNetworkAPI):
+                continue
+            cfg = self.config.get_config_for_module(mid)
+            tau = getattr(cfg, "target_update_tau", None)
+            if tau is None and self._module_updates[mid] % int(cfg.target_update_interval) != 0:
+                continue
+            for main_net, target_net in mod.get_target_network_pairs():
+                update_target_network(main_net=main_net, target_net=target_net, tau=1.0 if tau is None else tau)
+        self._updated = set()
+
+    def module_updates(self, module_id: str) -> int:
+        """Gradient updates of ``module_id`` so far (drives the target-network schedule)."""
+        return self._module_updates.get(module_id, 0)
+
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        state[TARGET_UPDATES_STATE] = dict(self._module_updates)
+        return state
+
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        if TARGET_UPDATES_STATE in state:
+            self._module_updates = dict(state[TARGET_UPDATES_STATE])
