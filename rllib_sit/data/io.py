@@ -4,22 +4,29 @@ Writing is atomic: shards go to a temporary sibling folder that is renamed to th
 only once every shard and the card are complete, so a half-written dataset never appears under
 the final name. Reading is streaming through Ray Data (``ray.data.read_parquet``) or pyarrow,
 after validating every file's schema (and, by default, its values) with one clear error.
+
+Datasets are read from local folders or from URIs (``s3://``, ``gs://``, any scheme that
+``pyarrow.fs.FileSystem.from_uri`` knows; ``file://`` is a local path): remote metadata, the card
+and the shard listing go through ``pyarrow.fs``. Writing is local only.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from rllib_sit.data import schema as S
-from rllib_sit.data.card import make_card, read_card, write_card
+from rllib_sit.data.card import CARD_FILE, make_card, read_card, write_card
 from rllib_sit.data.validation import DatasetError, check_batch, check_schema, read_meta
 
 Row = Dict[str, np.ndarray]
@@ -28,6 +35,73 @@ Batch = Dict[str, np.ndarray]
 SHARD_PATTERN = "part-{:05d}.parquet"
 DEFAULT_ROWS_PER_SHARD = 500
 DEFAULT_ROW_GROUP = 32
+
+
+# ---------------------------------------------------------------------------------------------
+# Locations: local paths and URIs
+# ---------------------------------------------------------------------------------------------
+def is_remote(uri: Union[str, os.PathLike]) -> bool:
+    """True if ``uri`` names a remote dataset (``s3://``, ``gs://``, ``hdfs://``, ...).
+
+    Local paths and ``file://`` URIs are not remote (``C:\\...`` drive letters neither). The
+    algorithm layer passes a remote ``input_`` unchanged to :func:`read_dataset`.
+    """
+    scheme = urlparse(os.fspath(uri)).scheme
+    return len(scheme) > 1 and scheme != "file"
+
+
+def local_path(uri: Union[str, os.PathLike]) -> str:
+    """The absolute local path of a local path or ``file://`` URI."""
+    text = os.fspath(uri)
+    parsed = urlparse(text)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"{text}: file:// URI names host {parsed.netloc!r}; expected file:///absolute/path")
+        text = unquote(parsed.path)
+    return os.path.abspath(text)
+
+
+def _remote_location(uri: str, filesystem: Optional[pafs.FileSystem]) -> Tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) of a remote URI; an explicit ``filesystem`` wins over the URI's."""
+    if filesystem is not None:
+        parsed = urlparse(uri)
+        inner = (parsed.netloc + parsed.path) if parsed.scheme else uri
+        return filesystem, inner.rstrip("/")
+    try:
+        fs, inner = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as e:
+        raise DatasetError(f"{uri}: pyarrow.fs cannot open this URI ({e}); expected s3://bucket/prefix, gs://... "
+                           f"or a local path, or pass filesystem=pyarrow.fs.<FileSystem>(...)") from None
+    return fs, inner.rstrip("/")
+
+
+def _missing_remote(uri: str, fs: pafs.FileSystem, inner: str) -> FileNotFoundError:
+    """The error for a remote dataset location that does not exist, naming bucket or prefix."""
+    bucket = inner.split("/", 1)[0]
+    if fs.type_name in ("s3", "gcs") and bucket != inner:
+        try:
+            bucket_missing = fs.get_file_info(bucket).type == pafs.FileType.NotFound
+        except OSError:
+            bucket_missing = False
+        if bucket_missing:
+            return FileNotFoundError(f"{uri}: no such dataset: bucket {bucket!r} does not exist "
+                                     f"(or is not visible with these credentials/endpoint)")
+    return FileNotFoundError(f"{uri}: no such dataset: nothing is stored under this prefix; expected a folder "
+                             f"of rllib_sit Parquet shards (upload a folder written by write_dataset)")
+
+
+def _remote_card(fs: pafs.FileSystem, inner: str, uri: str) -> Dict[str, Any]:
+    card_path = f"{inner}/{CARD_FILE}"
+    try:
+        if fs.get_file_info(card_path).type != pafs.FileType.File:
+            return {}
+        with fs.open_input_stream(card_path) as f:
+            data = f.read()
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{uri}/{CARD_FILE}: not valid JSON ({e}); expected the dataset card") from None
+    except OSError as e:
+        raise OSError(f"{uri}/{CARD_FILE}: could not read the dataset card ({e})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,40 +226,46 @@ def write_dataset(source: Union[Iterable[Row], "ray.data.Dataset"], path: str, m
 # Reading
 # ---------------------------------------------------------------------------------------------
 class OfflineDataset:
-    """A validated, read-only view of one dataset folder.
+    """A validated, read-only view of one dataset folder (local, ``file://`` or remote URI).
 
     Attributes:
-        path: the dataset folder.
-        files: its Parquet shards, sorted.
+        path: the dataset: absolute local path, or the URI as given (without a trailing ``/``)
+            for a remote dataset.
+        files: its Parquet shards, sorted (local paths, or URIs ``<path>/part-00000.parquet``).
+        filesystem: the ``pyarrow.fs.FileSystem`` of a remote dataset; ``None`` for a local one.
+        remote: ``True`` for a remote dataset.
         meta: :class:`~rllib_sit.data.schema.DatasetMeta` (``meta.env`` is the ``EnvInfo``).
         card: the ``card.json`` contents (``{}`` if absent).
         num_episodes: total number of episodes.
+        schema: the Arrow schema of the first shard.
     """
 
-    def __init__(self, path: str, validate: str = "full"):
+    def __init__(self, path: Union[str, os.PathLike], validate: str = "full",
+                 filesystem: Optional[pafs.FileSystem] = None):
         if validate not in ("full", "schema", "none"):
             raise ValueError(f"validate must be 'full', 'schema' or 'none', got {validate!r}")
-        self.path = os.path.abspath(path)
-        if not os.path.exists(self.path):
-            raise FileNotFoundError(f"{self.path}: no such dataset (generate it with "
-                                    f"'rllib-sit data generate ENV --quality Q --out DIR')")
-        if os.path.isfile(self.path):
-            self.files = [self.path]
+        text = os.fspath(path)
+        self.remote = is_remote(text) or (filesystem is not None and not isinstance(filesystem, pafs.LocalFileSystem))
+        self.filesystem: Optional[pafs.FileSystem] = None
+        # Shard sources as pyarrow reads them (local paths, or paths inside ``filesystem``) and
+        # (name, size, mtime_ns) of each shard at listing time, for cache fingerprints.
+        self._sources: List[str] = []
+        self._file_stats: List[Tuple[str, int, int]] = []
+        if self.remote:
+            self._list_remote(text.rstrip("/"), filesystem)
         else:
-            self.files = sorted(glob.glob(os.path.join(self.path, "*.parquet")))
-        if not self.files:
-            raise DatasetError(f"{self.path}: no Parquet files (*.parquet); expected an rllib_sit dataset folder")
-        self.card = read_card(self.path) if os.path.isdir(self.path) else {}
+            self._list_local(local_path(text))
         self._rows: List[int] = []
         self.meta: S.DatasetMeta = None  # type: ignore[assignment]
-        for f in self.files:
+        self.schema: pa.Schema = None  # type: ignore[assignment]
+        for f, src in zip(self.files, self._sources):
             try:
-                pf = pq.ParquetFile(f)
+                pf = pq.ParquetFile(src, filesystem=self.filesystem)
             except (pa.ArrowInvalid, OSError) as e:
                 raise DatasetError(f"{f}: not a readable Parquet file (truncated or corrupt?): {e}") from None
             file_meta = read_meta(pf.schema_arrow, f)
             if self.meta is None:
-                self.meta = file_meta
+                self.meta, self.schema = file_meta, pf.schema_arrow
             elif file_meta.to_json() != self.meta.to_json():
                 raise DatasetError(f"{f}: rllib_sit metadata differs from {self.files[0]}'s; expected every "
                                    f"shard of one dataset to describe the same environment")
@@ -196,6 +276,48 @@ class OfflineDataset:
         if validate == "full":
             self.validate_values()
 
+    def _list_local(self, path: str) -> None:
+        self.path = path
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"{self.path}: no such dataset (generate it with "
+                                    f"'rllib-sit data generate ENV --quality Q --out DIR')")
+        if os.path.isfile(self.path):
+            self.files = [self.path]
+        else:
+            self.files = sorted(glob.glob(os.path.join(self.path, "*.parquet")))
+        if not self.files:
+            raise DatasetError(f"{self.path}: no Parquet files (*.parquet); expected an rllib_sit dataset folder")
+        self._sources = list(self.files)
+        self.card = read_card(self.path) if os.path.isdir(self.path) else {}
+
+    def _list_remote(self, uri: str, filesystem: Optional[pafs.FileSystem]) -> None:
+        self.path = uri
+        fs, inner = _remote_location(uri, filesystem)
+        self.filesystem = fs
+        try:
+            info = fs.get_file_info(inner)
+            if info.type == pafs.FileType.NotFound:
+                raise _missing_remote(uri, fs, inner)
+            if info.type == pafs.FileType.File:
+                listing, base = [info], None
+            else:
+                listing = fs.get_file_info(pafs.FileSelector(inner, recursive=False))
+                base = uri
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            raise OSError(f"{uri}: could not list the dataset ({e}); check the bucket, the credentials "
+                          f"(AWS_ACCESS_KEY_ID/...) and the endpoint (AWS_ENDPOINT_URL)") from None
+        shards = sorted((i for i in listing if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")),
+                        key=lambda i: i.path)
+        if not shards:
+            raise DatasetError(f"{uri}: no Parquet files (*.parquet) under this prefix; expected an rllib_sit "
+                               f"dataset folder")
+        self.files = [uri if base is None else f"{base}/{i.base_name}" for i in shards]
+        self._sources = [i.path for i in shards]
+        self._file_stats = [(i.base_name, int(i.size or 0), int(i.mtime_ns or 0)) for i in shards]
+        self.card = {} if base is None else _remote_card(fs, inner, uri)
+
     @property
     def env(self):
         return self.meta.env
@@ -203,13 +325,28 @@ class OfflineDataset:
     def __repr__(self) -> str:
         return f"OfflineDataset({self.path!r}, env={self.env.env_id}, episodes={self.num_episodes})"
 
+    def shard_stats(self) -> List[Tuple[str, int, int]]:
+        """``(name, size, mtime_ns)`` of every shard: stat'ed now for a local dataset, as listed by
+        :func:`read_dataset` for a remote one (what cache fingerprints are made of)."""
+        if self.remote:
+            return list(self._file_stats)
+        out = []
+        for f in self.files:
+            st = os.stat(f)
+            out.append((os.path.basename(f), int(st.st_size), int(st.st_mtime_ns)))
+        return out
+
+    def parquet_file(self, i: int) -> pq.ParquetFile:
+        """Shard ``i`` opened with pyarrow (through ``filesystem`` for a remote dataset)."""
+        return pq.ParquetFile(self._sources[i], filesystem=self.filesystem)
+
     def validate_values(self) -> None:
         """Stream every row group once and check values (NaN/inf, lengths, action ranges)."""
         cols = [c for c in S.required_columns(self.env) if c not in (S.EPISODE_ID,)]
-        for f in self.files:
+        for i, f in enumerate(self.files):
             first = 0
             try:
-                for rb in pq.ParquetFile(f).iter_batches(batch_size=DEFAULT_ROW_GROUP, columns=cols):
+                for rb in self.parquet_file(i).iter_batches(batch_size=DEFAULT_ROW_GROUP, columns=cols):
                     batch = record_batch_to_numpy(rb)
                     check_batch(batch, self.meta, f, first_row=first)
                     first += rb.num_rows
@@ -221,13 +358,17 @@ class OfflineDataset:
         """The episodes as a streaming ``ray.data.Dataset`` (one row per episode).
 
         By default one read block per shard: Ray Data's own split into many small blocks made
-        reads 2-3x slower on 2 CPUs (benchmarks/data_io.py).
+        reads 2-3x slower on 2 CPUs (benchmarks/data_io.py). A remote dataset is read through its
+        ``filesystem`` (pickled into the read tasks, endpoint included).
         """
         import ray.data
 
         self._check_columns(columns)
         read_kwargs.setdefault("override_num_blocks", len(self.files))
-        return ray.data.read_parquet(self.files, columns=list(columns) if columns else None, **read_kwargs)
+        if self.filesystem is not None:
+            read_kwargs.setdefault("filesystem", self.filesystem)
+            read_kwargs.setdefault("partitioning", None)  # no hive "key=value" columns from bucket paths
+        return ray.data.read_parquet(list(self._sources), columns=list(columns) if columns else None, **read_kwargs)
 
     def iter_batches(self, batch_size: int, columns: Optional[Sequence[str]] = None,
                      backend: str = "ray", drop_last: bool = False) -> Iterator[Batch]:
@@ -243,8 +384,8 @@ class OfflineDataset:
             self._check_columns(columns)
             pending: List[Batch] = []
             n_pending = 0
-            for f in self.files:
-                for rb in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=columns):
+            for i in range(len(self.files)):
+                for rb in self.parquet_file(i).iter_batches(batch_size=batch_size, columns=columns):
                     pending.append(record_batch_to_numpy(rb))
                     n_pending += rb.num_rows
                     while n_pending >= batch_size:
@@ -261,21 +402,34 @@ class OfflineDataset:
     def to_numpy(self, columns: Optional[Sequence[str]] = None) -> Batch:
         """Every episode in memory: ``{column: [num_episodes, ...]}`` (read-only arrays)."""
         self._check_columns(columns)
-        table = pa.concat_tables([pq.read_table(f, columns=list(columns) if columns else None) for f in self.files])
+        table = pa.concat_tables([pq.read_table(src, columns=list(columns) if columns else None,
+                                                filesystem=self.filesystem) for src in self._sources])
         return table_to_numpy(table)
 
     def _check_columns(self, columns: Optional[Sequence[str]]) -> None:
         if columns is None:
             return
-        names = set(pq.read_schema(self.files[0]).names)
+        names = set(self.schema.names)
         missing = [c for c in columns if c not in names]
         if missing:
             raise DatasetError(f"{self.path}: column(s) {missing} not in the dataset; it has {sorted(names)}")
 
 
-def read_dataset(path: str, validate: str = "full") -> OfflineDataset:
-    """Open (and validate) the dataset at ``path``; see :class:`OfflineDataset`."""
-    return OfflineDataset(path, validate=validate)
+def read_dataset(path: Union[str, os.PathLike], validate: str = "full",
+                 filesystem: Optional[pafs.FileSystem] = None) -> OfflineDataset:
+    """Open (and validate) the dataset at ``path``; see :class:`OfflineDataset`.
+
+    Args:
+        path: a local folder (or single shard), a ``file://`` URI, or a remote URI such as
+            ``s3://bucket/prefix/dataset`` (anything ``pyarrow.fs.FileSystem.from_uri`` opens;
+            S3 endpoint and credentials from the usual ``AWS_*`` environment variables).
+        validate: ``"full"`` (schema and every value), ``"schema"`` (Parquet footers only) or
+            ``"none"``.
+        filesystem: an explicit ``pyarrow.fs.FileSystem`` for a remote ``path`` (e.g.
+            ``S3FileSystem(endpoint_override=..., access_key=..., secret_key=...)``); the URI's
+            scheme is then ignored and ``path`` is read inside this filesystem.
+    """
+    return OfflineDataset(path, validate=validate, filesystem=filesystem)
 
 
 def _column_to_numpy(col) -> np.ndarray:
