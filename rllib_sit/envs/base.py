@@ -9,6 +9,16 @@ cooperative PettingZoo ``ParallelEnv`` subclasses of :class:`CoopEnv` with:
 * a global ``state()`` and ``state_space``;
 * per-agent action masks (discrete envs): ``infos[agent]["action_mask"]`` after reset/step, and
   ``action_masks()`` as one ``[N, n_actions]`` array;
+* two observation conventions (:meth:`CoopEnv.configure_api`, or ``make_env(id, action_mask_in_obs=...)``):
+  flat ``[obs_dim]`` float32 observations (the default, used by the datasets and algorithms), or
+  PettingZoo's ``{"observation": [obs_dim] float32, "action_mask": [n_actions] int8}`` Dict
+  observations (``action_mask_in_obs=True``; the mask stays in ``infos`` too). Continuous envs have
+  no mask: their Dict observation holds ``"observation"`` only;
+* one rule for unavailable actions (discrete envs): with ``check_actions=True`` (the default, as
+  SMAC asserts) ``step`` raises ``ValueError`` naming the agent, the action and the available
+  actions; with ``check_actions=False`` the agent's first available action is executed instead
+  (SMAC: ``stop`` for a living agent, the no-op for a dead one) and ``infos[agent]["unavailable_action"]``
+  records the action that was replaced. Actions outside ``[0, n_actions)`` always raise;
 * agent types (``agent_types``) used to share one policy module per type;
 * :class:`EnvInfo`, the static facts the data layer and the algorithms need (sizes, limit).
 
@@ -27,6 +37,8 @@ from pettingzoo import ParallelEnv
 
 OBS_KEY = "obs"
 ACTION_MASK_KEY = "action_mask"
+OBSERVATION_KEY = "observation"  # PettingZoo's key of the observation in a Dict observation with a mask
+UNAVAILABLE_ACTION_KEY = "unavailable_action"  # infos key: the action replaced (check_actions=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,20 +104,63 @@ class CoopEnv(ParallelEnv):
 
     metadata = {"render_modes": ["rgb_array"], "name": "rllib_sit_coop", "is_parallelizable": True}
     info: EnvInfo
+    render_mode: Optional[str] = None  # PettingZoo reads it (parallel_to_aec warns without it)
+    # Class-level defaults; a subclass may set them before ``super().__init__()`` (SMACEnv does for
+    # check_actions), and :meth:`configure_api` changes them on an instance.
+    check_actions: bool = True
+    action_mask_in_obs: bool = False
 
     def __init__(self) -> None:
         self.possible_agents = list(self.info.agents)
         self.agents = list(self.possible_agents)
         self.agent_types = dict(zip(self.info.agents, self.info.agent_types))
-        obs_box = gym.spaces.Box(-np.inf, np.inf, (self.info.obs_dim,), np.float32)
+        # One space object per agent (not one shared object), so that seeding agent i's space
+        # (PettingZoo's seed test seeds agent i with 42 + i) does not reseed the other agents'.
         if self.info.discrete:
-            act = gym.spaces.Discrete(self.info.n_actions)
+            self.action_spaces = {a: gym.spaces.Discrete(self.info.n_actions) for a in self.possible_agents}
         else:
-            act = gym.spaces.Box(self.info.action_low, self.info.action_high, (self.info.act_dim,), np.float32)
-        self.observation_spaces = {a: obs_box for a in self.possible_agents}
-        self.action_spaces = {a: act for a in self.possible_agents}
+            self.action_spaces = {a: gym.spaces.Box(self.info.action_low, self.info.action_high,
+                                                    (self.info.act_dim,), np.float32)
+                                  for a in self.possible_agents}
+        self._build_observation_spaces()
         self.state_space = gym.spaces.Box(-np.inf, np.inf, (self.info.state_dim,), np.float32)
         self._episode_done = True
+
+    def _build_observation_spaces(self) -> None:
+        def one() -> gym.Space:
+            box = gym.spaces.Box(-np.inf, np.inf, (self.info.obs_dim,), np.float32)
+            if not self.action_mask_in_obs:
+                return box
+            spaces = {OBSERVATION_KEY: box}
+            if self.info.discrete:
+                spaces[ACTION_MASK_KEY] = gym.spaces.Box(0, 1, (self.info.n_actions,), np.int8)
+            return gym.spaces.Dict(spaces)
+
+        self.observation_spaces = {a: one() for a in self.possible_agents}
+
+    def configure_api(self, *, action_mask_in_obs: Optional[bool] = None,
+                      check_actions: Optional[bool] = None) -> "CoopEnv":
+        """Choose the observation convention and the unavailable-action rule (None = unchanged).
+
+        Args:
+            action_mask_in_obs: False: flat ``[obs_dim]`` observations (default); True: PettingZoo's
+                ``{"observation", "action_mask"}`` Dict observations (mask int8; continuous envs
+                get ``{"observation"}`` only). ``infos[agent]["action_mask"]`` is there either way.
+            check_actions: True: an unavailable action raises ``ValueError`` (default, SMAC's
+                assert); False: it is replaced by the agent's first available action and
+                ``infos[agent]["unavailable_action"]`` holds the replaced action.
+
+        Returns ``self``. Call it between episodes (the observation spaces are rebuilt).
+        """
+        for name, value in (("action_mask_in_obs", action_mask_in_obs), ("check_actions", check_actions)):
+            if value is not None and not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{self.info.env_id}: {name} must be True or False; got {value!r}")
+        if check_actions is not None:
+            self.check_actions = bool(check_actions)
+        if action_mask_in_obs is not None and bool(action_mask_in_obs) != self.action_mask_in_obs:
+            self.action_mask_in_obs = bool(action_mask_in_obs)
+            self._build_observation_spaces()
+        return self
 
     # -- subclass API -------------------------------------------------------------------------
     def _reset(self, seed: Optional[int]) -> None:
@@ -139,7 +194,8 @@ class CoopEnv(ParallelEnv):
         self._reset(seed)
         self.agents = list(self.possible_agents)
         self._episode_done = False
-        return self._obs_dict(), self._info_dict({})
+        masks = self.action_masks() if self.info.discrete else None
+        return self._obs_dict(masks), self._info_dict({}, masks)
 
     def step(self, actions: Dict[str, Any]):
         if self._episode_done:
@@ -147,30 +203,63 @@ class CoopEnv(ParallelEnv):
         missing = [a for a in self.possible_agents if a not in actions]
         if missing:
             raise ValueError(f"{self.info.env_id}: step() needs an action for every agent; missing {missing}")
+        replaced: Dict[str, int] = {}
         if self.info.discrete:
             arr = np.asarray([int(actions[a]) for a in self.possible_agents], dtype=np.int64)
+            replaced = self._check_available(arr)
         else:
             arr = np.stack([np.asarray(actions[a], np.float32).reshape(self.info.act_dim)
                             for a in self.possible_agents])
         reward, terminated, truncated, info = self._step(arr)
         self._episode_done = bool(terminated or truncated)
-        obs = self._obs_dict()
+        masks = self.action_masks() if self.info.discrete else None
+        obs = self._obs_dict(masks)
         rewards = {a: float(reward) for a in self.possible_agents}
         terms = {a: bool(terminated) for a in self.possible_agents}
         truncs = {a: bool(truncated) for a in self.possible_agents}
-        infos = self._info_dict(info)
+        infos = self._info_dict(info, masks)
+        for a, original in replaced.items():
+            infos[a][UNAVAILABLE_ACTION_KEY] = original
         if self._episode_done:
             self.agents = []
         return obs, rewards, terms, truncs, infos
 
-    def _obs_dict(self) -> Dict[str, np.ndarray]:
-        obs = self._obs().astype(np.float32, copy=False)
-        return {a: obs[i] for i, a in enumerate(self.possible_agents)}
+    def _check_available(self, arr: np.ndarray) -> Dict[str, int]:
+        """Range-check ``arr`` [N] and apply the unavailable-action rule in place.
 
-    def _info_dict(self, common: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+        Returns ``{agent: replaced action}`` (empty unless ``check_actions`` is False)."""
+        n = self.info.n_actions
+        for i in np.flatnonzero((arr < 0) | (arr >= n)).tolist():
+            raise ValueError(f"{self.info.env_id}: actions must be in [0, {n}); agent "
+                             f"{self.possible_agents[i]!r} got {int(arr[i])}")
+        masks = self.action_masks()
+        replaced: Dict[str, int] = {}
+        for i in np.flatnonzero(masks[np.arange(len(arr)), arr] <= 0).tolist():
+            agent, avail = self.possible_agents[i], np.flatnonzero(masks[i] > 0)
+            if self.check_actions or avail.size == 0:
+                raise ValueError(f"{self.info.env_id}: action {int(arr[i])} of agent {agent!r} is not available "
+                                 f"(available: {avail.tolist()}; mask {masks[i].astype(int).tolist()}). "
+                                 f"Sample from infos[{agent!r}]['action_mask'] (or the observation's "
+                                 f"'action_mask' with action_mask_in_obs=True), or pass check_actions=False "
+                                 f"to execute the first available action instead")
+            replaced[agent] = int(arr[i])
+            arr[i] = int(avail[0])
+        return replaced
+
+    def _obs_dict(self, masks: Optional[np.ndarray] = None) -> Dict[str, Any]:
+        obs = self._obs().astype(np.float32, copy=False)
+        if not self.action_mask_in_obs:
+            return {a: obs[i] for i, a in enumerate(self.possible_agents)}
+        if not self.info.discrete:
+            return {a: {OBSERVATION_KEY: obs[i]} for i, a in enumerate(self.possible_agents)}
+        m = (self.action_masks() if masks is None else masks) > 0
+        m = m.astype(np.int8)
+        return {a: {OBSERVATION_KEY: obs[i], ACTION_MASK_KEY: m[i]} for i, a in enumerate(self.possible_agents)}
+
+    def _info_dict(self, common: Dict[str, Any], masks: Optional[np.ndarray] = None) -> Dict[str, Dict[str, Any]]:
         infos = {a: dict(common) for a in self.possible_agents}
         if self.info.discrete:
-            masks = self.action_masks()
+            masks = self.action_masks() if masks is None else masks
             for i, a in enumerate(self.possible_agents):
                 infos[a][ACTION_MASK_KEY] = masks[i]
         return infos

@@ -8,7 +8,7 @@ Ray Tune so that ``config.environment("smac:2s3z")`` resolves to an RLlib ``Mult
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from rllib_sit.envs.base import CoopEnv
 
@@ -43,15 +43,31 @@ def parse_env_id(env_id: str) -> Tuple[str, str]:
     return family, scenario
 
 
-def make_env(env_id: str, **kwargs) -> CoopEnv:
-    """Build the PettingZoo ``ParallelEnv`` registered as ``env_id`` (e.g. ``"smac:2s3z"``)."""
+# Keyword arguments every family accepts (handled here, not by the family's factory).
+API_KWARGS = ("action_mask_in_obs", "check_actions")
+
+
+def make_env(env_id: str, *, action_mask_in_obs: Optional[bool] = None, check_actions: Optional[bool] = None,
+             **kwargs) -> CoopEnv:
+    """Build the PettingZoo ``ParallelEnv`` registered as ``env_id`` (e.g. ``"smac:2s3z"``).
+
+    Args:
+        action_mask_in_obs: True gives PettingZoo's Dict observations ``{"observation", "action_mask"}``
+            (what ``pettingzoo.test.parallel_api_test`` and masked random agents sample from);
+            default: flat observations with the mask in ``infos[agent]["action_mask"]``.
+        check_actions: False executes an unavailable action as the agent's first available one
+            (SMAC: stop / no-op) instead of raising ``ValueError`` (the default).
+        **kwargs: the family's own options (e.g. ``loops_per_substep`` for SMAC).
+    See :meth:`rllib_sit.envs.base.CoopEnv.configure_api`.
+    """
     family, scenario = parse_env_id(env_id)
     _load_family(family)
     factory, scenarios = _FACTORIES[family]
     if scenario not in scenarios:
         raise ValueError(f"unknown scenario {scenario!r} for environment family {family!r}; "
                          f"expected one of {scenarios}")
-    return factory(scenario, **kwargs)
+    env = factory(scenario, **kwargs)
+    return env.configure_api(action_mask_in_obs=action_mask_in_obs, check_actions=check_actions)
 
 
 def env_ids(family: str | None = None) -> List[str]:
@@ -68,9 +84,17 @@ def env_ids(family: str | None = None) -> List[str]:
 
 
 def make_rllib_env(env_id: str, env_config: dict | None = None):
+    """RLlib ``MultiAgentEnv`` of ``env_id``; ``env_config`` holds :func:`make_env`'s keyword arguments.
+
+    Unlike :func:`make_env`, unavailable actions default to ``check_actions=False`` (RLlib samples
+    any action of the action space, e.g. in its env checker); ``{"check_actions": True}`` raises
+    instead. See :class:`rllib_sit.envs.rllib_env.RLlibCoopEnv`.
+    """
     from rllib_sit.envs.rllib_env import RLlibCoopEnv
 
-    return RLlibCoopEnv(make_env(env_id, **dict(env_config or {})))
+    cfg = dict(env_config or {})
+    check_actions = cfg.pop("check_actions", False)
+    return RLlibCoopEnv(make_env(env_id, **cfg), check_actions=check_actions)
 
 
 def register_rllib_envs() -> None:

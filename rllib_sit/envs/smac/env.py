@@ -26,7 +26,10 @@ class SMACEnv(CoopEnv):
         spawn_jitter: uniform spawn-position jitter in map units (0 = fixed layout).
         reward_scale: scale rewards so that the maximal episode return is ``reward_scale_rate``.
         check_actions: raise ValueError on an unavailable action (SMAC asserts); if False an
-            unavailable action is executed as "stop" (or no-op for a dead agent).
+            unavailable action is executed as "stop" (or no-op for a dead agent), i.e. the agent's
+            first available action. ``CoopEnv.step`` applies this rule (and records the replaced
+            action in ``infos[agent]["unavailable_action"]``); ``_step`` applies it again for
+            callers that bypass ``step``.
     """
 
     def __init__(self, map_name: str = "2s3z", loops_per_substep: int = 2, spawn_jitter: float = 0.1,

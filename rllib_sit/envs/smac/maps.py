@@ -143,7 +143,8 @@ def load_pathing(stem: str) -> np.ndarray:
     The file's first data line is y=31; a cell is unpathable when bit 0 of its digit is set.
     """
     path = os.path.join(PATHING_DIR, f"{stem}.txt")
-    rows = [ln.strip() for ln in open(path) if ln.strip() and not ln.startswith("#")]
+    with open(path) as f:
+        rows = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
     if len(rows) != MAP_SIZE or any(len(r) != MAP_SIZE for r in rows):
         raise ValueError(f"pathing file {path}: expected {MAP_SIZE} lines of {MAP_SIZE} digits")
     cells = np.array([[int(c) for c in r] for r in rows], dtype=np.int64)  # [row (y=31..0), x]
