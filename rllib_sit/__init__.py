@@ -5,7 +5,9 @@ algorithms (``SIT``, ...) with Ray Tune so that ``config.environment("smac:2s3z"
 ``run: SIT`` in tuned-example YAML files resolve.
 """
 
-__version__ = "0.1.0"
+from rllib_sit._version import __version__
+
+__all__ = ["__version__", "register_all"]
 
 
 def register_all() -> None:

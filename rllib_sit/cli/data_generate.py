@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=DEFAULT_EPISODES,
                         help=f"number of episodes (default {DEFAULT_EPISODES}, as in the paper)")
     parser.add_argument("--seed", type=int, default=0, help="the one seed everything derives from (default 0)")
-    parser.add_argument("--out", help="dataset folder (default: the cache offline_data/datasets/<family>_<scenario>/"
-                                      "<quality>_<episodes>_<seed>, root overridable with $RLLIB_SIT_DATA_DIR)")
+    parser.add_argument("--out", help="dataset folder (default: the cache <data dir>/datasets/<family>_<scenario>/"
+                                      "<quality>_<episodes>_<seed>; data dir $RLLIB_SIT_DATA_DIR, else ./offline_data)")
     parser.add_argument("--workers", type=int, default=None,
                         help="parallel Ray tasks (default: all CPUs of the Ray cluster; 0 = no Ray, in-process)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset at the output path")

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("type")
     for c in cols:
         table.add_column(c, justify="right")
-    for agent, typ in zip(ds.env.agents, ds.env.agent_types):
+    for agent, typ in zip(ds.env.agents, ds.env.agent_types, strict=True):
         table.add_row(agent, typ, *(f"{stats[agent].get(c, float('nan')):.3f}" for c in cols))
     console.print(table)
     return 0

@@ -5,6 +5,7 @@ each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
 
     rllib-sit data inspect PATH
     rllib-sit data generate smac:2s3z --quality low [--episodes N] [--seed S] [--out DIR]
+    rllib-sit data pools list | show smac:2s3z | build smac:2s3z
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Dict, List, Optional, Tuple
 COMMANDS: Dict[Tuple[str, str], Tuple[str, str]] = {
     ("data", "inspect"): ("rllib_sit.cli.data_inspect", "print a dataset's card and per-agent statistics"),
     ("data", "generate"): ("rllib_sit.cli.data_generate", "generate an offline dataset from behaviour policy pools"),
+    ("data", "pools"): ("rllib_sit.cli.data_pools", "list, show or (re)build the behaviour policy pools"),
 }
 
 

@@ -8,6 +8,7 @@ from typing import Any, Dict
 
 import numpy as np
 
+from rllib_sit._version import __version__
 from rllib_sit.data import schema as S
 
 CARD_FILE = "card.json"
@@ -16,8 +17,6 @@ CARD_FILE = "card.json"
 def make_card(meta: S.DatasetMeta, returns: np.ndarray, extra: Dict[str, Any] | None = None) -> Dict[str, Any]:
     """Card fields: env, scenario, quality, composition, generating policies, n_episodes,
     return mean/std/min/max, schema version, seed, package version (``extra`` overrides/adds)."""
-    from rllib_sit import __version__
-
     family, _, scenario = meta.env.env_id.partition(":")
     returns = np.asarray(returns, np.float64)
     card: Dict[str, Any] = {

@@ -11,9 +11,10 @@ sum to 100. :func:`parse_composition` parses and validates such a string (one ``
 naming the bad part and what was expected); :meth:`Composition.episode_counts` splits an episode
 budget over the components deterministically (largest remainder, ties to the earlier component).
 
-The data specs (``offline_data/specs/<family>.yaml``) hold every composition of the paper per
-environment and quality, with the paper's average episode return and each pool's return range;
-:func:`load_specs` / :func:`dataset_spec` read and validate them.
+The data specs (package data ``rllib_sit/resources/specs/<family>.yaml``, see
+:mod:`rllib_sit.data.paths`) hold every composition of the paper per environment and quality, with
+the paper's average episode return and each pool's return range; :func:`load_specs` /
+:func:`dataset_spec` read and validate them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from rllib_sit.data.paths import SPECS_DIR_ENV, data_dir, specs_dir
 from rllib_sit.data.schema import LEVELS
 
 LEVEL_WORDS = {"r": "random", "m": "medium", "e": "expert"}
@@ -154,19 +156,19 @@ def uniform_composition(agents: Sequence[str], level: str) -> Composition:
 
 
 # ------------------------------------------------------------------------------------------------
-# Data specs: offline_data/specs/<family>.yaml
+# Data specs: rllib_sit/resources/specs/<family>.yaml (rllib_sit.data.paths.specs_dir)
 # ------------------------------------------------------------------------------------------------
 
 POOL_LEVELS = ("random", "medium", "expert")
 
 
 def offline_data_root() -> Path:
-    """The repository's ``offline_data/`` folder (specs, policy pools, dataset cache)."""
-    return Path(__file__).resolve().parents[2] / "offline_data"
+    """The data dir (dataset and column cache root): ``$RLLIB_SIT_DATA_DIR`` or ``./offline_data``.
 
-
-def specs_dir() -> Path:
-    return Path(os.environ.get("RLLIB_SIT_SPECS_DIR", offline_data_root() / "specs"))
+    Kept under this name for :mod:`rllib_sit.data.column_cache`; new code uses
+    :func:`rllib_sit.data.paths.data_dir`. Specs and pool cards are package data, not in here.
+    """
+    return data_dir()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,14 +224,27 @@ def load_specs(directory: Optional[os.PathLike] = None) -> Dict[str, EnvSpec]:
     """Read and validate every ``*.yaml`` data spec; returns ``{env_id: EnvSpec}``."""
     import yaml
 
+    if directory is not None:
+        where = "the directory argument"
+    elif os.environ.get(SPECS_DIR_ENV):
+        where = f"${SPECS_DIR_ENV}"
+    else:
+        where = "the package data rllib_sit/resources/specs; is the package installed with its data?"
     directory = Path(directory) if directory is not None else specs_dir()
     files = sorted(directory.glob("*.yaml"))
     if not files:
-        raise FileNotFoundError(f"no data specs (*.yaml) found in {directory}")
+        raise FileNotFoundError(f"no data specs (*.yaml) found in {directory} ({where}); expected one "
+                                "<family>.yaml per environment family")
     out: Dict[str, EnvSpec] = {}
     for f in files:
         with open(f) as fh:
-            doc = yaml.safe_load(fh) or {}
+            try:
+                doc = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+                why = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise ValueError(f"{f}: not valid YAML{at} ({why}); expected a mapping of environment ids") from None
         if not isinstance(doc, dict):
             raise ValueError(f"{f}: expected a mapping of environment ids")
         for env_id, d in doc.items():

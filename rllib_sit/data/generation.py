@@ -12,9 +12,10 @@ Determinism: everything derives from ``seed``. Episode ``k`` uses
 component of each episode is fixed by ``SeedSequence([seed, COMPONENT_STREAM])``. The result does
 not depend on the number of workers or the chunk size.
 
-Datasets are cached at ``<root>/<family>_<scenario>/<quality>_<n>_<seed>/`` with
-``root = $RLLIB_SIT_DATA_DIR`` or ``offline_data/datasets``; :func:`ensure_dataset` returns the
-cached path or generates it. :func:`decentralize` splits a dataset into one single-agent dataset
+Datasets are cached at ``<root>/<family>_<scenario>/<quality>_<n>_<seed>/`` with ``root =
+<data dir>/datasets``, the data dir being ``$RLLIB_SIT_DATA_DIR`` or ``./offline_data`` of the
+working directory (:mod:`rllib_sit.data.paths`); :func:`ensure_dataset` returns the cached path or
+generates it. :func:`decentralize` splits a dataset into one single-agent dataset
 per agent (the offline *decentralized* MARL setting: each agent's own observations and actions,
 the team reward, no other agent's action).
 """
@@ -30,9 +31,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from rllib_sit._version import __version__
 from rllib_sit.data import schema as S
-from rllib_sit.data.composition import Composition, dataset_spec, offline_data_root, parse_composition
-from rllib_sit.data.pools import Pool, load_pool
+from rllib_sit.data.composition import Composition, dataset_spec, parse_composition
+from rllib_sit.data.paths import datasets_dir, display_path
+from rllib_sit.data.pool_card import Pool, load_pool
 
 COMPONENT_STREAM = 0xC0FFEE
 DEFAULT_EPISODES = 10_000  # SIT paper Appendix C.3: 10,000 trajectories per dataset
@@ -40,7 +43,8 @@ DEFAULT_CHUNK = 25
 
 
 def datasets_root() -> Path:
-    return Path(os.environ.get("RLLIB_SIT_DATA_DIR") or (offline_data_root() / "datasets"))
+    """``<data dir>/datasets``: ``$RLLIB_SIT_DATA_DIR/datasets`` or ``./offline_data/datasets``."""
+    return datasets_dir()
 
 
 def dataset_path(env_id: str, quality: str, n_episodes: int, seed: int, root: Optional[os.PathLike] = None) -> Path:
@@ -195,7 +199,6 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
     Returns:
         the dataset folder.
     """
-    import rllib_sit
     from rllib_sit.data import write_dataset
     from rllib_sit.data.schema import DatasetMeta
 
@@ -242,7 +245,7 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
         num_workers = max(1, min(num_workers, int(ray.cluster_resources().get("CPU", 1))))
     assignment = component_assignment(comp, n_episodes, seed)
     counts = comp.episode_counts(n_episodes)
-    family, scenario = env_id.split(":")
+    scenario = env_id.split(":")[1]
     t0 = time.time()
     rows = _iter_rows(env_fn, pool, comp, assignment, seed, n_episodes, num_workers, chunk_size, progress,
                       f"{env_id} {quality}")
@@ -254,14 +257,14 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
         "episodes_per_component": counts,
         "paper_average_return": spec.paper_average_return if spec else None,
         "generating_policies": {
-            "pool_card": f"offline_data/policy_pools/{family}_{scenario}.json",
+            "pool_card": None if pool.card_path is None else display_path(pool.card_path),
             **{l: [m.describe() for m in pool.members(l)] for l in
                [{"r": "random", "m": "medium", "e": "expert"}[x] for x in comp.levels_used()]},
         },
         "seed": seed,
         "seeding": "episode k: SeedSequence([seed, k]) -> env reset seed, member choice, one rng per agent; "
                    "components: counts by largest remainder, order shuffled by SeedSequence([seed, 0xC0FFEE])",
-        "package_version": getattr(rllib_sit, "__version__", "unknown"),
+        "package_version": __version__,
         "generator": "rllib_sit.data.generation.generate_dataset",
     }
     if spec is not None and spec.note:

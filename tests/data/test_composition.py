@@ -8,8 +8,10 @@ from rllib_sit.data.composition import (
     dataset_spec,
     load_specs,
     parse_composition,
+    specs_dir,
     uniform_composition,
 )
+from rllib_sit.data.paths import resources_dir
 
 AGENTS_2S3Z = ["s1", "s2", "z1", "z2", "z3"]
 
@@ -116,3 +118,24 @@ def test_bad_spec_file_names_file_and_entry(tmp_path):
     (tmp_path / "x.yaml").write_text("toy:a:\n  agents: [a1]\n  pool_ranges: {random: [1, 0]}\n  datasets: {}\n")
     with pytest.raises(ValueError, match=r"toy:a: pool_ranges.random must be \[low, high\] with low < high"):
         load_specs(tmp_path)
+
+
+def test_specs_are_package_data(monkeypatch):
+    """Regression (issue 10): the specs lived in <checkout>/offline_data/specs, absent from a wheel."""
+    monkeypatch.delenv("RLLIB_SIT_SPECS_DIR", raising=False)
+    assert specs_dir() == resources_dir() / "specs"
+    assert sorted(p.name for p in specs_dir().glob("*.yaml")) == ["mamujoco.yaml", "mpe.yaml", "smac.yaml"]
+    assert "smac:2s3z" in load_specs()
+
+
+def test_missing_or_unreadable_specs_name_the_folder_and_file(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=rf"no data specs \(\*.yaml\) found in {tmp_path} \(the directory "
+                                                r"argument\); expected one <family>.yaml per environment family"):
+        load_specs(tmp_path)
+    monkeypatch.setenv("RLLIB_SIT_SPECS_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=rf"found in {tmp_path} \(\$RLLIB_SIT_SPECS_DIR\)"):
+        dataset_spec("smac:2s3z", "low")
+    (tmp_path / "x.yaml").write_text("toy:a: [unclosed\n")
+    with pytest.raises(ValueError, match=r"x.yaml: not valid YAML at line 2, column 1 \(expected ',' or '\]', "
+                                         r"but got '<stream end>'\); expected a mapping of environment ids$"):
+        load_specs()

@@ -26,6 +26,7 @@ from rllib_sit.data.generation import (
 )
 from rllib_sit.data.composition import parse_composition
 from rllib_sit.data.pools import Pool, PoolMember
+from rllib_sit._version import __version__
 from rllib_sit.envs.base import CoopEnv, EnvInfo
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -148,7 +149,8 @@ def test_card_contents(tmp_path):
     assert card["generating_policies"]["medium"][0]["params"] == {"skill": 0.5}
     ret = read_dataset(path).to_numpy([S.EPISODE_RETURN])[S.EPISODE_RETURN]
     assert card["return_mean"] == pytest.approx(float(ret.mean()), rel=1e-6)
-    assert card["package_version"]
+    assert card["package_version"] == __version__
+    assert card["generating_policies"]["pool_card"] is None  # an in-memory pool has no card file
 
 
 def test_custom_composition_name_and_validation(tmp_path):
@@ -178,10 +180,39 @@ def test_ensure_dataset_uses_cache(tmp_path, monkeypatch):
     kw = dict(pool=tiny_pool(), env_fn=TinyEnv, num_workers=0, progress=False)
     p1 = ensure_dataset("toy:tiny", "low", n_episodes=4, seed=1, **kw)
     assert p1 == str(dataset_path("toy:tiny", "low", 4, 1))
-    assert p1.endswith("toy_tiny/low_4_1")
-    mtime = (tmp_path / "cache/toy_tiny/low_4_1/card.json").stat().st_mtime
+    assert p1 == str(tmp_path / "cache/datasets/toy_tiny/low_4_1")
+    mtime = (tmp_path / "cache/datasets/toy_tiny/low_4_1/card.json").stat().st_mtime
     assert ensure_dataset("toy:tiny", "low", n_episodes=4, seed=1, **kw) == p1
-    assert (tmp_path / "cache/toy_tiny/low_4_1/card.json").stat().st_mtime == mtime
+    assert (tmp_path / "cache/datasets/toy_tiny/low_4_1/card.json").stat().st_mtime == mtime
+
+
+def test_cache_follows_the_data_dir(tmp_path, monkeypatch):
+    """Regression (issue 10): the cache root was Path(__file__).parents[2] / "offline_data", i.e.
+    <site-packages>/offline_data in a non-editable install. Now: $RLLIB_SIT_DATA_DIR, else
+    ./offline_data of the working directory (the job's, inside a Tune trial); datasets and the
+    column cache both follow it."""
+    from rllib_sit.data.column_cache import cache_root
+    from rllib_sit.data.paths import data_dir
+
+    for var in ("RLLIB_SIT_DATA_DIR", "RLLIB_SIT_CACHE_DIR", "TUNE_ORIG_WORKING_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    work = tmp_path.resolve() / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert data_dir() == work / "offline_data"
+    assert dataset_path("smac:2s3z", "low", 10, 0) == work / "offline_data/datasets/smac_2s3z/low_10_0"
+    assert cache_root() == work / "offline_data/cache/columns"
+    monkeypatch.setenv("RLLIB_SIT_DATA_DIR", "rel/data")  # relative: against the working directory
+    assert dataset_path("smac:2s3z", "low", 10, 0) == work / "rel/data/datasets/smac_2s3z/low_10_0"
+    assert cache_root() == work / "rel/data/cache/columns"
+    monkeypatch.setenv("RLLIB_SIT_DATA_DIR", str(tmp_path / "abs"))
+    assert data_dir() == tmp_path / "abs"
+    monkeypatch.setenv("RLLIB_SIT_CACHE_DIR", str(tmp_path / "cols"))  # the column cache alone
+    assert cache_root() == tmp_path / "cols" and data_dir() == tmp_path / "abs"
+    # a Tune trial runs in its trial folder; the cache stays where the job was started
+    monkeypatch.delenv("RLLIB_SIT_DATA_DIR")
+    monkeypatch.setenv("TUNE_ORIG_WORKING_DIR", str(tmp_path / "job"))
+    assert dataset_path("smac:2s3z", "low", 10, 0) == tmp_path / "job/offline_data/datasets/smac_2s3z/low_10_0"
 
 
 def test_decentralize_per_agent_datasets(tmp_path):

@@ -1,13 +1,27 @@
-"""Behaviour policy pools: loading cards, member kinds, clear errors, calibration, and the
-committed pool cards of the eleven SIT maps (measured returns inside the paper's ranges)."""
+"""Behaviour policy pools: loading cards, member kinds, clear errors, calibration, the committed
+pool cards of the eleven SIT maps (measured returns inside the paper's ranges, shipped as package
+data), and the ``rllib-sit data pools list|show|build`` command (no calibration runs here)."""
 
 import json
 
 import numpy as np
 import pytest
 
+from rllib_sit.cli.sit_cmd import main as sit_main
+from rllib_sit.data import pool_calibration
 from rllib_sit.data.composition import load_specs
-from rllib_sit.data.pools import Candidate, PoolMember, calibrate, load_pool, pool_card_path, pools_dir, pool_table
+from rllib_sit.data.paths import display_path, resources_dir
+from rllib_sit.data.pools import (
+    Candidate,
+    PoolMember,
+    calibrate,
+    load_pool,
+    pool_card_path,
+    pool_table,
+    pools_dir,
+    read_pool_card,
+    write_pool_card,
+)
 from rllib_sit.envs.base import CoopEnv, EnvInfo
 
 SIT_MAPS = ["smac:2s3z", "smac:3s_vs_5z", "smac:2s_vs_1sc", "smac:8m", "smac:1c3s5z", "smac:10m_vs_11m",
@@ -69,7 +83,8 @@ def test_load_pool_gives_per_agent_callables(tmp_path):
 
 
 def test_pool_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no policy pool for toy:none .* python -m rllib_sit.data.pools build"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"no policy pool for toy:none .*; build it with: rllib-sit data pools build toy:none"):
         load_pool("toy:none", tmp_path)
     write_card(tmp_path, {"random": [{"kind": "magic"}]})
     with pytest.raises(ValueError, match=r"level random: member kind 'magic' is unknown; expected one of"):
@@ -112,7 +127,7 @@ def test_committed_pool_cards(env_id):
     """Every SIT map has a pool card; each member present was measured on >= 50 episodes inside
     the paper's range, and each absent level is explained under missing_levels."""
     path = pool_card_path(env_id)
-    assert path.exists(), f"missing {path}; run python -m rllib_sit.data.pools build --env {env_id}"
+    assert path.exists(), f"missing {path}; run rllib-sit data pools build {env_id}"
     card = json.loads(path.read_text())
     spec = load_specs()[env_id]
     assert {k: tuple(v) for k, v in card["paper_ranges"].items()} == spec.pool_ranges
@@ -154,3 +169,166 @@ def test_pool_card_reproduces_on_current_env():
         want = members[0].measured["first10_mean"]
         assert got["mean"] == pytest.approx(want, abs=1e-3), \
             f"{lvl}: card {want} vs now {got['mean']} (first 10 eval episodes): rebuild with {card['rebuild']}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Card model: validation, atomic writes, package data
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("levels, message", [
+    ([], r"field 'levels' = \[\]; expected a mapping level -> list of members"),
+    ({"random": {"kind": "uniform"}}, r"levels.random must be a list of members, got dict"),
+    ({"random": ["uniform"]}, r"levels.random\[0\] must be an object with 'kind' and 'params'"),
+    ({"medium": [{"kind": "heuristic", "params": {"fn": "test_pools:heuristic"}}]},
+     r"level medium: heuristic member is missing params.skill \(expected a number in \[0, 1\]\)"),
+    ({"medium": [{"kind": "heuristic", "params": {"fn": "test_pools:heuristic", "skill": 1.5}}]},
+     r"level medium: params.skill = 1.5; expected a number in \[0, 1\]"),
+    ({"random": [{"kind": "uniform"}, {"kind": "uniform", "params": {"support": "sphere"}}]},
+     r"level random member 1: params.support = 'sphere'; expected 'box' or 'corners'"),
+    ({"random": [{"kind": "uniform", "params": {"attack_dorp": 0.5}}]},
+     r"uniform member has unknown params.attack_dorp; expected some of \['attack_drop', "),
+    ({"random": [{"kind": "uniform", "measured_return": 3.0}]},
+     r"levels.random\[0\].measured_return must be an object with a numeric 'mean', got 3.0"),
+])
+def test_card_validation_names_file_and_field(tmp_path, levels, message):
+    path = write_card(tmp_path, levels)
+    with pytest.raises(ValueError, match=message) as e:
+        load_pool("toy:pool", tmp_path)
+    assert str(path) in str(e.value)
+
+
+def test_card_not_json_or_not_an_object(tmp_path):
+    path = pool_card_path("toy:pool", tmp_path)
+    path.write_text('{"env": "toy:pool", "levels": {')
+    with pytest.raises(ValueError, match=r"toy_pool.json: not valid JSON \(.*\); expected a pool card"):
+        load_pool("toy:pool", tmp_path)
+    path.write_text('["toy:pool"]')
+    with pytest.raises(ValueError, match=r"toy_pool.json: expected a JSON object \(a pool card\), got list"):
+        load_pool("toy:pool", tmp_path)
+    path.write_text(json.dumps({"env": "toy:pool", "levels": {}, "paper_ranges": {"random": [0]}}))
+    with pytest.raises(ValueError, match=r"paper_ranges.random = \[0\]; expected \[low, high\]"):
+        load_pool("toy:pool", tmp_path)
+
+
+def test_write_pool_card_round_trip_and_refuses_invalid_cards(tmp_path):
+    card = {"env": "toy:pool", "paper_ranges": {"random": [0, 1]},
+            "levels": {"random": [{"kind": "uniform", "params": {}, "how": "h",
+                                   "measured_return": {"mean": 0.5, "std": 0.1, "n": 50, "in_range": True}}]}}
+    path = write_pool_card("toy:pool", card, tmp_path)
+    assert read_pool_card("toy:pool", tmp_path) == card
+    assert load_pool("toy:pool", tmp_path).card_path == path
+    bad = dict(card, levels={"random": [{"kind": "magic"}]})
+    with pytest.raises(ValueError, match=r"pool card of toy:pool: level random: member kind 'magic' is unknown"):
+        write_pool_card("toy:pool", bad, tmp_path)
+    assert read_pool_card("toy:pool", tmp_path) == card  # the good card is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["toy_pool.json"]  # no temporary file left
+
+
+def test_pool_cards_are_package_data(monkeypatch):
+    """Regression (issue 10): the cards lived in <checkout>/offline_data/policy_pools, absent from a wheel."""
+    monkeypatch.delenv("RLLIB_SIT_POOLS_DIR", raising=False)
+    assert pools_dir() == resources_dir() / "policy_pools"
+    assert resources_dir().parent.name == "rllib_sit" and (resources_dir().parent / "__init__.py").exists()
+    assert display_path(pool_card_path("smac:2s3z")) == "rllib_sit/resources/policy_pools/smac_2s3z.json"
+    assert load_pool("smac:2s3z").card_path == pool_card_path("smac:2s3z")
+
+
+def test_pools_dir_override(tmp_path, monkeypatch):
+    write_card(tmp_path, {"random": [{"kind": "uniform", "params": {}}]})
+    monkeypatch.setenv("RLLIB_SIT_POOLS_DIR", str(tmp_path))
+    assert pools_dir() == tmp_path
+    assert load_pool("toy:pool").base_dir == tmp_path
+
+
+# ------------------------------------------------------------------------------------------------
+# rllib-sit data pools list | show | build
+# ------------------------------------------------------------------------------------------------
+
+def test_cli_list(tmp_path, capsys):
+    assert sit_main(["data", "pools", "list"]) == 0
+    out = capsys.readouterr().out
+    for env_id in SIT_MAPS:
+        assert env_id in out
+    assert "(11 pool cards in" in out
+    write_card(tmp_path, {"random": [{"kind": "uniform", "params": {},
+                                      "measured_return": {"mean": 1.25, "std": 0.5, "n": 50, "in_range": True}}]})
+    assert sit_main(["data", "pools", "list", "--dir", str(tmp_path), "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| map | level |")
+    assert "| toy:pool | random | — | uniform | 1.25 ± 0.50 (50) | yes |" in lines
+    assert "| toy:pool | expert | — | MISSING | — | **no** |" in lines
+
+
+def test_cli_list_errors(tmp_path, capsys):
+    assert sit_main(["data", "pools", "list", "--dir", str(tmp_path / "nope")]) == 2
+    assert "policy pool folder" in capsys.readouterr().err
+    (tmp_path / "toy_pool.json").write_text("{")
+    assert sit_main(["data", "pools", "list", "--dir", str(tmp_path)]) == 2
+    assert "toy_pool.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_cli_show(capsys, tmp_path):
+    assert sit_main(["data", "pools", "show", "smac:2s3z"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"smac:2s3z: {pool_card_path('smac:2s3z')}")
+    card = json.loads(pool_card_path("smac:2s3z").read_text())
+    for lvl, members in card["levels"].items():
+        mr = members[0]["measured_return"]
+        assert f"{lvl:7s} {members[0]['kind']:9s}" in out and f"{mr['mean']:.2f} ± {mr['std']:.2f}" in out
+    assert sit_main(["data", "pools", "show", "smac:2s3z", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == card
+    assert sit_main(["data", "pools", "show", "smac:9m"]) == 2
+    err = capsys.readouterr().err
+    assert "no policy pool for smac:9m" in err and "pool cards exist for [" in err and "'smac:2s3z'" in err
+
+
+@pytest.fixture
+def no_calibration(monkeypatch):
+    """Replaces build_pool: records the calls and writes a small valid card instead of calibrating."""
+    calls = []
+
+    def fake_build_pool(env_id, eval_episodes=None, seed=0, cal_episodes=None, directory=None, log=print):
+        calls.append(dict(env_id=env_id, eval_episodes=eval_episodes, seed=seed, cal_episodes=cal_episodes,
+                          directory=directory))
+        card = {"env": env_id, "levels": {}, "missing_levels": {"random": "fake"}, "build_seconds": 0.0}
+        write_pool_card(env_id, card, directory)
+        return card
+
+    monkeypatch.setattr(pool_calibration, "build_pool", fake_build_pool)
+    return calls
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], r"give environment id\(s\) to build \(e.g. smac:2s3z\) or --all"),
+    (["smac:2s3z", "--all"], r"give environment ids or --all, not both"),
+    (["smac:2s3z", "smac:9m"], r"no data spec for environment 'smac:9m'; specs exist for \["),
+    (["smac:2s3z", "--episodes", "10"], r"eval_episodes \(--episodes\) must be an integer >= 50 .* got 10"),
+    (["smac:2s3z", "--cal-episodes", "0"], r"cal_episodes \(--cal-episodes\) must be an integer >= 1, got 0"),
+    (["smac:2s3z", "--seed", "-1"], r"seed \(--seed\) must be a non-negative integer, got -1"),
+])
+def test_cli_build_validates_before_any_work(argv, message, no_calibration, tmp_path, capsys):
+    import re
+
+    assert sit_main(["data", "pools", "build", *argv, "--dir", str(tmp_path)]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert no_calibration == [] and list(tmp_path.iterdir()) == []
+
+
+def test_cli_build_dir_must_be_a_folder(no_calibration, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert sit_main(["data", "pools", "build", "smac:2s3z", "--dir", str(tmp_path / "file")]) == 2
+    assert "is a file; expected a folder of pool cards" in capsys.readouterr().err
+    assert no_calibration == []
+
+
+def test_cli_build_passes_arguments_and_writes_to_dir(no_calibration, tmp_path, capsys):
+    assert sit_main(["data", "pools", "build", "smac:2s3z", "mpe:cn_3ls3l", "smac:2s3z", "--episodes", "60",
+                     "--cal-episodes", "5", "--seed", "3", "--dir", str(tmp_path)]) == 0
+    assert [c["env_id"] for c in no_calibration] == ["smac:2s3z", "mpe:cn_3ls3l"]  # duplicates built once
+    assert all(c["eval_episodes"] == 60 and c["cal_episodes"] == 5 and c["seed"] == 3
+               and c["directory"] == tmp_path for c in no_calibration)
+    out = capsys.readouterr().out
+    assert f"smac:2s3z: wrote {tmp_path / 'smac_2s3z.json'}" in out and "missing levels: ['random']" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mpe_cn_3ls3l.json", "smac_2s3z.json"]
+    assert sit_main(["data", "pools", "build", "--all", "--dir", str(tmp_path)]) == 0
+    assert {c["env_id"] for c in no_calibration[2:]} == set(SIT_MAPS)

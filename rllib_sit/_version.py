@@ -1,0 +1,4 @@
+"""The package version, in a module of its own so that any layer (and setup.cfg) can read it
+without importing the package root."""
+
+__version__ = "0.1.0"
