@@ -96,23 +96,36 @@ def _prepare_datasets(config: Dict[str, Any], env: Any) -> None:
             print(path, flush=True)
 
 
+def progress_metrics(trainable_name: str) -> tuple:
+    """The learner metrics an algorithm's progress line shows (its class's ``progress_metrics``)."""
+    from ray.tune.registry import get_trainable_cls
+
+    try:
+        return tuple(getattr(get_trainable_cls(trainable_name), "progress_metrics", ()))
+    except Exception:  # noqa: BLE001 - an unregistered or foreign trainable: no learner metrics
+        return ()
+
+
 def _progress_callback():
     from ray.tune import Callback
 
+    from rllib_sit.algorithms.common.algorithm import PHASE_RESULTS
+
     class PrintProgress(Callback):
-        """One line per training iteration: stage, losses, evaluation return."""
+        """One line per training iteration: phase, the algorithm's losses, evaluation return."""
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            sit = result.get("sit", {}) or {}
+            phases = result.get(PHASE_RESULTS, {}) or {}
             learners = result.get("learners", {}) or {}
             parts = [f"{trial.trial_id} iter {result.get('training_iteration')}",
                      f"{result.get('time_total_s', 0):.0f}s"]
-            if sit:
-                parts.append(f"stage {sit.get('stage_name')}")
+            if phases.get("current"):
+                parts.append(f"phase {phases['current']}")
+            keys = progress_metrics(trial.trainable_name)
             for mid, m in learners.items():
                 if not isinstance(m, dict):
                     continue
-                for key in ("ardnem_loss", "critic_loss", "actor_loss"):
+                for key in keys:
                     v = m.get(key)
                     if isinstance(v, (int, float)) and v == v:
                         parts.append(f"{mid}/{key} {v:.4g}")

@@ -8,9 +8,8 @@ from ray.rllib.core.columns import Columns
 from test_sit_fixtures import tiny_config
 
 from rllib_sit.algorithms.sit import SIT
-from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.algorithms.common.mapping import AgentModuleMapping
 from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
-from rllib_sit.algorithms.common.mapping import AgentModuleMapping as AgentTypeMapping
 from rllib_sit.models.gru_actor import MASKED_LOGIT
 
 EVAL_KEYS = ("episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",
@@ -23,7 +22,7 @@ def algo(dataset):
     a = tiny_config(dataset).evaluation(evaluation_duration=4).build_algo()
     for _ in range(3):
         a.train()
-    assert a.stage == K.STAGE_AGENTS
+    assert a.schedule.current_name == "agents"
     yield a
     a.stop()
 
@@ -53,7 +52,7 @@ def test_evaluation_runs_on_the_local_evaluation_env_runner(algo):
     # Modules by agent type, actors only (inference-only: no critics, no ARDNEM).
     assert set(runner.module.keys()) == {"scout", "tank"}
     assert not hasattr(runner.module["scout"], "critic") and not hasattr(runner.module["scout"], "target_critic")
-    assert isinstance(algo.config.policy_mapping_fn, AgentTypeMapping)
+    assert isinstance(algo.config.policy_mapping_fn, AgentModuleMapping)
     assert [algo.config.policy_mapping_fn(a, None) for a in ("a0", "a1", "b0")] == ["scout", "scout", "tank"]
     # The EnvRunner's actor has the learner's weights.
     learner_actor = algo.learner_group._learner.module["tank"].unwrapped().actor
@@ -124,10 +123,8 @@ def test_prev_action_state_is_none_at_t0_then_the_action_taken(algo):
 
 
 def test_forward_inference_is_the_masked_arg_max_of_actor_step(algo):
-    from rllib_sit.algorithms.sit.sit import build_sit_module_spec
-
     torch.manual_seed(0)
-    module = build_sit_module_spec(algo.env_info, algo.config).rl_module_specs["tank"].build()
+    module = algo.config.build_module_specs(algo.env_info).rl_module_specs["tank"].build()
     B, H = 6, module.actor.hidden
     obs = torch.randn(B, 1, 4)
     mask = torch.ones(B, 1, 3)

@@ -14,7 +14,7 @@ def test_two_learners_train_all_stages_with_identical_replicas(dataset):
     try:
         assert not algo.learner_group.is_local
         results = [algo.train() for _ in range(4)]
-        assert [r["sit"]["stage_name"] for r in results] == ["I:ardnem", "III:agents", "III:agents", "done"]
+        assert [r["phases"]["current"] for r in results] == ["ardnem", "agents", "agents", "done"]
         for t in ("scout", "tank"):
             assert np.isfinite(results[-1]["learners"][t][K.CRITIC_LOSS])
         states = algo.learner_group.foreach_learner(lambda learner: learner.get_state(components="rl_module"))

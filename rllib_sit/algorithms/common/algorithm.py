@@ -49,6 +49,9 @@ class OfflineMARLAlgorithm(Algorithm):
     """See the module docstring. Subclasses: ``build_phases()``, optionally ``setup_algorithm()``,
     ``get_extra_state()``/``set_extra_state()`` and ``log_algorithm_metrics()``."""
 
+    # Learner metrics (per module) that `rllib train file` shows on its progress line.
+    progress_metrics: tuple = ()
+
     @classmethod
     def _should_create_evaluation_env_runners(cls, eval_config) -> bool:
         # Always (given an env): RLlib creates them only with an evaluation_interval, but

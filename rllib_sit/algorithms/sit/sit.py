@@ -143,6 +143,8 @@ class SITConfig(OfflineMARLConfig):
 class SIT(OfflineMARLAlgorithm):
     """The three stages of SIT as phases of the shared base; see the module docstring."""
 
+    progress_metrics = (K.ARDNEM_LOSS, K.CRITIC_LOSS, K.ACTOR_LOSS)
+
     @classmethod
     def get_default_config(cls) -> SITConfig:
         return SITConfig()

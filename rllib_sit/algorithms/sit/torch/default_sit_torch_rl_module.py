@@ -161,7 +161,6 @@ class SITAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         mc = self.model_config
         self.critic = GATCritic(mc["obs_dim"], self.n_actions, self.act_dim, self.discrete,
                                 mc["critic_hidden"], mc["use_gat"])
-        self.target_critic = None  # made by the learner (make_target_networks)
 
     def get_non_inference_attributes(self):
         return ["critic", "target_critic"]
