@@ -58,17 +58,17 @@ def main(argv=None) -> int:
         t0 = time.time()
         algo = cfg.build_algo()
         res = None
-        while algo.stage != 4:
+        while not algo.schedule.finished:
             res = algo.train()
-            print(f"seed {seed} iter {res['training_iteration']} {res['sit']['stage_name']} "
+            print(f"seed {seed} iter {res['training_iteration']} {res['phases']['current']} "
                   f"{time.time() - t0:.0f}s", flush=True)
         ev = algo.evaluate()["env_runners"]
         ds = read_dataset(algo.dataset_path, validate="none")
         behaviour = float(ds.to_numpy(["episode_return"])["episode_return"].mean())
         rows.append({"seed": seed, "eval_return_mean": ev["episode_return_mean"],
                      "eval_return_std": ev["episode_return_std"], "win_rate": ev.get("win_rate"),
-                     "behaviour_return": behaviour, "r_hat_mean_per_agent": res["sit"]["r_hat_mean_per_agent"],
-                     "dper_ess": {t: d["ess"] for t, d in res["sit"]["dper"].items()},
+                     "behaviour_return": behaviour, "r_hat_mean_per_agent": res["algorithm"]["r_hat_mean_per_agent"],
+                     "dper_ess": {t: d["ess"] for t, d in res["algorithm"]["dper"].items()},
                      "seconds": round(time.time() - t0, 1), "dataset": algo.dataset_path})
         algo.stop()
     ev = np.array([r["eval_return_mean"] for r in rows])

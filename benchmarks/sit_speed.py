@@ -59,15 +59,16 @@ def main(argv=None) -> int:
 
     import ray
 
+    from rllib_sit.algorithms.common.algorithm import to_multi_agent_batch
     from rllib_sit.algorithms.sit import SITConfig
     from rllib_sit.algorithms.sit import sit_learner as K
     from rllib_sit.algorithms.sit import stage2
-    from rllib_sit.algorithms.sit.data import open_episode_columns
-    from rllib_sit.algorithms.sit.sit import build_sit_module_spec
     from rllib_sit.algorithms.sit.torch.sit_torch_learner import (ardnem_mse_loss, crr_filtered_actor_loss,
                                                                   uncertainty_weighted_td_loss)
     from rllib_sit.data import DatasetMeta, write_dataset
     from rllib_sit.data import schema as S
+    from rllib_sit.data.episode_store import EpisodeStore
+    from rllib_sit.replay import keys as B
 
     if args.synthetic:
         from rllib_sit.data.synthetic import SMAC_2S3Z_INFO, synthetic_rows
@@ -85,10 +86,11 @@ def main(argv=None) -> int:
 
     cache_root = tempfile.mkdtemp(prefix="sit_speed_cache_")
     t0 = time.perf_counter()
-    info, episodes, _ = open_episode_columns(path, validate="full", cache_root=cache_root)
+    EpisodeStore.open(path, validate="full", cache_root=cache_root)
     out["cache_build_s"] = round(time.perf_counter() - t0, 2)
     t0 = time.perf_counter()
-    info, episodes, _ = open_episode_columns(path, validate="full", cache_root=cache_root)
+    store = EpisodeStore.open(path, validate="full", cache_root=cache_root)
+    info, episodes = store.info, store.columns
     out["cache_reopen_s"] = round(time.perf_counter() - t0, 3)
     filled = np.asarray(episodes[S.FILLED])
     out["episodes"] = int(filled.shape[0])
@@ -101,7 +103,7 @@ def main(argv=None) -> int:
                      agent_updates_per_iteration=args.updates, validate_dataset="schema", column_cache_dir=cache_root,
                      num_torch_threads=args.threads)
            .debugging(seed=0))
-    spec = build_sit_module_spec(info, cfg)
+    spec = cfg.build_module_specs(info)
     torch.manual_seed(0)
     net = spec.rl_module_specs[K.ARDNEM_MODULE_ID].build().ardnem.eval()
     stage2.decompose_batch(net, {k: episodes[k][:64] for k in episodes}, 0.99)  # warm-up (allocator, kernels)
@@ -130,12 +132,12 @@ def main(argv=None) -> int:
     algo.train()  # 1 Stage I update + Stage II -> DPER loaded
     out["stage2_in_algo_s"] = round(algo.stage2_seconds, 2)
     n = args.updates
-    ardnem_batches = [algo._ardnem_batch() for _ in range(n)]
+    ardnem_batches = [to_multi_agent_batch(algo._ardnem_batch()) for _ in range(n)]
     out["stage1_timesteps_per_batch"] = float(np.mean([len(b.policy_batches[K.ARDNEM_MODULE_ID]) for b in ardnem_batches]))
     out["stage1_rllib_ms"] = round(timed(lambda i: algo.learner_group.update(batch=ardnem_batches[i]), n), 1)
     samples = [ray.get(algo.dper.sample.remote(32)) for _ in range(n)]
-    out["stage3_mean_batch_length"] = float(np.mean([b[t][K.FILLED].shape[1] for b in samples for t in b]))
-    out["stage3_rllib_ms"] = round(timed(lambda i: algo.learner_group.update(batch=algo._agent_batch(samples[i])), n), 1)
+    out["stage3_mean_batch_length"] = float(np.mean([b[t][B.FILLED].shape[1] for b in samples for t in b]))
+    out["stage3_rllib_ms"] = round(timed(lambda i: algo.update_learners(samples[i]), n), 1)
     t0 = time.perf_counter()
     algo.train()  # n agent updates: DPER round trip (prefetched) + update + metrics
     out["stage3_rllib_train_loop_ms"] = round(1000 * (time.perf_counter() - t0) / n, 1)
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
 
     def plain_stage1(i):
         b = ab[i]
-        loss = ardnem_mse_loss(ard.weighted_rewards(b[K.OBS], b[K.ACTIONS], b[K.STATE]), b[K.REWARD_TOT])
+        loss = ardnem_mse_loss(ard.weighted_rewards(b[B.OBS], b[B.ACTIONS], b[B.STATE]), b[B.REWARD])
         ard_opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ard.parameters(), 10.0)
@@ -161,6 +163,8 @@ def main(argv=None) -> int:
 
     out["stage1_plain_ms"] = round(timed(plain_stage1, n), 1)
     mods = {t: spec.rl_module_specs[t].build() for t in algo.env_info.type_names()}
+    for m in mods.values():
+        m.make_target_networks()
     opts = {t: (rmsprop(m.actor.parameters(), 5e-4), rmsprop(m.critic.parameters(), 1e-4)) for t, m in mods.items()}
     tb = [{t: {k: torch.as_tensor(v) for k, v in b[t].items()} for t in b} for b in samples]
 
@@ -168,9 +172,9 @@ def main(argv=None) -> int:
         for t, m in mods.items():
             b = tb[i][t]
             fwd = m._forward_train(b)
-            c = uncertainty_weighted_td_loss(fwd["q_taken"], fwd["q_next_target"], b[K.REWARD_HAT], b[K.UNCERTAINTY],
-                                             b[K.TERMINATED], b[K.FILLED], b[K.NEXT_FILLED], 0.99, 1.0, 1e-2)
-            a = crr_filtered_actor_loss(fwd["logp"], fwd["q_taken"], b[K.UNCERTAINTY], b[K.FILLED], 0.1, 1.0, 1e-2)
+            c = uncertainty_weighted_td_loss(fwd[B.Q_TAKEN], fwd[B.Q_NEXT_TARGET], b[K.REWARD_HAT], b[K.UNCERTAINTY],
+                                             b[B.TERMINATED], b[B.FILLED], b[B.NEXT_FILLED], 0.99, 1.0, 1e-2)
+            a = crr_filtered_actor_loss(fwd[B.LOGP], fwd[B.Q_TAKEN], b[K.UNCERTAINTY], b[B.FILLED], 0.1, 1.0, 1e-2)
             for o in opts[t]:
                 o.zero_grad()
             (c + a).backward()

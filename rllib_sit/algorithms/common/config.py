@@ -71,9 +71,6 @@ class OfflineMARLConfig(AlgorithmConfig):
         self.evaluation_interval = None
         self.num_env_runners = 0
         self.seed = 0
-        # RLlib's env checker steps envs with random actions that ignore the action masks, which
-        # the SMAC env rejects; the envs have their own tests (tests/envs).
-        self.disable_env_checking = True
 
     # -- RLlib plumbing --------------------------------------------------------------------------
     @property
