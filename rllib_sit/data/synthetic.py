@@ -34,7 +34,7 @@ def make_random_dataset(env: Union[str, CoopEnv], n_episodes: int, path: str, se
     def rows() -> Iterator[Row]:
         for k in range(n_episodes):
             rng = np.random.default_rng((seed, k))
-            yield rollout_episode(env, lambda e, _obs: uniform_random_actions(e, rng), seed=seed + k,
+            yield rollout_episode(env, lambda e, _obs, rng=rng: uniform_random_actions(e, rng), seed=seed + k,
                                   episode_id=k, policy_levels=[S.LEVELS["r"]] * env.info.n_agents)
 
     card = {"quality": "random", "composition": f"100% [{', '.join(a + ':r' for a in env.info.agents)}]",

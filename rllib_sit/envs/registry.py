@@ -101,7 +101,7 @@ def register_rllib_envs() -> None:
     """Register every ``family:scenario`` id with Ray Tune's env registry (cheap, idempotent)."""
     from ray.tune.registry import register_env
 
-    for family, module in _FAMILY_MODULES.items():
+    for family in _FAMILY_MODULES:
         try:
             _load_family(family)
         except ImportError:

@@ -26,7 +26,7 @@ def test_every_tuned_example_parses():
 
     grids = 0
     for f in files:
-        for name, exp in load_experiments(f).items():
+        for exp in load_experiments(f).values():
             assert exp["run"] == "SIT"
             config = exp["config"]
             axes = {k: v["grid_search"] for k, v in config.items() if isinstance(v, dict) and "grid_search" in v}

@@ -64,7 +64,7 @@ def test_pettingzoo_parallel_seed_test(env_id):
     for mask_in_obs in (True, False):  # unmasked sampling: both conventions, check_actions=False
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
-            parallel_seed_test(lambda: make_env(env_id, action_mask_in_obs=mask_in_obs, check_actions=False))
+            parallel_seed_test(lambda m=mask_in_obs: make_env(env_id, action_mask_in_obs=m, check_actions=False))
         _no_pettingzoo_warnings(record)
 
 

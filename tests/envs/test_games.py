@@ -68,7 +68,7 @@ def test_dg_observation_modes_and_dynamics(observe, obs_dim):
     expect = np.clip(x + [0.1, -0.05], -1, 1)
     np.testing.assert_allclose(env.x, expect)
     assert rew["a1"] == pytest.approx(float(dg_reward(*expect)))
-    for t in range(24):
+    for _ in range(24):
         _, _, term, trunc, _ = env.step({"a1": np.array([1.0]), "a2": np.array([1.0])})
     assert trunc["a1"] and not term["a1"] and np.all(env.x <= 1.0)
 

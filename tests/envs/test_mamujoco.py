@@ -82,7 +82,7 @@ def test_walker_terminates_early_when_unhealthy():
     env = make_env("mamujoco:walker_2l")
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    for t in range(200):
+    for t in range(200):  # noqa: B007 - t is read after the loop
         _, _, term, trunc, _ = env.step(actions_to_dict(env, uniform_random_actions(env, rng)))
         if term["l1"] or trunc["l1"]:
             break

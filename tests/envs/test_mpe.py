@@ -64,7 +64,7 @@ def test_seeded_reset_is_deterministic(env_id):
     runs = []
     for seed in (7, 7, 8):
         rng = np.random.default_rng(0)
-        runs.append(_run(env, lambda: rng.integers(0, 5, env.info.n_agents), seed))
+        runs.append(_run(env, lambda rng=rng: rng.integers(0, 5, env.info.n_agents), seed))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
     assert not np.array_equal(runs[0][0][0], runs[2][0][0])
@@ -165,7 +165,7 @@ def test_heuristics_beat_random_and_skill_grades_returns():
     means = {}
     for skill in (0.0, 1.0):
         rng = np.random.default_rng(0)
-        means[skill] = np.mean([_run(env, lambda: heuristic_actions(env, rng, skill), s)[1].sum() for s in range(8)])
+        means[skill] = np.mean([_run(env, lambda rng=rng, skill=skill: heuristic_actions(env, rng, skill), s)[1].sum() for s in range(8)])
     assert means[1.0] > means[0.0] + 50  # ~ -52 vs ~ -160 over 100 episodes
 
 
@@ -223,7 +223,7 @@ def test_rllib_wrapper_reset_step(env_id):
     a0 = env.possible_agents[0]
     assert set(obs[a0]) == {"obs", "action_mask"} and obs[a0]["obs"].shape == (10,)
     assert infos[a0]["state"].shape == (SIZES[env_id][3],)
-    for t in range(25):
+    for _ in range(25):
         obs, rew, term, trunc, infos = env.step({a: 1 for a in env.possible_agents})
     # RLlib's convention (its env checker): agents stay listed on the final step, until the next reset.
     assert trunc["__all__"] and not term["__all__"] and env.agents == env.possible_agents

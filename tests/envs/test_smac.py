@@ -172,7 +172,7 @@ def test_episode_ends_at_limit():
     env = make_env("smac:2s_vs_1sc")
     env.reset(seed=0)
     stop = {a: 1 for a in env.possible_agents}
-    for t in range(env.info.episode_limit):
+    for t in range(env.info.episode_limit):  # noqa: B007 - t is read after the loop
         obs, rew, term, trunc, infos = env.step(stop)
         done = any(term.values()) or any(trunc.values())
         if done:
