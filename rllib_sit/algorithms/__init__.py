@@ -3,6 +3,7 @@
 # name -> (module, class); a registry dict, not an if/elif chain.
 ALGORITHMS = {
     "SIT": ("rllib_sit.algorithms.sit.sit", "SIT"),
+    "MABC": ("rllib_sit.algorithms.mabc.mabc", "MABC"),
 }
 
 
