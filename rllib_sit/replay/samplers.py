@@ -6,7 +6,10 @@
   and any per-(episode, step, agent) values an algorithm attached with :meth:`set_step_values`
   (SIT's r̂/û). SIT's DPER is this sampler with Eq. 7 probabilities.
 * :class:`JointEpisodeSampler` — whole joint episodes (all agents, the global state, the team
-  reward), drawn uniformly: what mixer-based algorithms (QMIX, ICQ, ...) train on.
+  reward), drawn uniformly: what mixer-based algorithms (QMIX, ICQ, ...) train on. Its
+  :meth:`JointEpisodeSampler.sample_by_module` also splits each episode into every agent's
+  individual trajectory, grouped by module (episode-major, then the module's agents in order),
+  so that shared agent modules see their agents and a mixer sees the joint episode.
 
 Both accept the episodes as a dict of arrays or as the folder of a column cache, which they open
 memory-mapped themselves: run as Ray actors (:func:`make_sampler_actor`, ``num_cpus=0``) they
@@ -172,12 +175,17 @@ class IndividualTrajectorySampler:
 
 
 class JointEpisodeSampler:
-    """Uniformly drawn joint episodes: every agent's columns, the state and the team reward."""
+    """Uniformly drawn joint episodes: every agent's columns, the state and the team reward.
 
-    def __init__(self, episodes: Episodes, seed: int = 0):
+    ``agent_modules`` (module id of every agent) is needed only by :meth:`sample_by_module`.
+    """
+
+    def __init__(self, episodes: Episodes, seed: int = 0, agent_modules: Optional[Sequence[str]] = None):
         self.ep = _open(episodes)
         self.K = int(self.ep[S.FILLED].shape[0])
         self.rng = np.random.default_rng(seed)
+        self._individual = (IndividualTrajectorySampler(self.ep, agent_modules) if agent_modules is not None
+                            else None)
 
     def sample_indices(self, batch_size: int) -> np.ndarray:
         return self.rng.integers(0, self.K, batch_size)
@@ -205,6 +213,24 @@ class JointEpisodeSampler:
 
     def sample(self, batch_size: int) -> Dict[str, np.ndarray]:
         return self.gather(self.sample_indices(batch_size))
+
+    def sample_by_module(self, batch_size: int, joint_key: str) -> Dict[str, Dict[str, np.ndarray]]:
+        """``batch_size`` episodes as ``{module: its agents' individual trajectories [B * n_m, ...],
+        joint_key: the joint episodes [B, ...]}``, all trimmed to the same longest episode L.
+
+        Row ``b * n_m + s`` of module m's batch is episode b's agent ``members[m][s]``;
+        :func:`rllib_sit.algorithms.common.joint.stack_agents` puts per-row values back into
+        ``[B, L, N]`` agent order.
+        """
+        if self._individual is None:
+            raise ValueError("JointEpisodeSampler.sample_by_module needs agent_modules=[module id of every agent]")
+        k = self.sample_indices(batch_size)
+        out = {joint_key: self.gather(k)}
+        ind = self._individual
+        for m in ind.modules:
+            members = ind.members[m]
+            out[m] = ind.gather(np.repeat(k, len(members)), np.tile(members, len(k)))
+        return out
 
     def get_state(self) -> Dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}

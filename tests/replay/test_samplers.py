@@ -117,3 +117,22 @@ def test_joint_episodes_are_whole_episodes_trimmed_to_the_longest():
     np.testing.assert_array_equal(b[K.AVAIL_ACTIONS][0], ep[S.AVAIL_ACTIONS][1, :3])
     k = s.sample_indices(4000)
     np.testing.assert_allclose(np.bincount(k, minlength=6) / 4000, np.full(6, 1 / 6), atol=0.03)
+
+
+def test_joint_batches_by_module_line_up_with_the_joint_episode():
+    import torch
+
+    from rllib_sit.algorithms.common.joint import stack_agents
+
+    ep = _episodes()
+    s = JointEpisodeSampler(ep, seed=1, agent_modules=["x", "y", "x"])
+    b = s.sample_by_module(4, "__mixer__")
+    joint, L = b["__mixer__"], b["__mixer__"][K.FILLED].shape[1]
+    assert b["x"][K.ACTIONS].shape == (8, L) and b["y"][K.ACTIONS].shape == (4, L)
+    np.testing.assert_array_equal(b["x"][K.AGENT_INDEX], np.tile([0, 2], 4))
+    np.testing.assert_array_equal(b["x"][K.EPISODE_INDEX], np.repeat(joint[K.EPISODE_INDEX], 2))
+    # each module's per-agent actions, stacked back, are the joint episode's actions
+    stacked = stack_agents({m: torch.as_tensor(b[m][K.ACTIONS]) for m in ("x", "y")}, ["x", "y", "x"])
+    np.testing.assert_array_equal(stacked.numpy(), joint[K.ACTIONS])
+    with pytest.raises(ValueError, match="agent_modules"):
+        JointEpisodeSampler(ep).sample_by_module(2, "m")
