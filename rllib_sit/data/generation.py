@@ -23,6 +23,7 @@ the team reward, no other agent's action).
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import os
 import time
@@ -289,7 +290,41 @@ def ensure_dataset(env_id: str, quality: str, n_episodes: int = DEFAULT_EPISODES
     path = dataset_path(env_id, quality, n_episodes, seed, root)
     if (path / "card.json").exists():
         return str(path)
-    return generate_dataset(env_id, quality=quality, n_episodes=n_episodes, seed=seed, out=path, **kwargs)
+    if in_ray_worker():
+        # Inside a Tune trial (or any Ray task/actor) the CPUs belong to the trials: Ray tasks
+        # asking for one more would wait forever on a small machine. Generate in this process.
+        kwargs["num_workers"] = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.parent / f".{path.name}.lock"):
+        # Concurrent trials (processes or nodes sharing the folder) generate one copy: the first
+        # holds the lock and writes (atomically); the others find its card when they get the lock.
+        if (path / "card.json").exists():
+            return str(path)
+        return generate_dataset(env_id, quality=quality, n_episodes=n_episodes, seed=seed, out=path, **kwargs)
+
+
+def in_ray_worker() -> bool:
+    """True inside a Ray task or actor (e.g. a Tune trial), False on a driver or without Ray."""
+    import sys
+
+    if "ray" not in sys.modules:
+        return False
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive advisory lock (``fcntl.flock``) on ``lock_path`` for the ``with`` block."""
+    import fcntl
+
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def decentralize(path: os.PathLike, out: os.PathLike, agents: Optional[Sequence[str]] = None,
