@@ -168,19 +168,32 @@ def train_file(args) -> int:
         print(f"[rllib] experiment {name}: run={exp['run']} env={config.get('env')} stop={stop} "
               f"storage={storage}/{name} max_concurrent_trials={max_conc}", flush=True)
         t0 = time.time()
-        tuner = tune.Tuner(
-            exp["run"],
-            param_space=config,
-            tune_config=tune.TuneConfig(num_samples=int(exp.get("num_samples", 1)),
-                                        max_concurrent_trials=int(max_conc)),
-            run_config=tune.RunConfig(
-                name=name, storage_path=storage, stop=stop, verbose=1 if args.verbose else 0,
-                callbacks=[_progress_callback()],
-                checkpoint_config=tune.CheckpointConfig(
-                    checkpoint_frequency=int(exp.get("checkpoint_freq", 0) or 0),
-                    checkpoint_at_end=bool(exp.get("checkpoint_at_end", True))),
-            ),
-        )
+        max_failures = args.max_failures if args.max_failures is not None else int(exp.get("max_failures", 3))
+        exp_path = os.path.join(storage, name)
+        if args.resume and tune.Tuner.can_restore(exp_path):
+            # Tune's experiment restore: finished trials stay, unfinished and errored ones continue
+            # from their last checkpoint (the algorithm's phases, sampler and RNG state included).
+            print(f"[rllib] experiment {name}: resuming {exp_path}", flush=True)
+            tuner = tune.Tuner.restore(exp_path, trainable=exp["run"], resume_unfinished=True, resume_errored=True,
+                                       param_space=config)
+        else:
+            if args.resume:
+                print(f"[rllib] experiment {name}: nothing to resume at {exp_path}; starting it", flush=True)
+            tuner = tune.Tuner(
+                exp["run"],
+                param_space=config,
+                tune_config=tune.TuneConfig(num_samples=int(exp.get("num_samples", 1)),
+                                            max_concurrent_trials=int(max_conc)),
+                run_config=tune.RunConfig(
+                    name=name, storage_path=storage, stop=stop, verbose=1 if args.verbose else 0,
+                    callbacks=[_progress_callback()],
+                    # A crashed trial restarts from its last checkpoint, up to max_failures times.
+                    failure_config=tune.FailureConfig(max_failures=int(max_failures)),
+                    checkpoint_config=tune.CheckpointConfig(
+                        checkpoint_frequency=int(exp.get("checkpoint_freq", 0) or 0),
+                        checkpoint_at_end=bool(exp.get("checkpoint_at_end", True))),
+                ),
+            )
         results = tuner.fit()
         print(f"[rllib] experiment {name}: {len(results)} trial(s) in {time.time() - t0:.0f}s", flush=True)
         for res in results:
@@ -246,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--storage-path", help=f"where results/checkpoints go (default {DEFAULT_STORAGE})")
     f.add_argument("--max-concurrent-trials", type=int, help="default: #CPUs - 1 (at least 1)")
     f.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance")
+    f.add_argument("--resume", action="store_true",
+                   help="continue an interrupted experiment from its trials' last checkpoints (Tune's restore)")
+    f.add_argument("--max-failures", type=int,
+                   help="restarts of a crashed trial from its last checkpoint (default: the YAML's max_failures or 3)")
     f.add_argument("-v", "--verbose", action="store_true")
     f.set_defaults(func=train_file)
     ev = sub.add_parser("evaluate", help="greedy evaluation of a checkpoint on its environment")

@@ -144,3 +144,26 @@ def test_continuous_actions_train_and_evaluate(ray_session, tmp_path):
         assert ev["episode_len_mean"] == 5 and "win_rate" not in ev
     finally:
         algo.stop()
+
+
+def test_dper_actor_killed_mid_stage3_is_rebuilt_and_the_run_goes_on(dataset):
+    """The DPER actor's process dies (SIGKILL) in Stage III: SIT rebuilds it from the ARDNEM (Stage II
+    again, same probabilities) and finishes its updates."""
+    import os
+    import signal
+
+    algo = tiny_config(dataset, agent_updates=6, agent_updates_per_iteration=3).build_algo()
+    try:
+        algo.train()
+        algo.train()  # Stage I done, Stage II ran
+        algo.train()  # 3 of 6 agent updates
+        probs = {t: ray.get(algo.dper.probabilities.remote(t)) for t in ("scout", "tank")}
+        pid = ray.get(algo.dper.__ray_call__.remote(lambda self: os.getpid()))
+        os.kill(pid, signal.SIGKILL)
+        r = algo.train()
+        assert r["phases"]["agents_updates_done"] == 6 and r["phases"]["current"] == "done"
+        assert r["algorithm"]["dper_restarts"] == 1 and np.isfinite(r["learners"]["tank"][K.CRITIC_LOSS])
+        for t, p in probs.items():  # the rebuilt DPER samples by the same Eq. 7 probabilities
+            np.testing.assert_allclose(ray.get(algo.dper.probabilities.remote(t)), p, rtol=1e-6)
+    finally:
+        algo.stop()

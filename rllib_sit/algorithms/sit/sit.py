@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Dict, List, Optional
 
@@ -33,6 +34,8 @@ from rllib_sit.algorithms.sit import sit_learner as K
 from rllib_sit.data import schema as S
 from rllib_sit.replay import keys as B
 from rllib_sit.replay.samplers import IndividualTrajectorySampler, make_sampler_actor
+
+logger = logging.getLogger(__name__)
 
 DECOMPOSITIONS = ("attention", "none", "monotonic")
 STAGE2_BACKENDS = ("local", "ray_data")
@@ -154,6 +157,7 @@ class SIT(OfflineMARLAlgorithm):
         self.dper_summary: Dict[str, Dict[str, float]] = {}
         self.r_hat_mean_per_agent: Optional[List[float]] = None
         self.stage2_seconds: Optional[float] = None
+        self.dper_restarts = 0  # DPER actors rebuilt after dying (see _rebuild_dper)
         self.agent_modules = list(self.config.agent_module_ids(self.env_info).values())
 
     def build_phases(self) -> List[Phase]:
@@ -219,8 +223,9 @@ class SIT(OfflineMARLAlgorithm):
 
     def _start_dper(self) -> None:
         if self.dper is None:
+            seed = self.config.seed if not self.dper_restarts else [self.config.seed, self.dper_restarts]
             self.dper = self.own_actor(make_sampler_actor(IndividualTrajectorySampler, self.store.cache_dir,
-                                                          self.agent_modules, seed=self.config.seed))
+                                                          self.agent_modules, seed=seed))
 
     def _set_r_hat_stats(self, r_hat: np.ndarray) -> None:
         filled = self.store[S.FILLED]
@@ -232,17 +237,34 @@ class SIT(OfflineMARLAlgorithm):
         results = None
         pending = self.dper.sample.remote(self.config.batch_size_episodes)
         for i in range(n):
-            sample = ray.get(pending)
+            try:
+                sample = ray.get(pending)
+            except ray.exceptions.RayActorError:
+                self._rebuild_dper()
+                sample = ray.get(self.dper.sample.remote(self.config.batch_size_episodes))
             if i + 1 < n:  # prefetch the next batch while this one trains (never past this iteration)
                 pending = self.dper.sample.remote(self.config.batch_size_episodes)
             results = self.update_learners(sample)
         return results
+
+    def _rebuild_dper(self) -> None:
+        """The DPER actor died (its process was killed, its node lost): r̂, û and the Eq. 7
+        probabilities are a deterministic function of the trained ARDNEM and the dataset, so
+        Stage II runs again into a new actor. Its sampling RNG starts from ``(seed, restarts)``:
+        the batches after a rebuild differ from an uninterrupted run's (checkpoints restore the
+        exact stream)."""
+        logger.warning("SIT: the DPER actor died; rebuilding it from the ARDNEM (Stage II again)")
+        self._owned_actors = [a for a in self._owned_actors if a is not self.dper]
+        self.dper = None
+        self.dper_restarts += 1
+        self._run_stage2()
 
     # -- metrics and state -----------------------------------------------------------------------
     def log_algorithm_metrics(self) -> None:
         m = self.metrics
         if self.stage2_seconds is not None:
             m.log_value((ALGORITHM_RESULTS, "stage2_seconds"), self.stage2_seconds, window=1)
+        m.log_value((ALGORITHM_RESULTS, "dper_restarts"), float(self.dper_restarts), window=1)
         if self.r_hat_mean_per_agent is not None:
             for agent, v in zip(self.env_info.agents, self.r_hat_mean_per_agent):
                 m.log_value((ALGORITHM_RESULTS, "r_hat_mean_per_agent", agent), v, window=1)
@@ -252,11 +274,13 @@ class SIT(OfflineMARLAlgorithm):
 
     def get_extra_state(self):
         return {"dper": ray.get(self.dper.get_state.remote()) if self.dper is not None else None,
-                "dper_summary": self.dper_summary, "stage2_seconds": self.stage2_seconds}
+                "dper_summary": self.dper_summary, "stage2_seconds": self.stage2_seconds,
+                "dper_restarts": self.dper_restarts}
 
     def set_extra_state(self, state) -> None:
         self.dper_summary = state.get("dper_summary") or {}
         self.stage2_seconds = state.get("stage2_seconds")
+        self.dper_restarts = int(state.get("dper_restarts", 0))
         if state.get("dper") is not None:
             self._start_dper()
             ray.get(self.dper.set_state.remote(state["dper"]))
