@@ -22,12 +22,13 @@ class GRUActor(nn.Module):
     Input per step: ``o_i^t`` ⊕ one-hot ``a_i^{t-1}`` (zeros at t = 0).
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: int = 64, out_dim: int | None = None):
         super().__init__()
         self.obs_dim, self.n_actions, self.hidden = obs_dim, n_actions, hidden
         self.fc_in = nn.Linear(obs_dim + n_actions, hidden)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)  # fused unroll (faster than a GRUCell loop)
-        self.fc_out = nn.Linear(hidden, n_actions)
+        # out_dim: n_actions (logits / per-action values) by default; e.g. 1 for a state value V(τ).
+        self.fc_out = nn.Linear(hidden, n_actions if out_dim is None else out_dim)
 
     def initial_state(self, batch: int) -> torch.Tensor:
         return torch.zeros(batch, self.hidden)
