@@ -6,6 +6,8 @@ each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
     rllib-sit data inspect PATH
     rllib-sit data generate smac:2s3z --quality low [--episodes N] [--seed S] [--out DIR]
     rllib-sit data pools list | show smac:2s3z | build smac:2s3z
+    rllib-sit data import PATH... --env smac:3m [--format og-marl-vault|pymarl-hdf5] [--out DIR]
+    rllib-sit export CHECKPOINT [--out DIR] [--format torchscript onnx]
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import importlib
 import sys
 from typing import Dict, List, Optional, Tuple
 
-# (group, command) -> (module, one-line help)
-COMMANDS: Dict[Tuple[str, str], Tuple[str, str]] = {
+# (group, command) -> (module, one-line help); command None: the group is the command itself
+COMMANDS: Dict[Tuple[str, Optional[str]], Tuple[str, str]] = {
     ("data", "inspect"): ("rllib_sit.cli.data_inspect", "print a dataset's card and per-agent statistics"),
     ("data", "generate"): ("rllib_sit.cli.data_generate", "generate an offline dataset from behaviour policy pools"),
     ("data", "pools"): ("rllib_sit.cli.data_pools", "list, show or (re)build the behaviour policy pools"),
+    ("data", "import"): ("rllib_sit.cli.data_import", "import an OG-MARL vault or a pymarl/ICQ/CFCQL HDF5 dataset"),
+    ("export", None): ("rllib_sit.cli.export_cmd", "export a checkpoint's actors to TorchScript and ONNX"),
 }
 
 
@@ -28,10 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", required=True)
     group_parsers: Dict[str, argparse._SubParsersAction] = {}
     for (group, cmd), (module, help_) in COMMANDS.items():
-        if group not in group_parsers:
-            gp = groups.add_parser(group, help=f"{group} commands")
-            group_parsers[group] = gp.add_subparsers(dest="command", required=True)
-        sub = group_parsers[group].add_parser(cmd, help=help_, description=help_)
+        if cmd is None:
+            sub = groups.add_parser(group, help=help_, description=help_)
+        else:
+            if group not in group_parsers:
+                gp = groups.add_parser(group, help=f"{group} commands")
+                group_parsers[group] = gp.add_subparsers(dest="command", required=True)
+            sub = group_parsers[group].add_parser(cmd, help=help_, description=help_)
         sub.set_defaults(_module=module)
         try:
             importlib.import_module(module).add_arguments(sub)

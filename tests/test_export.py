@@ -1,0 +1,226 @@
+"""``rllib-sit export``: a tiny SIT (discrete, masks) and a tiny continuous SIT are trained for two
+iterations, checkpointed and exported; the exported actors (TorchScript, and ONNX through
+onnxruntime) must choose the RLlib module's ``forward_inference`` actions on a few hundred recorded
+env steps with the recurrent state carried, and the inference API must run without Ray."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import ray
+import torch
+from ray.rllib.core.columns import Columns
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "algorithms"))
+from test_sit_fixtures import (TINY_CONT_ENV_ID, TinyContinuousEnv, TinyCoopEnv,  # noqa: E402
+                               make_tiny_dataset, register_tiny_continuous_env, register_tiny_env, tiny_config)
+
+from rllib_sit.cli.sit_cmd import main as sit_main  # noqa: E402
+from rllib_sit.data.synthetic import make_random_dataset  # noqa: E402
+from rllib_sit.export import ExportedPolicy, ExportError, export_checkpoint  # noqa: E402
+
+BACKENDS = ("torchscript", "onnx")
+
+
+def _train_and_save(config, path):
+    """Two iterations, a checkpoint, and copies of the trained agent modules (for the reference actions)."""
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.train()
+        ckpt = algo.save_to_path(path)
+        multi = algo.learner_group._learner.module
+        modules = {m: multi[m].eval() for m in multi.keys() if not m.startswith("__")}
+    finally:
+        algo.stop()
+    return ckpt, modules
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    register_tiny_env()
+    register_tiny_continuous_env()
+    root = tmp_path_factory.mktemp("export")
+    disc = make_tiny_dataset(str(root / "ds"), n_episodes=24, seed=0)
+    cont = make_random_dataset(TinyContinuousEnv(), 12, str(root / "dsc"), seed=0)
+    try:
+        out = {"discrete": _train_and_save(tiny_config(disc), str(root / "ckpt")),
+               "continuous": _train_and_save(tiny_config(cont, batch_size_episodes=4).environment(TINY_CONT_ENV_ID),
+                                             str(root / "ckpt_cont"))}
+    finally:
+        ray.shutdown()
+    for name, (ckpt, _) in out.items():
+        export_checkpoint(ckpt, str(root / f"exported_{name}"))
+    yield {name: (ckpt, modules, str(root / f"exported_{name}")) for name, (ckpt, modules) in out.items()}
+
+
+def _module_step(module, obs, mask, state):
+    """The RLlib module's forward_inference on a batch of agents of one module."""
+    o = {"obs": torch.as_tensor(obs)}
+    if mask is not None:
+        o["action_mask"] = torch.as_tensor(mask)
+    batch = {Columns.OBS: o, Columns.STATE_IN: {k: torch.as_tensor(v) for k, v in state.items()}}
+    with torch.no_grad():
+        out = module.forward_inference(batch)
+    return out[Columns.ACTIONS].numpy(), {k: v.numpy() for k, v in out[Columns.STATE_OUT].items()}
+
+
+def record(env, modules, n_episodes, seed=0):
+    """Roll out ``n_episodes`` with the RLlib modules (greedy), the state carried per agent.
+
+    Discrete masks are the env's, with extra random holes (always leaving one action the env allows)
+    so that masking is exercised. Returns ``[episode][t] = (obs {agent}, masks {agent} | None,
+    actions {agent} (env actions), h {agent})``.
+    """
+    info, rng = env.info, np.random.default_rng(seed)
+    types = dict(zip(info.agents, info.agent_types))
+    episodes = []
+    for k in range(n_episodes):
+        obs, _ = env.reset(seed=seed + k)
+        state = {a: {kk: v.numpy() for kk, v in modules[types[a]].get_initial_state().items()} for a in info.agents}
+        steps, done = [], False
+        while not done:
+            masks = None
+            if info.discrete:
+                env_mask = env.action_masks()
+                extra = (rng.random(env_mask.shape) < 0.6).astype(np.float32)
+                masks = env_mask * extra
+                for i in range(info.n_agents):
+                    if not masks[i].any():
+                        masks[i, rng.choice(np.flatnonzero(env_mask[i]))] = 1.0
+                masks = {a: masks[i] for i, a in enumerate(info.agents)}
+            actions, hs = {}, {}
+            for t in dict.fromkeys(info.agent_types):
+                agents = [a for a in info.agents if types[a] == t]
+                acts, new = _module_step(modules[t], np.stack([obs[a] for a in agents]),
+                                         None if masks is None else np.stack([masks[a] for a in agents]),
+                                         {kk: np.stack([state[a][kk] for a in agents]) for kk in state[agents[0]]})
+                for i, a in enumerate(agents):
+                    act = acts[i]
+                    if not info.discrete:  # RLlib's normalized action in [-1, 1] -> the env's box
+                        act = info.action_low + (act + 1.0) * 0.5 * (info.action_high - info.action_low)
+                    actions[a] = int(act) if info.discrete else act.astype(np.float32)
+                    state[a] = {kk: v[i] for kk, v in new.items()}
+                    hs[a] = new["h"][i]
+            steps.append((dict(obs), masks, actions, hs))
+            obs, _, term, trunc, _ = env.step(actions)
+            done = any(term.values()) or any(trunc.values())
+        episodes.append(steps)
+    return episodes
+
+
+def replay(policy, episodes, discrete):
+    """The exported policy on the recorded observations and masks, its own state carried."""
+    n, h_err = 0, 0.0
+    for steps in episodes:
+        state = None
+        for obs, masks, want, want_h in steps:
+            got, state = policy.act(obs, masks, state)
+            for a in want:
+                if discrete:
+                    assert got[a] == want[a], f"step {n}: agent {a} chose {got[a]}, RLlib {want[a]}"
+                else:
+                    np.testing.assert_allclose(got[a], want[a], atol=1e-5, err_msg=f"step {n}: agent {a}")
+                h_err = max(h_err, float(np.abs(state[a]["h"] - want_h[a]).max()))
+                n += 1
+    assert h_err < 1e-4
+    return n
+
+
+@pytest.fixture(scope="module")
+def recorded(trained):
+    """About 250 env steps of each env under the trained RLlib modules."""
+    return {"discrete": record(TinyCoopEnv(), trained["discrete"][1], n_episodes=50),
+            "continuous": record(TinyContinuousEnv(), trained["continuous"][1], n_episodes=50)}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_discrete_actors_choose_the_rllib_actions(trained, recorded, backend):
+    policy = ExportedPolicy.load(trained["discrete"][2], backend=backend)
+    assert policy.agent_modules == {"a0": "scout", "a1": "scout", "b0": "tank"}
+    n = replay(policy, recorded["discrete"], discrete=True)
+    assert n >= 600  # agent-steps (about 250 env steps x 3 agents)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_continuous_actors_choose_the_rllib_actions(trained, recorded, backend):
+    policy = ExportedPolicy.load(trained["continuous"][2], backend=backend)
+    assert policy.agent_modules == {"l0": "leg", "l1": "leg"}
+    assert replay(policy, recorded["continuous"], discrete=False) == 500  # 50 episodes x 5 steps x 2 agents
+
+
+def test_sampled_actions_respect_masks_and_seed(trained):
+    _, _, out = trained["discrete"]
+    for backend in BACKENDS:
+        actor = ExportedPolicy.load(out, backend=backend).actors["scout"]
+        obs = np.random.default_rng(0).standard_normal((400, 4)).astype(np.float32)
+        mask = np.ones((400, 3), np.float32)
+        mask[:200, 2] = 0.0
+        mask[200:, 0] = 0.0
+        a1, _ = actor.act(obs, mask, explore=True, rng=np.random.default_rng(7))
+        a2, _ = actor.act(obs, mask, explore=True, rng=np.random.default_rng(7))
+        np.testing.assert_array_equal(a1, a2)
+        assert (mask[np.arange(400), a1] == 1).all() and len(np.unique(a1)) > 1
+    cont = ExportedPolicy.load(trained["continuous"][2]).actors["leg"]
+    acts, state = cont.act(np.zeros((50, 3), np.float32), explore=True, rng=np.random.default_rng(0))
+    assert acts.shape == (50, 2) and (np.abs(acts) <= 1).all() and np.unique(acts).size > 50
+    np.testing.assert_array_equal(state["prev_action"], acts)
+
+
+def test_manifest_and_bad_inputs(trained, tmp_path):
+    ckpt, _, out = trained["discrete"]
+    with open(os.path.join(out, "policy.json")) as f:
+        manifest = json.load(f)
+    assert manifest["algorithm"] == "SIT" and manifest["env"] == "tiny:coop"
+    assert set(manifest["modules"]) == {"scout", "tank"} and manifest["skipped_modules"] == {
+        "__ardnem__": "ARDNEMTorchRLModule"}
+    assert manifest["modules"]["tank"]["files"] == {"torchscript": "tank.pt", "onnx": "tank.onnx"}
+    actor = ExportedPolicy.load(out).actors["tank"]
+    with pytest.raises(ExportError, match=r"module 'tank': obs has shape \[2, 5\], expected \[2, 4\]"):
+        actor.act(np.zeros((2, 5), np.float32))
+    with pytest.raises(ExportError, match=r"unknown agent 'zz'"):
+        ExportedPolicy.load(out).act({"zz": np.zeros(4)})
+    with pytest.raises(FileNotFoundError, match=r"policy\.json: missing"):
+        ExportedPolicy.load(str(tmp_path))
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_checkpoint(ckpt, out)
+    with pytest.raises(FileNotFoundError, match=r"learner_group/learner/rl_module: missing; expected an RLlib "
+                                                r"algorithm checkpoint"):
+        export_checkpoint(str(tmp_path), str(tmp_path / "x"))
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_cli_exports_torchscript_only(trained, tmp_path, capsys):
+    ckpt, _, _ = trained["discrete"]
+    out = str(tmp_path / "ts")
+    assert sit_main(["export", ckpt, "--out", out, "--format", "torchscript"]) == 0
+    assert sorted(os.listdir(out)) == ["policy.json", "scout.pt", "tank.pt"]
+    assert "scout: scout.pt  (agents: a0, a1)" in capsys.readouterr().out
+    assert sit_main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "y")]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
+
+
+def test_inference_api_runs_without_ray(trained):
+    _, _, out = trained["discrete"]
+    code = (
+        "import sys\n"
+        "sys.modules['ray'] = None  # any import of Ray fails\n"
+        "import numpy as np\n"
+        "from rllib_sit.export import ExportedPolicy\n"
+        f"for backend in ('torchscript', 'onnx'):\n"
+        f"    policy = ExportedPolicy.load({out!r}, backend=backend)\n"
+        "    obs = {a: np.zeros(4, np.float32) for a in policy.agents}\n"
+        "    actions, state = policy.act(obs, {'b0': np.array([1, 1, 0])})\n"
+        "    actions, state = policy.act(obs, None, state, explore=True)\n"
+        "heavy = [m for m, mod in sys.modules.items() if mod is not None\n"
+        "         and m.split('.')[0] in ('ray', 'gymnasium', 'pettingzoo', 'pyarrow')]\n"
+        "assert not heavy, heavy\n"
+        "print('ok', sorted(actions))\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok ['a0', 'a1', 'b0']"
