@@ -1,0 +1,229 @@
+"""ICQ's losses (SIT paper Eq. 14; ICQ paper Algorithm 2, Eq. 55–56, Theorem 3) and the
+TorchLearner that optimises them on joint episodes (the base's joint-loss path).
+
+Notation (all ``[B, L]`` per episode and step, or ``[B, L, N]`` per agent):
+
+* critic — Q_tot(s_t, a_t) = Σ_i w_i(s_t) Q_i(τ_i^t, a_i^t) + b(s_t) (``StateLinearMixer``); target
+  y_{t+1} = ρ_{t+1} Q'_tot(s_{t+1}, a_{t+1}) at the dataset's next joint action, with the implicit-
+  constraint weight ρ = exp(Q'_tot/β_c) / Z, Z estimated over the mini-batch (Eq. 55–56); λ-return
+  G_t = r_t + γ c_t [(1 − λ) y_{t+1} + λ G_{t+1}] (c_t = 0 at a termination or where step t+1 is not
+  in the data); loss = mean over the valid steps of (Q_tot − G)² (Eq. 14, critic).
+* actor — A_i = Q_i(τ_i, a_i) − Σ_a π_i(a|τ_i) Q_i(τ_i, a) (available actions; continuous: a
+  sampled mean); weight ρ_i = exp(A_i/β_a) / Z_i over the mini-batch, times ∂Q_tot/∂Q_i = w_i(s);
+  loss = −mean over valid (step, agent) of w_i ρ_i log π_i(a_i | τ_i) (Eq. 14, actor; Theorem 3).
+
+Every softmax runs over the valid entries only (padded steps, steps without a successor): an
+entry outside the mask gets weight 0 and does not enter any normaliser, whatever its value.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
+from rllib_sit.algorithms.icq import icq_learner as N
+from rllib_sit.replay import keys as K
+
+
+def _softmax_dims(over: str) -> Tuple[int, ...]:
+    if over == "batch":
+        return (0, 1)  # every (episode, step) of the mini-batch
+    if over == "episodes":
+        return (0,)  # the episodes of the mini-batch, separately at each step
+    raise ValueError(f"softmax_over={over!r} is invalid; expected one of {N.SOFTMAX_OVER}")
+
+
+# BASE-CANDIDATE: a masked "softmax over the mini-batch, times the count" (CRR/AWR-style weights;
+# SIT's crr_filter_weights is the sum-to-1 case over one dim set) belongs in a shared torch helper.
+def masked_batch_softmax_weights(values: torch.Tensor, valid: torch.Tensor, beta: float,
+                                 over: str = "batch") -> torch.Tensor:
+    """Eq. 55–56: ρ = exp(v/β) / Z with Z = the mean of exp(v/β) over the valid entries of the
+    mini-batch, i.e. ρ = n_valid · softmax(v/β) (mean 1 over the valid entries, as the ICQ code's
+    ``len(batch) * softmax``).
+
+    ``values``/``valid`` ``[B, L]`` or ``[B, L, N]`` (a trailing agent axis is never mixed: one
+    normaliser per agent, Theorem 3's Z_i). ``over="batch"``: normalised over all valid (episode,
+    step) entries; ``"episodes"``: over the valid episodes of each step separately. Computed in
+    float64, max-subtracted (log-sum-exp), detached; exactly 0 where ``valid`` is 0, and an entry
+    outside the mask enters no normaliser whatever its value (NaN and ±inf included).
+    """
+    dims = _softmax_dims(over)
+    ok = valid > 0
+    z = torch.where(ok, values.detach().double() / beta, torch.full_like(values, float("-inf"), dtype=torch.float64))
+    lse = torch.logsumexp(z, dim=dims, keepdim=True)  # -inf where a group has no valid entry
+    w = torch.where(ok, torch.exp(z - torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))),
+                    torch.zeros_like(z))
+    n = ok.double().sum(dim=dims, keepdim=True)
+    return (w * n).to(values.dtype)
+
+
+def bootstrap_mask(terminated: torch.Tensor, next_filled: torch.Tensor) -> torch.Tensor:
+    """1 where step t has a successor in the data (t+1 is real and t is not a termination)."""
+    return (1.0 - terminated) * next_filled
+
+
+# BASE-CANDIDATE: TD(λ) returns over padded [B, L] episodes (pymarl's build_td_lambda_targets, with the
+# masking fixed) are generic: QMIX/MACQL variants with td_lambda need the same recursion.
+def lambda_returns(reward: torch.Tensor, next_values: torch.Tensor, bootstrap: torch.Tensor,
+                   gamma: float, lam: float) -> torch.Tensor:
+    """TD(λ) targets G_t = r_t + γ c_t [(1 − λ) y_{t+1} + λ G_{t+1}] over ``[B, L]`` (Eq. 14's
+    Σ_t (γλ)^t-weighted TD errors, written as the λ-return the ICQ code regresses on).
+
+    ``next_values`` y_{t+1} (the importance-weighted target value at t+1, aligned at t),
+    ``bootstrap`` c_t ∈ {0, 1} (:func:`bootstrap_mask`). Where c_t = 0 the return is r_t, so
+    nothing beyond the last valid step (padding, a value after the end) enters any target.
+    """
+    L = reward.shape[1]
+    nv = torch.where(bootstrap > 0, next_values, torch.zeros_like(next_values))
+    out = []
+    g_next = torch.zeros_like(reward[:, 0])
+    zero = torch.zeros_like(g_next)
+    for t in range(L - 1, -1, -1):
+        ahead = (1.0 - lam) * nv[:, t] + lam * g_next
+        g = reward[:, t] + torch.where(bootstrap[:, t] > 0, gamma * ahead, zero)
+        out.append(g)
+        g_next = g
+    return torch.stack(out[::-1], 1)
+
+
+def icq_critic_targets(reward, q_tot_next_target, terminated, filled, next_filled, *, gamma: float, lam: float,
+                       beta: float, over: str = "batch") -> Tuple[torch.Tensor, torch.Tensor]:
+    """The implicit-constraint λ-return target of Eq. 14 (critic) and its weights ρ.
+
+    ``q_tot_next_target [B, L]`` = Q'_tot(s_{t+1}, a_{t+1}) (target per-agent critics and target
+    mixer at the dataset's next joint action, aligned at t). ρ normalises over the steps that have
+    a successor (:func:`bootstrap_mask`, times ``filled``). Returns ``(G [B, L], ρ [B, L])``, detached.
+    """
+    boot = bootstrap_mask(terminated, next_filled) * filled
+    rho = masked_batch_softmax_weights(q_tot_next_target, boot, beta, over)
+    y = torch.where(boot > 0, rho * q_tot_next_target.detach(), torch.zeros_like(rho))
+    reward = torch.where(filled > 0, reward, torch.zeros_like(reward))
+    return lambda_returns(reward, y, boot, gamma, lam).detach(), rho
+
+
+def icq_critic_loss(q_tot: torch.Tensor, targets: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """Eq. 14 (critic): mean over the valid steps of (Q_tot(s_t, a_t) − G_t)²."""
+    err = torch.where(filled > 0, q_tot - targets.detach(), torch.zeros_like(q_tot))
+    return (err ** 2).sum() / (filled > 0).sum().clamp(min=1)
+
+
+def discrete_policy_baseline(q_values: torch.Tensor, probs: torch.Tensor,
+                             avail: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_a π(a|τ) Q(τ, a) over the available actions: ``[..., A]`` -> ``[...]`` (detached)."""
+    q, p = q_values.detach(), probs.detach()
+    if avail is not None:
+        ok = avail > 0
+        q, p = torch.where(ok, q, torch.zeros_like(q)), torch.where(ok, p, torch.zeros_like(p))
+    return (p * q).sum(-1)
+
+
+def icq_actor_weights(advantages: torch.Tensor, valid: torch.Tensor, beta: float,
+                      over: str = "batch") -> torch.Tensor:
+    """exp(A_i/β)/Z_i, Z_i over the mini-batch per agent (Theorem 3; the ICQ code's softmax of A/0.1
+    times the batch size): :func:`masked_batch_softmax_weights` on ``[B, L, N]``."""
+    return masked_batch_softmax_weights(advantages, valid, beta, over)
+
+
+def icq_actor_loss(logp: torch.Tensor, advantages: torch.Tensor, mixer_weights: torch.Tensor, valid: torch.Tensor,
+                   beta: float, over: str = "batch") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 14 (actor), Theorem 3: −mean over the valid (step, agent) entries of
+    w_i(s) · exp(A_i/β)/Z_i · log π_i(a_i | τ_i); ``w_i(s) = ∂Q_tot/∂Q_i`` (detached).
+
+    All ``[B, L, N]``. Returns ``(loss, ρ)``.
+    """
+    rho = icq_actor_weights(advantages, valid, beta, over)
+    ok = valid > 0
+    term = torch.where(ok, mixer_weights.detach() * rho * logp, torch.zeros_like(logp))
+    return -term.sum() / ok.sum().clamp(min=1), rho
+
+
+class ICQTorchLearner(OfflineMARLTorchLearner):
+    """Joint losses over the agent modules (actor: ``actor_lr``; critic: ``critic_lr``) and the
+    mixer (``mixer``: ``critic_lr``). Two terms per update: ``critic`` (per-agent critics + mixer)
+    and ``actor`` (every agent module's actor). Target critics and the target mixer are hard
+    copies every ``target_update_interval`` updates."""
+
+    joint_loss = True
+
+    def optimizer_groups(self, module_id, module, config):
+        if module_id == MIXER_MODULE_ID:
+            return {"mixer": (module.mixer.parameters(), config.critic_lr)}
+        return {"actor": (module.actor.parameters(), config.actor_lr),
+                "critic": (module.critic.parameters(), config.critic_lr)}
+
+    def agent_modules(self) -> Sequence[str]:
+        """The module id of every agent, in the env's agent order (stored in the mixer's config)."""
+        return self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"]
+
+    def compute_joint_losses(self, *, batch, fwd_out):
+        cfg = self.config
+        agent_modules = list(self.agent_modules())
+        modules = list(dict.fromkeys(agent_modules))
+        joint = batch[MIXER_MODULE_ID]
+        mixer = self.module[MIXER_MODULE_ID].unwrapped()
+        L = joint[K.FILLED].shape[1]
+        filled, state = joint[K.FILLED], joint[K.STATE]
+
+        def stacked(key):
+            return stack_agents({m: fwd_out[m][key] for m in modules}, agent_modules)  # [B, L, N]
+
+        # -- critic: Q_tot vs the implicit-constraint λ-return ------------------------------------
+        q_tot = mixer.mix(stacked(K.Q_TAKEN), state[:, :L])
+        with torch.no_grad():
+            q_tot_next = mixer.mix_target(stacked(K.Q_NEXT_TARGET), state[:, 1:L + 1])
+        targets, rho_c = icq_critic_targets(joint[K.REWARD], q_tot_next, joint[K.TERMINATED], filled,
+                                            joint[K.NEXT_FILLED], gamma=cfg.gamma, lam=cfg.td_lambda,
+                                            beta=cfg.critic_beta, over=cfg.softmax_over)
+        critic_loss = icq_critic_loss(q_tot, targets, filled)
+
+        # -- actor: advantage-weighted log-likelihood, times ∂Q_tot/∂Q_i = w_i(s) --------------------
+        baselines = {}
+        for m in modules:
+            out = fwd_out[m]
+            if N.Q_BASELINE in out:
+                baselines[m] = out[N.Q_BASELINE]
+            else:
+                avail = batch[m].get(K.AVAIL_ACTIONS)
+                baselines[m] = discrete_policy_baseline(out[N.Q_VALUES], out[N.PI_PROBS],
+                                                        None if avail is None else avail[:, :L])
+        adv = (stacked(K.Q_TAKEN).detach() - stack_agents(baselines, agent_modules))
+        with torch.no_grad():
+            w, _ = mixer.mixer.weights(state[:, :L])  # [B, L, N], ≥ 0
+        valid = filled.unsqueeze(-1).expand_as(adv)
+        logp = stacked(K.LOGP)
+        actor_loss, rho_a = icq_actor_loss(logp, adv, w, valid, cfg.actor_beta, cfg.softmax_over)
+
+        self._log_icq_metrics(modules, agent_modules, critic_loss, actor_loss, q_tot, targets, rho_c, filled,
+                          joint, rho_a, adv, logp, valid)
+        critic_targets = [(m, "critic") for m in modules] + [(MIXER_MODULE_ID, "mixer")]
+        return {"critic": (critic_loss, critic_targets),
+                "actor": (actor_loss, [(m, "actor") for m in modules])}
+
+    def _log_icq_metrics(self, modules, agent_modules, critic_loss, actor_loss, q_tot, targets, rho_c, filled, joint,
+                     rho_a, adv, logp, valid) -> None:
+        with torch.no_grad():
+            ok = filled > 0
+            n = ok.sum().clamp(min=1)
+            boot = (bootstrap_mask(joint[K.TERMINATED], joint[K.NEXT_FILLED]) * filled) > 0
+            r = rho_c[boot].double()
+            ess = float((r.sum() ** 2 / (r.numel() * (r ** 2).sum())).item()) if r.numel() else 1.0
+            self.metrics.log_dict({
+                N.CRITIC_LOSS: critic_loss.item(),
+                N.Q_TOT_MEAN: (torch.where(ok, q_tot, torch.zeros_like(q_tot)).sum() / n).item(),
+                N.TARGET_MEAN: (torch.where(ok, targets, torch.zeros_like(targets)).sum() / n).item(),
+                N.CRITIC_WEIGHT_MAX: float(r.max().item()) if r.numel() else 0.0,
+                N.CRITIC_WEIGHT_ESS: ess,
+            }, key=MIXER_MODULE_ID, window=1)
+            for m in modules:
+                idx = [i for i, a in enumerate(agent_modules) if a == m]
+                v = valid[..., idx] > 0
+                nm = v.sum().clamp(min=1)
+                self.metrics.log_dict({
+                    N.ACTOR_LOSS: actor_loss.item(),
+                    N.ACTOR_WEIGHT_MAX: float(rho_a[..., idx][v].max().item()) if v.any() else 0.0,
+                    N.ADVANTAGE_MEAN: (adv[..., idx][v].sum() / nm).item(),
+                    N.LOGP_MEAN: (logp[..., idx].detach()[v].sum() / nm).item(),
+                }, key=m, window=1)
