@@ -4,6 +4,7 @@
 ALGORITHMS = {
     "SIT": ("rllib_sit.algorithms.sit.sit", "SIT"),
     "MABC": ("rllib_sit.algorithms.mabc.mabc", "MABC"),
+    "MABCQ": ("rllib_sit.algorithms.mabcq.mabcq", "MABCQ"),
     "ICQ": ("rllib_sit.algorithms.icq.icq", "ICQ"),
 }
 

@@ -1,0 +1,167 @@
+"""MABCQ: the multi-agent BCQ baseline of the SIT paper (Appendix B, Eq. 12; Table 11: ζ = 0.3) as
+an offline RLlib Algorithm on the package's shared base (:mod:`rllib_sit.algorithms.common`).
+
+Per-agent recurrent Q-networks shared by agent type, mixed by ICQ's linear decomposition
+Q_tot = Σ_i w_i(s) Q_i + b(s) (``StateLinearMixer``, w ≥ 0; one mixer module) and trained on
+uniformly drawn joint episodes with
+
+    L = E[(r + γ max_ã Q'_tot(τ', ã) − Q_tot(τ, a))²]                                     (Eq. 12)
+
+where the max runs, per agent, only over actions the behaviour model μ_i deems familiar:
+
+* discrete (Fujimoto et al. 2019, "BCQ for discrete actions"): a ∈ A_i(τ') with
+  μ_i(a|τ') / max_{a' available} μ_i(a'|τ') ≥ ζ, μ_i renormalised over the available actions;
+  the arg max of the online Q over that set, valued by the target Q (double Q). μ_i is a GRU
+  policy trained by behaviour cloning (Eq. 11) on the same batches, with its own optimizer.
+  **Greedy evaluation uses the same filter.**
+* continuous (this package's design): BCQ's VAE on the agent's step input (o_i^t, a_i^{t-1}) and
+  perturbation model ξ_i (|ξ| ≤ Φ = 0.05), the best of n = 10 perturbed VAE samples.
+
+Phases: ``behaviour`` (``behaviour_pretrain_updates`` updates of μ_i/VAE alone; 0 by default),
+then ``bcq`` (``agent_updates`` updates of everything).
+
+Usage::
+
+    config = (MABCQConfig().environment("smac:2s3z")
+              .training(dataset={"quality": "low", "episodes": 10000, "seed": 0}, zeta=0.3)
+              .evaluation(evaluation_interval=5, evaluation_duration=32))
+    algo = config.build_algo()
+    algo.train()
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
+from rllib_sit.algorithms.common.config import OfflineMARLConfig
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.mabcq import mabcq_learner as N
+from rllib_sit.replay.samplers import JointEpisodeSampler
+
+
+class MABCQConfig(OfflineMARLConfig):
+    """Configuration of :class:`MABCQ`. Defaults: SIT paper Table 11 ("Shared" rows and the MABCQ
+    row); continuous settings from BCQ (Fujimoto, Meger, Precup 2019) or marked as this package's.
+
+    From the base (Table 11 values): ``batch_size_episodes=32``, ``optimizer="rmsprop"``,
+    ``grad_clip=10``, ``gamma=0.99``. ``lr`` is RLlib's own setting (Q-networks, mixer, ξ).
+    """
+
+    _training_keys = OfflineMARLConfig._training_keys + (
+        "zeta", "behaviour_lr", "agent_updates", "target_update_interval", "target_update_tau", "mixer_hidden",
+        "rnn_hidden", "double_q", "behaviour_pretrain_updates", "agent_updates_per_iteration",
+        "num_sampled_actions", "perturbation_scale", "vae_hidden", "vae_latent_dim", "perturb_hidden")
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or MABCQ)
+        self.zeta = 0.3  # Table 11 (MABCQ): ζ = 0.3
+        self.lr = 5e-4  # Table 11 (Shared): agent network learning rate 5e-4 (Q-networks, mixer, ξ)
+        self.behaviour_lr = 5e-4  # Table 11 (Shared): agent network lr 5e-4 (μ_i / VAE; no own row)
+        self.gamma = 0.99  # Table 11 (Shared): discount factor 0.99
+        self.agent_updates = 15000  # Table 11 (Shared): training epoch 15000 (1 epoch = 1 update)
+        self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100 (hard copy)
+        self.target_update_tau = None  # None: hard copies (Table 11); a float: Polyak averaging (BCQ: 0.005)
+        self.mixer_hidden = 32  # Table 11 (Shared): mixer/critic hidden dimension 32
+        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64
+        self.double_q = True  # discrete BCQ code (Fujimoto et al. 2019): online arg max, target value
+        self.behaviour_pretrain_updates = 0  # not in Table 11: μ_i-only updates before Q-learning
+        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
+        # Continuous actions (MAMuJoCo): BCQ's generative model and perturbation.
+        self.num_sampled_actions = 10  # BCQ: n = 10 sampled actions
+        self.perturbation_scale = 0.05  # BCQ: Φ = 0.05 (|ξ| ≤ Φ·max_action; actions scaled to [-1, 1])
+        self.vae_hidden = 64  # this package: BCQ uses 750; Table 11's RNN width 64 instead
+        self.vae_latent_dim = None  # BCQ: 2 × action dimension
+        self.perturb_hidden = 64  # this package: BCQ uses (400, 300); 64 as Table 11's networks
+
+    def validate_settings(self) -> None:
+        self.check_range("zeta", 0.0, 1.0)
+        self.check_positive(["lr", "behaviour_lr"])
+        self.check_int(["agent_updates", "behaviour_pretrain_updates"], low=0)
+        self.check_int(["target_update_interval", "mixer_hidden", "rnn_hidden", "agent_updates_per_iteration",
+                        "num_sampled_actions", "vae_hidden", "perturb_hidden"])
+        if self.target_update_tau is not None:
+            self.check_range("target_update_tau", 0.0, 1.0)
+            if not self.target_update_tau > 0:
+                self.bad("target_update_tau", self.target_update_tau, "None or a number in (0, 1]")
+        self.check_range("perturbation_scale", 0.0, 1.0)
+        if self.vae_latent_dim is not None:
+            self.check_int(["vae_latent_dim"])
+        self.check_bool(["double_q"])
+
+    def get_default_learner_class(self):
+        from rllib_sit.algorithms.mabcq.torch.mabcq_torch_learner import MABCQTorchLearner
+
+        return MABCQTorchLearner
+
+    def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
+        from rllib_sit.algorithms.mabcq.torch.default_mabcq_torch_rl_module import (
+            MABCQContinuousAgentTorchRLModule, MABCQDiscreteAgentTorchRLModule)
+
+        obs_space, act_space = self.spaces(info)
+        mc = dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden)
+        if info.discrete:
+            cls = MABCQDiscreteAgentTorchRLModule
+            mc.update(zeta=self.zeta, double_q=self.double_q)
+        else:
+            cls = MABCQContinuousAgentTorchRLModule
+            mc.update(num_sampled_actions=self.num_sampled_actions, perturbation_scale=self.perturbation_scale,
+                      vae_hidden=self.vae_hidden, vae_latent_dim=self.vae_latent_dim,
+                      perturb_hidden=self.perturb_hidden)
+        return RLModuleSpec(module_class=cls, observation_space=obs_space, action_space=act_space, model_config=mc)
+
+    def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
+        from rllib_sit.models.mixers import MixerTorchRLModule
+
+        obs_space, act_space = self.spaces(info)
+        # One StateLinearMixer (ICQ's Σ w_i(s) Q_i + b(s), the SIT paper's decomposition for MABCQ);
+        # agent_modules = module id of every agent in env order, for stack_agents in the learner.
+        return {MIXER_MODULE_ID: RLModuleSpec(
+            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
+            model_config=dict(mixer="linear", state_dim=info.state_dim, n_agents=info.n_agents,
+                              mixer_kwargs={"hidden": self.mixer_hidden},
+                              agent_modules=list(self.agent_module_ids(info).values())))}
+
+
+class MABCQ(OfflineMARLAlgorithm):
+    """BCQ-filtered Q-learning through the linear mixer on uniformly drawn joint episodes."""
+
+    progress_metrics = (N.TD_LOSS, N.BEHAVIOUR_LOSS, N.FILTER_KEPT, N.VAE_LOSS)
+
+    @classmethod
+    def get_default_config(cls) -> MABCQConfig:
+        return MABCQConfig()
+
+    def setup_algorithm(self) -> None:
+        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
+        # In-process, uniform over episodes: the joint episode for the mixer, split into every
+        # agent's individual trajectory for its (shared, per type) module.
+        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=agent_modules)
+
+    def build_phases(self) -> List[Phase]:
+        cfg = self.config
+        return [Phase(N.PHASE_BEHAVIOUR, self._run_behaviour, cfg.behaviour_pretrain_updates,
+                      cfg.agent_updates_per_iteration),
+                Phase(N.PHASE_BCQ, self._run_bcq, cfg.agent_updates, cfg.agent_updates_per_iteration)]
+
+    def _sample(self, with_mixer: bool):
+        batch = self.sampler.sample_by_module(self.config.batch_size_episodes, MIXER_MODULE_ID)
+        if not with_mixer:  # behaviour pre-training: the agent modules alone (no TD term)
+            del batch[MIXER_MODULE_ID]
+        return batch
+
+    def _run_behaviour(self, n: int):
+        return self.update_loop(lambda: self._sample(False), n)
+
+    def _run_bcq(self, n: int):
+        return self.update_loop(lambda: self._sample(True), n)
+
+    def get_extra_state(self):
+        return {"sampler": self.sampler.get_state()}
+
+    def set_extra_state(self, state) -> None:
+        if state.get("sampler") is not None:
+            self.sampler.set_state(state["sampler"])
