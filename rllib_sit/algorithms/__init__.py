@@ -5,6 +5,8 @@ ALGORITHMS = {
     "SIT": ("rllib_sit.algorithms.sit.sit", "SIT"),
     "MABC": ("rllib_sit.algorithms.mabc.mabc", "MABC"),
     "MABCQ": ("rllib_sit.algorithms.mabcq.mabcq", "MABCQ"),
+    "QMIX": ("rllib_sit.algorithms.qmix.qmix", "QMIX"),
+    "FACMAC": ("rllib_sit.algorithms.facmac.facmac", "FACMAC"),
     "ICQ": ("rllib_sit.algorithms.icq.icq", "ICQ"),
 }
 

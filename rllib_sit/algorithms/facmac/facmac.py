@@ -1,0 +1,137 @@
+"""FacMAC (Peng et al. 2021) trained naively on offline data: the SIT paper's "online algorithm
+without offline correction" baseline for continuous actions (Table 1, MAMuJoCo column FacMAC), as
+an offline RLlib Algorithm on the package's shared base (:mod:`rllib_sit.algorithms.common`).
+
+Per agent type: a deterministic recurrent actor μ_i(τ_i) (tanh of the base's Gaussian GRU actor's
+mean, on τ_i = (o_i^t, a_i^{t-1})) and a critic Q_i(τ_i, a_i); QMIX's monotonic mixer over the
+Q_i with the state; the critic learns by TD(0) against the target actors/critics/mixer, the actors
+by the centralised policy gradient −Q_tot(s, μ_1(τ_1), .., μ_N(τ_N)) through the mixer. The
+target actions μ'(τ') are unconstrained by the data — the extrapolation error the SIT paper's
+FacMAC row shows. Batches are whole joint episodes drawn uniformly. One phase, ``actor_critic``:
+``agent_updates`` updates, ``agent_updates_per_iteration`` per ``train()``.
+
+Usage::
+
+    config = (FACMACConfig().environment("mamujoco:halfcheetah_2l")
+              .training(dataset={"quality": "low", "episodes": 10000, "seed": 0})
+              .evaluation(evaluation_interval=5, evaluation_duration=32))
+    algo = config.build_algo()
+    algo.train()
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
+from rllib_sit.algorithms.common.config import OfflineMARLConfig
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.facmac.facmac_learner import ACTOR_LOSS, CRITIC_LOSS, PHASE_ACTOR_CRITIC
+from rllib_sit.algorithms.qmix.qmix import JOINT_KEYS, joint_batch
+from rllib_sit.replay import keys as K
+from rllib_sit.replay.samplers import JointEpisodeSampler
+
+# What the learner reads from an agent module's batch (the joint keys are QMIX's).
+AGENT_KEYS = (K.OBS_ALL, K.AGENT_INDEX, K.ACTIONS, K.PREV_ACTIONS, K.FILLED)
+
+
+class FACMACConfig(OfflineMARLConfig):
+    """Configuration of :class:`FACMAC`. Network sizes, batch, updates and γ: the SIT paper's Table 11
+    "Shared" rows (every baseline of the paper shares them); optimisation (Adam, learning rates,
+    gradient clip, Polyak targets, action regulariser): FacMAC's MAMuJoCo config
+    (oxwhirl/facmac ``src/config/algs/facmac_mamujoco.yaml``) and learner.
+    """
+
+    _training_keys = OfflineMARLConfig._training_keys + (
+        "actor_lr", "critic_lr", "adam_eps", "action_reg", "target_update_tau", "target_update_interval",
+        "rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed", "agent_updates",
+        "agent_updates_per_iteration")
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or FACMAC)
+        # --- optimisation: FacMAC facmac_mamujoco.yaml ---
+        self.optimizer = "adam"  # facmac_mamujoco.yaml: optimizer adam (Table 11 Shared: RMSprop)
+        self.adam_eps = 0.01  # facmac_mamujoco.yaml: optimizer_epsilon 0.01
+        self.actor_lr = 1e-3  # facmac_mamujoco.yaml: lr 0.001 (Table 11 Shared: 5e-4)
+        self.critic_lr = 1e-3  # facmac_mamujoco.yaml: critic_lr 0.001 (critics and mixer)
+        self.grad_clip = 0.5  # facmac_mamujoco.yaml: grad_norm_clip 0.5 (Table 11 Shared: 10)
+        self.target_update_tau = 0.001  # facmac_mamujoco.yaml: target_update_mode soft, target_update_tau 0.001
+        self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100 (only if tau=None)
+        self.action_reg = 1e-3  # facmac_learner.py: pg_loss = -Q_tot.mean() + (pi**2).mean() * 1e-3
+        # --- networks and data: SIT paper Table 11 (Shared) ---
+        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64 (FacMAC MAMuJoCo: MLP actor, 400)
+        self.critic_hidden = 32  # Table 11 (Shared): critic hidden dimension 32 (FacMAC MAMuJoCo: 400)
+        self.mixing_embed_dim = 32  # Table 11 (Shared): mixer hidden dimension 32 (FacMAC MAMuJoCo: 64)
+        self.hypernet_embed = 64  # facmac_mamujoco.yaml: hypernet_layers 2, hypernet_embed 64 (not in Table 11)
+        self.agent_updates = 15000  # Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)
+        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
+        # gamma 0.99, batch_size_episodes 32: the base's (Table 11 Shared; FacMAC gamma 0.99 too)
+
+    def validate_settings(self) -> None:
+        self.check_positive(["actor_lr", "critic_lr", "adam_eps"])
+        if isinstance(self.action_reg, bool) or not isinstance(self.action_reg, (int, float)) or self.action_reg < 0:
+            self.bad("action_reg", self.action_reg, "a number >= 0")
+        if self.target_update_tau is not None:
+            self.check_positive(["target_update_tau"])
+            self.check_range("target_update_tau", 0.0, 1.0)
+        self.check_int(["agent_updates"], low=0)
+        self.check_int(["rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed", "target_update_interval",
+                        "agent_updates_per_iteration"])
+
+    def get_default_learner_class(self):
+        from rllib_sit.algorithms.facmac.torch.facmac_torch_learner import FACMACTorchLearner
+
+        return FACMACTorchLearner
+
+    def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
+        from rllib_sit.algorithms.facmac.torch.default_facmac_torch_rl_module import FACMACAgentTorchRLModule
+
+        if info.discrete:
+            self.bad("env", info.env_id, "an env with continuous actions (FACMAC is the continuous baseline; "
+                     "run: QMIX is the discrete one)")
+        obs_space, act_space = self.spaces(info)
+        return RLModuleSpec(module_class=FACMACAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
+                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden,
+                                              critic_hidden=self.critic_hidden))
+
+    def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
+        from rllib_sit.models.mixers import MixerTorchRLModule
+
+        obs_space, act_space = self.spaces(info)
+        return {MIXER_MODULE_ID: RLModuleSpec(
+            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
+            model_config=dict(mixer="qmix", state_dim=info.state_dim, n_agents=info.n_agents,
+                              mixer_kwargs={"embed": self.mixing_embed_dim, "hyper_hidden": self.hypernet_embed},
+                              agent_modules=list(self.agent_module_ids(info).values())))}
+
+
+class FACMAC(OfflineMARLAlgorithm):
+    """FacMAC's critic and actor updates on uniformly drawn joint episodes; see the module docstring."""
+
+    progress_metrics = (CRITIC_LOSS, ACTOR_LOSS)
+
+    @classmethod
+    def get_default_config(cls) -> FACMACConfig:
+        return FACMACConfig()
+
+    def setup_algorithm(self) -> None:
+        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
+        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=agent_modules)
+
+    def build_phases(self) -> List[Phase]:
+        cfg = self.config
+        return [Phase(PHASE_ACTOR_CRITIC, self._run_updates, cfg.agent_updates, cfg.agent_updates_per_iteration)]
+
+    def _run_updates(self, n: int):
+        B = self.config.batch_size_episodes
+        return self.update_loop(lambda: joint_batch(self.sampler, B, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS), n)
+
+    def get_extra_state(self):
+        return {"sampler": self.sampler.get_state()}
+
+    def set_extra_state(self, state) -> None:
+        if state.get("sampler") is not None:
+            self.sampler.set_state(state["sampler"])
