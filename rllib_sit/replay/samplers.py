@@ -44,6 +44,10 @@ def effective_sample_size(probs: np.ndarray) -> float:
     return float(1.0 / np.sum(p * p))
 
 
+def _keep(batch: Dict[str, np.ndarray], keys: Optional[Sequence[str]]) -> Dict[str, np.ndarray]:
+    return batch if keys is None else {k: batch[k] for k in keys if k in batch}
+
+
 def _trim(filled: np.ndarray) -> int:
     return int(max(1, filled.sum(1).max()))
 
@@ -118,8 +122,12 @@ class IndividualTrajectorySampler:
         n_m = len(self.members[module_id])
         return leaves // n_m, self.members[module_id][leaves % n_m]
 
-    def gather(self, k: np.ndarray, j: np.ndarray) -> Dict[str, np.ndarray]:
-        """Individual trajectories of agents ``j`` in episodes ``k``, trimmed to the longest."""
+    def gather(self, k: np.ndarray, j: np.ndarray, own_obs_only: bool = False) -> Dict[str, np.ndarray]:
+        """Individual trajectories of agents ``j`` in episodes ``k``, trimmed to the longest.
+
+        ``own_obs_only``: ``OBS_ALL`` holds agent j's own observations only (``[B, L+1, 1, od]``,
+        ``AGENT_INDEX`` = 0), for decentralised networks that never read o_{-i}: N times less data.
+        """
         L = int(max(1, self.lengths[k].max()))
         ep = self.ep
         acts = ep[S.ACTIONS]
@@ -136,8 +144,8 @@ class IndividualTrajectorySampler:
         next_act = np.concatenate([own_act[:, 1:], zero_next], 1)
         next_act = next_act * (next_filled.astype(np.int64) if self.discrete else next_filled[..., None])
         out = {
-            K.OBS_ALL: ep[S.OBS][k, :L + 1],
-            K.AGENT_INDEX: j.astype(np.int64),
+            K.OBS_ALL: ep[S.OBS][k, :L + 1, j][:, :, None] if own_obs_only else ep[S.OBS][k, :L + 1],
+            K.AGENT_INDEX: np.zeros_like(j, np.int64) if own_obs_only else j.astype(np.int64),
             K.ACTIONS: own_act,
             K.PREV_ACTIONS: np.concatenate([first, own_act], 1),
             K.NEXT_ACTIONS: next_act,
@@ -214,22 +222,25 @@ class JointEpisodeSampler:
     def sample(self, batch_size: int) -> Dict[str, np.ndarray]:
         return self.gather(self.sample_indices(batch_size))
 
-    def sample_by_module(self, batch_size: int, joint_key: str) -> Dict[str, Dict[str, np.ndarray]]:
+    def sample_by_module(self, batch_size: int, joint_key: str, agent_keys: Optional[Sequence[str]] = None,
+                         joint_keys: Optional[Sequence[str]] = None,
+                         own_obs_only: bool = False) -> Dict[str, Dict[str, np.ndarray]]:
         """``batch_size`` episodes as ``{module: its agents' individual trajectories [B * n_m, ...],
         joint_key: the joint episodes [B, ...]}``, all trimmed to the same longest episode L.
 
         Row ``b * n_m + s`` of module m's batch is episode b's agent ``members[m][s]``;
         :func:`rllib_sit.algorithms.common.joint.stack_agents` puts per-row values back into
-        ``[B, L, N]`` agent order.
+        ``[B, L, N]`` agent order. ``agent_keys``/``joint_keys`` keep only those keys (what the
+        learner reads; less to convert); ``own_obs_only`` see :meth:`IndividualTrajectorySampler.gather`.
         """
         if self._individual is None:
             raise ValueError("JointEpisodeSampler.sample_by_module needs agent_modules=[module id of every agent]")
         k = self.sample_indices(batch_size)
-        out = {joint_key: self.gather(k)}
+        out = {joint_key: _keep(self.gather(k), joint_keys)}
         ind = self._individual
         for m in ind.modules:
             members = ind.members[m]
-            out[m] = ind.gather(np.repeat(k, len(members)), np.tile(members, len(k)))
+            out[m] = _keep(ind.gather(np.repeat(k, len(members)), np.tile(members, len(k)), own_obs_only), agent_keys)
         return out
 
     def get_state(self) -> Dict[str, Any]:

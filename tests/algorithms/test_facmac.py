@@ -232,7 +232,7 @@ def test_deterministic_acting_is_the_learners_mu():
 
 # -- config --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key, value", [("actor_lr", 0.0), ("critic_lr", -1e-3), ("adam_eps", 0),
+@pytest.mark.parametrize("key, value", [("actor_lr", 0.0), ("critic_lr", -1e-3), ("optimizer_eps", 0),
                                         ("action_reg", -0.1), ("target_update_tau", 1.5),
                                         ("target_update_tau", 0.0), ("target_update_interval", 0),
                                         ("rnn_hidden", 0), ("critic_hidden", 1.5), ("mixing_embed_dim", 0),
@@ -247,7 +247,7 @@ def test_config_validation_names_the_parameter(key, value):
 def test_defaults():
     cfg = FACMACConfig()
     # FacMAC facmac_mamujoco.yaml / facmac_learner.py
-    assert (cfg.optimizer, cfg.adam_eps, cfg.actor_lr, cfg.critic_lr, cfg.grad_clip, cfg.target_update_tau,
+    assert (cfg.optimizer, cfg.optimizer_eps, cfg.actor_lr, cfg.critic_lr, cfg.grad_clip, cfg.target_update_tau,
             cfg.action_reg, cfg.hypernet_embed) == ("adam", 0.01, 1e-3, 1e-3, 0.5, 0.001, 1e-3, 64)
     # SIT paper Table 11 (Shared)
     assert (cfg.rnn_hidden, cfg.critic_hidden, cfg.mixing_embed_dim, cfg.agent_updates, cfg.batch_size_episodes,

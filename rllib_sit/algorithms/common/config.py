@@ -48,7 +48,7 @@ class OfflineMARLConfig(AlgorithmConfig):
 
     # Names of the settings ``training()`` accepts beyond RLlib's (subclasses extend this tuple).
     _training_keys: Tuple[str, ...] = ("dataset", "column_cache_dir", "validate_dataset", "num_torch_threads",
-                                       "batch_size_episodes", "optimizer", "module_mapping")
+                                       "batch_size_episodes", "optimizer", "optimizer_eps", "module_mapping")
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
@@ -59,6 +59,7 @@ class OfflineMARLConfig(AlgorithmConfig):
         self.num_torch_threads = None  # torch intra-op threads of the learner process (None: torch/Ray default)
         self.batch_size_episodes = 32  # pymarl / SIT Tables 10-11: 32 episodes per update
         self.optimizer = "rmsprop"  # pymarl's optimizer (SIT Tables 10-11)
+        self.optimizer_eps = None  # None: pymarl's 1e-5 (RMSprop) / torch's 1e-8 (Adam)
         self.gamma = 0.99
         self.grad_clip = 10.0  # pymarl: gradient norm clipped at 10
         self.grad_clip_by = "global_norm"
@@ -180,6 +181,8 @@ class OfflineMARLConfig(AlgorithmConfig):
             raise ValueError(f"{self._owner}: {e}") from None
         if self.num_torch_threads is not None:
             self.check_int(["num_torch_threads"])
+        if self.optimizer_eps is not None:
+            self.check_positive(["optimizer_eps"])
         if self.column_cache_dir is not None and not isinstance(self.column_cache_dir, str):
             self.bad("column_cache_dir", self.column_cache_dir, "None or a folder path string")
         self.validate_settings()
@@ -199,6 +202,11 @@ class OfflineMARLConfig(AlgorithmConfig):
     def agent_module_ids(self, info: EnvInfo) -> Dict[str, str]:
         """``{agent id: module id}`` for the dataset's agents under ``module_mapping``."""
         return module_ids_by_agent(info.agents, info.agent_types, self.module_mapping)
+
+    def agent_module_order(self, info: EnvInfo) -> List[str]:
+        """The module id of every agent, in the env's agent order (a joint algorithm puts it in its
+        mixer module's ``model_config["agent_modules"]`` for the learner)."""
+        return list(self.agent_module_ids(info).values())
 
     def spaces(self, info: EnvInfo):
         """The agents' (observation, action) spaces on the RLlib env: ``{"obs"(, "action_mask")}``."""

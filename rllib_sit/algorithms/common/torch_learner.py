@@ -19,7 +19,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
@@ -33,11 +33,13 @@ TARGET_UPDATES_STATE = "module_updates"
 LossTargets = List[Tuple[str, str]]  # [(module id, optimizer name), ...]
 
 
-def make_optimizer(name: str, params: Sequence[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Sequence[torch.nn.Parameter], lr: float,
+                   eps: Optional[float] = None) -> torch.optim.Optimizer:
+    """RMSprop (pymarl's smoothing 0.99, eps 1e-5) or Adam (torch's eps 1e-8); ``eps`` overrides."""
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+        return torch.optim.RMSprop(params, lr=lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS if eps is None else eps)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, **({} if eps is None else {"eps": eps}))
     raise ValueError(f"optimizer={name!r} is invalid; expected 'rmsprop' or 'adam'")
 
 
@@ -67,7 +69,8 @@ class OfflineMARLTorchLearner(TorchLearner):
         for name, (params, lr) in self.optimizer_groups(module_id, module, config).items():
             params = list(params)
             self.register_optimizer(module_id=module_id, optimizer_name=name,
-                                    optimizer=make_optimizer(config.optimizer, params, lr),
+                                    optimizer=make_optimizer(config.optimizer, params, lr,
+                                                             getattr(config, "optimizer_eps", None)),
                                     params=params, lr_or_lr_schedule=lr)
 
     # -- losses ----------------------------------------------------------------------------------
@@ -122,6 +125,14 @@ class OfflineMARLTorchLearner(TorchLearner):
                     grads[pid] = grads[pid] + g if pid in grads else g
         self._loss_terms = {}
         return grads
+
+    def agent_modules(self) -> List[str]:
+        """The module id of every agent in the env's agent order (what ``stack_agents`` needs), from
+        the joint-loss convention: the mixer module's ``model_config["agent_modules"]``
+        (``OfflineMARLConfig.agent_module_order(info)``)."""
+        from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+
+        return list(self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"])
 
     # -- target networks -------------------------------------------------------------------------
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:

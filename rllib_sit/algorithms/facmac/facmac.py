@@ -46,7 +46,7 @@ class FACMACConfig(OfflineMARLConfig):
     """
 
     _training_keys = OfflineMARLConfig._training_keys + (
-        "actor_lr", "critic_lr", "adam_eps", "action_reg", "target_update_tau", "target_update_interval",
+        "actor_lr", "critic_lr", "optimizer_eps", "action_reg", "target_update_tau", "target_update_interval",
         "rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed", "agent_updates",
         "agent_updates_per_iteration")
 
@@ -54,7 +54,7 @@ class FACMACConfig(OfflineMARLConfig):
         super().__init__(algo_class=algo_class or FACMAC)
         # --- optimisation: FacMAC facmac_mamujoco.yaml ---
         self.optimizer = "adam"  # facmac_mamujoco.yaml: optimizer adam (Table 11 Shared: RMSprop)
-        self.adam_eps = 0.01  # facmac_mamujoco.yaml: optimizer_epsilon 0.01
+        self.optimizer_eps = 0.01  # facmac_mamujoco.yaml: optimizer_epsilon 0.01
         self.actor_lr = 1e-3  # facmac_mamujoco.yaml: lr 0.001 (Table 11 Shared: 5e-4)
         self.critic_lr = 1e-3  # facmac_mamujoco.yaml: critic_lr 0.001 (critics and mixer)
         self.grad_clip = 0.5  # facmac_mamujoco.yaml: grad_norm_clip 0.5 (Table 11 Shared: 10)
@@ -71,7 +71,7 @@ class FACMACConfig(OfflineMARLConfig):
         # gamma 0.99, batch_size_episodes 32: the base's (Table 11 Shared; FacMAC gamma 0.99 too)
 
     def validate_settings(self) -> None:
-        self.check_positive(["actor_lr", "critic_lr", "adam_eps"])
+        self.check_positive(["actor_lr", "critic_lr", "optimizer_eps"])
         if isinstance(self.action_reg, bool) or not isinstance(self.action_reg, (int, float)) or self.action_reg < 0:
             self.bad("action_reg", self.action_reg, "a number >= 0")
         if self.target_update_tau is not None:
@@ -105,7 +105,7 @@ class FACMACConfig(OfflineMARLConfig):
             module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
             model_config=dict(mixer="qmix", state_dim=info.state_dim, n_agents=info.n_agents,
                               mixer_kwargs={"embed": self.mixing_embed_dim, "hyper_hidden": self.hypernet_embed},
-                              agent_modules=list(self.agent_module_ids(info).values())))}
+                              agent_modules=self.agent_module_order(info)))}
 
 
 class FACMAC(OfflineMARLAlgorithm):

@@ -95,9 +95,8 @@ class ICQConfig(OfflineMARLConfig):
             module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
             model_config=dict(mixer="linear", state_dim=info.state_dim, n_agents=info.n_agents,
                               mixer_kwargs={"hidden": self.mixer_hidden},
-                              # BASE-CANDIDATE: the learner needs the module id of every agent (env order)
-                              # for stack_agents; the base gives a learner no EnvInfo, so it rides here.
-                              agent_modules=list(self.agent_module_ids(info).values())))}
+                              # the joint-loss convention: the learner's agent_modules() reads it
+                              agent_modules=self.agent_module_order(info)))}
 
 
 class ICQ(OfflineMARLAlgorithm):

@@ -123,7 +123,7 @@ class MABCQConfig(OfflineMARLConfig):
             module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
             model_config=dict(mixer="linear", state_dim=info.state_dim, n_agents=info.n_agents,
                               mixer_kwargs={"hidden": self.mixer_hidden},
-                              agent_modules=list(self.agent_module_ids(info).values())))}
+                              agent_modules=self.agent_module_order(info)))}
 
 
 class MABCQ(OfflineMARLAlgorithm):

@@ -85,7 +85,7 @@ class OMACConfig(OfflineMARLConfig):
                                               action_space=act_space,
                                               model_config=dict(self.env_model_config(info), cca_hidden=self.cca_hidden,
                                                                 hidden=self.hidden,
-                                                                agent_modules=list(self.agent_module_ids(info).values())))}
+                                                                agent_modules=self.agent_module_order(info)))}
 
 
 class OMAC(OfflineMARLAlgorithm):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-import numpy as np
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
@@ -95,27 +94,14 @@ class QMIXConfig(OfflineMARLConfig):
             module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
             model_config=dict(mixer="qmix", state_dim=info.state_dim, n_agents=info.n_agents,
                               mixer_kwargs={"embed": self.mixing_embed_dim, "hyper_hidden": self.hypernet_embed},
-                              agent_modules=list(self.agent_module_ids(info).values())))}
+                              agent_modules=self.agent_module_order(info)))}
 
 
-# BASE-CANDIDATE: JointEpisodeSampler.sample_by_module(batch_size, joint_key, keys=..., own_obs_only=True)
-# (FACMAC uses it too): the sampler gathers every agent's observations into each individual trajectory
-# (o_{-i} for SIT's GAT critic), N times what a decentralised Q-network or actor/critic reads.
 def joint_batch(sampler: JointEpisodeSampler, batch_size: int, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS):
-    """``batch_size`` joint episodes split by module (``sample_by_module``), keeping only the keys a
-    learner reads: the mixer's joint columns and every agent module's individual trajectories, whose
-    ``OBS_ALL`` is cut down to the agent's own observations (``[B * n_m, L+1, 1, obs_dim]``,
-    ``AGENT_INDEX`` = 0), so ``own_trajectory``/``gather_agent`` still read them."""
-    out = sampler.sample_by_module(batch_size, MIXER_MODULE_ID)
-    batches = {}
-    for m, b in out.items():
-        keep = {k: b[k] for k in (joint_keys if m == MIXER_MODULE_ID else agent_keys) if k in b}
-        if m != MIXER_MODULE_ID and K.OBS_ALL in keep:
-            j = keep[K.AGENT_INDEX]
-            keep[K.OBS_ALL] = keep[K.OBS_ALL][np.arange(len(j)), :, j][:, :, None]
-            keep[K.AGENT_INDEX] = np.zeros_like(j)
-        batches[m] = keep
-    return batches
+    """``batch_size`` joint episodes split by module, with only the keys the learner reads; the
+    agents' ``OBS_ALL`` holds their own observations only (decentralised Q-networks)."""
+    return sampler.sample_by_module(batch_size, MIXER_MODULE_ID, agent_keys=agent_keys, joint_keys=joint_keys,
+                                    own_obs_only=True)
 
 
 class QMIX(OfflineMARLAlgorithm):

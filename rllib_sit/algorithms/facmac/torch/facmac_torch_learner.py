@@ -15,7 +15,6 @@ setting), or hard copies every ``target_update_interval`` updates with ``target_
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
@@ -64,23 +63,6 @@ class FACMACTorchLearner(OfflineMARLTorchLearner):
         # The deterministic actor never uses the Gaussian's log_std: not optimised.
         actor = [p for name, p in module.actor.named_parameters() if name != "log_std"]
         return {"actor": (actor, config.actor_lr), "critic": (module.critic.parameters(), config.critic_lr)}
-
-    def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        # BASE-CANDIDATE: the base's make_optimizer builds Adam with torch's eps (1e-8); FacMAC's
-        # MAMuJoCo config uses eps 0.01 (`optimizer_epsilon`). The base should take an optimizer eps.
-        if config.optimizer != "adam":
-            return super().configure_optimizers_for_module(module_id, config)
-        module = self._module[module_id]
-        module = module.unwrapped() if hasattr(module, "unwrapped") else module
-        for name, (params, lr) in self.optimizer_groups(module_id, module, config).items():
-            params = list(params)
-            self.register_optimizer(module_id=module_id, optimizer_name=name,
-                                    optimizer=torch.optim.Adam(params, lr=lr, eps=config.adam_eps),
-                                    params=params, lr_or_lr_schedule=lr)
-
-    def agent_modules(self) -> Sequence[str]:
-        """The module id of every agent, in the env's agent order (stored in the mixer's config)."""
-        return self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"]
 
     def compute_joint_losses(self, *, batch, fwd_out):
         cfg = self.config

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from rllib_sit.algorithms.common.losses import masked_mean
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.mabc.mabc_learner import BC_LOSS, GREEDY_ACCURACY, GREEDY_MATCH
 from rllib_sit.replay import keys as K
-
-
-def masked_mean(x: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x [B, L]`` over the real steps (``filled`` = 1)."""
-    return (x * filled).sum() / filled.sum().clamp(min=1.0)
 
 
 def behaviour_cloning_nll(logp: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:

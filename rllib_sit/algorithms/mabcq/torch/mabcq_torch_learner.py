@@ -23,7 +23,8 @@ import torch
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
-from rllib_sit.algorithms.mabc.torch.mabc_torch_learner import behaviour_cloning_nll, masked_mean
+from rllib_sit.algorithms.common.losses import masked_mean
+from rllib_sit.algorithms.mabc.torch.mabc_torch_learner import behaviour_cloning_nll
 from rllib_sit.algorithms.mabcq import mabcq_learner as N
 from rllib_sit.replay import keys as K
 
@@ -109,7 +110,7 @@ class MABCQTorchLearner(OfflineMARLTorchLearner):
 
     def _mixed_terms(self, agents, joint, fwd_out):
         mixer = self.module[MIXER_MODULE_ID].unwrapped()
-        agent_modules = mixer.model_config["agent_modules"]
+        agent_modules = self.agent_modules()
         filled = joint[K.FILLED]
         L = filled.shape[1]
         s, s_next = joint[K.STATE][:, :L], joint[K.STATE][:, 1:L + 1]

@@ -7,20 +7,17 @@ from typing import Dict
 import torch
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.losses import masked_mean
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import (Q_TARGET_TAKEN, V, V_SHARE, W_Q, W_V)
 from rllib_sit.replay import keys as K
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def expectile_value_loss(q_target_taken, v, filled, expectile: float) -> torch.Tensor:
     """Eq. 5: E[L_2^τ(Q̄_i(o_i, a_i) − V_i(o_i))], L_2^τ(u) = |τ − 1(u < 0)| u², over the real steps."""
     u = q_target_taken - v
     weight = torch.where(u < 0, 1.0 - expectile, expectile)
-    return _masked_mean(weight * u ** 2, filled)
+    return masked_mean(weight * u ** 2, filled)
 
 
 def coupled_factorization(v, q_taken, w_v, w_q, v_share):
@@ -33,14 +30,14 @@ def coupled_td_loss(q_tot, v_tot_next, reward, terminated, next_filled, filled, 
     """Eq. 6: E[(r + γ V_tot(o') − Q_tot(o, a))²] over the real steps; no bootstrap after a true
     termination or past the last step of an episode cut by the time limit."""
     target = reward + gamma * (1.0 - terminated) * next_filled * v_tot_next
-    return _masked_mean((target.detach() - q_tot) ** 2, filled)
+    return masked_mean((target.detach() - q_tot) ** 2, filled)
 
 
 def advantage_weighted_actor_loss(logp, q_taken, v, filled, beta: float, exp_max: float) -> torch.Tensor:
     """Eq. 8 (as a loss to minimise): −E[exp(β (Q_i − V_i)) log π_i(a_i | o_i)], exp(·) clipped at
     ``exp_max`` (not in the paper; IQL's clip), Q_i and V_i fixed."""
     w = torch.exp(beta * (q_taken - v).detach()).clamp(max=exp_max)
-    return -_masked_mean(w * logp, filled)
+    return -masked_mean(w * logp, filled)
 
 
 class OMACTorchLearner(OfflineMARLTorchLearner):
@@ -72,7 +69,7 @@ class OMACTorchLearner(OfflineMARLTorchLearner):
             loss = expectile_value_loss(f[Q_TARGET_TAKEN], f[V][:, :L], batch[m][K.FILLED], cfg.expectile)
             self.metrics.log_value((m, "value_loss"), loss.item(), window=1)
             terms[f"{m}/value"] = (loss, [(m, "value")])
-        order = self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"]
+        order = self.agent_modules()
         mix, joint = fwd_out[MIXER_MODULE_ID], batch[MIXER_MODULE_ID]
         L = joint[K.FILLED].shape[1]
         q = stack_agents({m: fwd_out[m][K.Q_TAKEN] for m in agents}, order)  # [B, L, N]
@@ -82,7 +79,7 @@ class OMACTorchLearner(OfflineMARLTorchLearner):
             v_tot_next = (mix[W_V][:, 1:] * v[:, 1:]).sum(-1) + mix[V_SHARE][:, 1:]
         loss = coupled_td_loss(q_tot, v_tot_next, joint[K.REWARD], joint[K.TERMINATED], joint[K.NEXT_FILLED],
                                joint[K.FILLED], cfg.gamma)
-        self.metrics.log_dict({"q_loss": loss.item(), "q_tot_mean": _masked_mean(q_tot, joint[K.FILLED]).item()},
+        self.metrics.log_dict({"q_loss": loss.item(), "q_tot_mean": masked_mean(q_tot, joint[K.FILLED]).item()},
                               key=MIXER_MODULE_ID, window=1)
         terms["q"] = (loss, [(m, "q") for m in agents] + [(MIXER_MODULE_ID, "mixer")])
         return terms

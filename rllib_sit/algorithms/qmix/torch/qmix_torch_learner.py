@@ -8,7 +8,6 @@ hard copies every ``config.target_update_interval`` updates (the base's target-n
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import torch
 
@@ -70,10 +69,6 @@ class QMIXTorchLearner(OfflineMARLTorchLearner):
         if module_id == MIXER_MODULE_ID:
             return {"mixer": (module.mixer.parameters(), config.lr)}
         return {"q": (module.actor.parameters(), config.lr)}
-
-    def agent_modules(self) -> Sequence[str]:
-        """The module id of every agent, in the env's agent order (stored in the mixer's config)."""
-        return self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"]
 
     def compute_joint_losses(self, *, batch, fwd_out):
         cfg = self.config
