@@ -1,0 +1,170 @@
+"""Benchmark profiles: which maps, qualities, seeds and training lengths ``rllib-sit benchmark`` runs.
+
+``paper``  the SIT paper's Table 1: eleven maps × {low, medium} × 5 seeds, 10,000-episode datasets,
+           every algorithm's own (the papers') lengths: 15,000 policy updates (Table 11), SIT +
+           20,000 ARDNEM updates (Table 10); 32 evaluation episodes at 10 points of training.
+``quick``  one map (smac:2s3z) × its Table 1 qualities {low, medium} × 3 seeds, 1,000-episode
+           datasets, 500 policy updates for every algorithm (SIT + 500 ARDNEM, OMAC + 500 value
+           updates), 16 evaluation episodes at 4 points: estimated 49 min on 2 CPUs
+           (:func:`estimate_seconds`; docs/benchmarks.md shows the estimate).
+``ablations``, ``balanced``, ``sensitivity``  the quick lengths on the data of the paper's
+           Figures 4a/b, 4c and 8 (2s3z).
+
+Hyper-parameters are each algorithm's config defaults (the papers' values, as in
+``tuned_examples/``); a profile sets only lengths and the evaluation schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+# The SIT paper's maps (Tables 2, 3; Figure 6) and Table 1 qualities.
+PAPER_MAPS: Tuple[str, ...] = (
+    "smac:2s_vs_1sc", "smac:3s_vs_5z", "smac:2s3z", "smac:8m", "smac:1c3s5z", "smac:10m_vs_11m",
+    "mpe:cn_3ls3l", "mpe:cn_4ls4l", "mpe:pp_3p1p", "mamujoco:halfcheetah_2l", "mamujoco:walker_2l")
+PAPER_QUALITIES: Tuple[str, ...] = ("low", "medium")
+
+# Table 1's columns in the paper's order: (header, algorithms whose rows fill it). "QMIX/FacMAC"
+# holds QMIX on discrete maps and FACMAC on continuous ones (MAMuJoCo).
+TABLE1_COLUMNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
+    ("Behaviour", ()), ("MABC", ("MABC",)), ("QMIX/FacMAC", ("QMIX", "FACMAC")), ("MABCQ", ("MABCQ",)),
+    ("MACQL", ("MACQL",)), ("ICQ", ("ICQ",)), ("OMAC", ("OMAC",)), ("SIT", ("SIT",)))
+TABLE1_ALGORITHMS: Tuple[str, ...] = tuple(a for _, algos in TABLE1_COLUMNS for a in algos)
+# Algorithms that accept one action space only (their configs reject the other one).
+DISCRETE_ONLY = frozenset({"QMIX"})
+CONTINUOUS_ONLY = frozenset({"FACMAC"})
+# Families whose maps have continuous actions (for planning without building the env).
+CONTINUOUS_FAMILIES = frozenset({"mamujoco"})
+
+# SIT's ablation switches (Figure 4a/b) as algorithm variants, with the paper's legend names.
+ABLATIONS: Dict[str, str] = {
+    "SIT[decomposition=none]": "w/o decomp",
+    "SIT[use_attention=False]": "w/o attention",
+    "SIT[ensemble=False]": "w/o ensemble",
+    "SIT[use_gat=False]": "w/o GAT",
+    "SIT[prioritized=False]": "w/o priority",
+}
+# The α × β × η grid of the paper's Figure 8 (tuned_examples/sit_2s3z_sweep.yaml).
+SENSITIVITY_GRID = "SIT[alpha=0.2|1|5,beta=0.1|1,eta=1|2]"
+
+# Per-update cost on smac:2s3z (batch of 32 episodes, 2 torch threads, idle 2-CPU machine), in ms,
+# for the time estimates. SIT's are measured (docs/algorithms/sit.md, "Speed": Stage I 51 ms,
+# Stage III 63.5 ms inside train()); the others are NOT measured: estimated from the work of one
+# update relative to SIT's Stage III (GRU actor over 32 trajectories per type + GAT critic + target
+# critic, two backward passes): MABC = the actor alone; QMIX/MACQL = a GRU Q-network over all 5
+# agents' trajectories (2.5× the actor's) + its target + a mixer; MABCQ = that + the behaviour
+# GRU; ICQ = a GRU actor + per-agent critics + mixer + targets. FACMAC/OMAC like MACQL/ICQ.
+UPDATE_MS: Dict[str, float] = {"SIT": 63.5, "SIT/ardnem_updates": 51.0, "MABC": 25.0, "QMIX": 55.0, "FACMAC": 70.0,
+                               "MABCQ": 70.0, "MACQL": 60.0, "ICQ": 80.0, "OMAC": 80.0}
+DEFAULT_UPDATE_MS = 80.0
+TRIAL_OVERHEAD_S = 15.0  # trial process start (torch + RLlib import), algorithm build, checkpoint
+EVAL_STEP_MS = 3.0  # one evaluation step: simulator step + greedy GRU forward of every module
+EVAL_STEPS_PER_EPISODE = 60  # 2s3z episodes last 30-120 steps
+GENERATION_EPISODES_PER_S = 13.0  # 2s3z, 2 workers (docs/datasets.md: 12.8-14.3 episodes/s)
+
+
+# The setting of each algorithm's policy-training phase (its last phase, the one evaluated) and of
+# its updates per iteration; algorithms not listed use ("agent_updates", "agent_updates_per_iteration").
+POLICY_PHASE: Dict[str, Tuple[str, str]] = {"OMAC": ("policy_updates", "policy_updates_per_iteration")}
+DEFAULT_POLICY_PHASE = ("agent_updates", "agent_updates_per_iteration")
+# Length settings of the phases before it (pre-training), per algorithm.
+PRETRAIN_KEYS: Dict[str, Tuple[str, ...]] = {"SIT": ("ardnem_updates",), "OMAC": ("value_updates",),
+                                             "MABCQ": ("behaviour_pretrain_updates",)}
+
+
+def policy_keys(algorithm: str) -> Tuple[str, str]:
+    """(length setting, per-iteration setting) of ``algorithm``'s policy-training phase."""
+    return POLICY_PHASE.get(algorithm, DEFAULT_POLICY_PHASE)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profile runs. ``policy_updates`` (None: each algorithm's own default, the papers'
+    values) is every algorithm's policy-phase length; ``pretrain`` sets phases before it."""
+
+    name: str
+    description: str
+    maps: Tuple[str, ...]
+    qualities: Tuple[str, ...]
+    seeds: Tuple[int, ...]
+    episodes: int
+    policy_updates: Optional[int] = None
+    pretrain: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    eval_points: int = 10
+    eval_episodes: int = 32
+    algorithms: Optional[Tuple[str, ...]] = None  # None: every registered Table 1 algorithm
+    dataset_seed: int = 0
+
+    def lengths(self, algorithm: str) -> Dict[str, int]:
+        """Length settings this profile gives ``algorithm`` (on top of its config defaults)."""
+        out = {} if self.policy_updates is None else {policy_keys(algorithm)[0]: int(self.policy_updates)}
+        out.update(self.pretrain.get(algorithm, {}))
+        return out
+
+
+# quick: the same policy-phase length for every algorithm; the pre-training phases (SIT's ARDNEM,
+# OMAC's value phase) as long as it.
+_QUICK = dict(seeds=(0, 1, 2), episodes=1000, policy_updates=500,
+              pretrain={"SIT": {"ardnem_updates": 500}, "OMAC": {"value_updates": 500}},
+              eval_points=4, eval_episodes=16)
+
+PROFILES: Dict[str, Profile] = {
+    "paper": Profile(
+        name="paper", description="SIT paper Table 1: 11 maps x {low, medium} x 5 seeds, paper lengths",
+        maps=PAPER_MAPS, qualities=PAPER_QUALITIES, seeds=(0, 1, 2, 3, 4), episodes=10000,
+        # policy_updates None: every algorithm's default, i.e. Table 11's 15,000 updates (SIT + Table
+        # 10's 20,000 ARDNEM updates; OMAC 10,000 value + 10,000 policy updates, its config's values)
+        eval_points=10, eval_episodes=32),
+    "quick": Profile(
+        name="quick", description="smac:2s3z x {low, medium} x 3 seeds, shortened lengths (< 1 h on 2 CPUs)",
+        maps=("smac:2s3z",), qualities=PAPER_QUALITIES, **_QUICK),
+    "ablations": Profile(
+        name="ablations", description="Figure 4a/b: SIT and its ablations on smac:2s3z low and extreme, quick lengths",
+        maps=("smac:2s3z",), qualities=("low", "extreme"), algorithms=("SIT",) + tuple(ABLATIONS), **_QUICK),
+    "balanced": Profile(
+        name="balanced", description="Figure 4c: smac:2s3z balanced-random/-medium/-expert, quick lengths",
+        maps=("smac:2s3z",), qualities=("balanced-random", "balanced-medium", "balanced-expert"), **_QUICK),
+    "sensitivity": Profile(
+        name="sensitivity", description="Figure 8: SIT's alpha x beta x eta grid on smac:2s3z low, quick lengths",
+        maps=("smac:2s3z",), qualities=("low",), algorithms=(SENSITIVITY_GRID,), **_QUICK),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"--profile {name!r} is unknown; expected one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def is_continuous_map(map_id: str) -> bool:
+    return map_id.split(":", 1)[0] in CONTINUOUS_FAMILIES
+
+
+def algorithm_fits_map(algorithm: str, continuous: bool) -> bool:
+    """False for QMIX on a continuous map and FACMAC on a discrete one (the configs reject them)."""
+    return not ((continuous and algorithm in DISCRETE_ONLY) or (not continuous and algorithm in CONTINUOUS_ONLY))
+
+
+def policy_iteration_size(agent_updates: int, eval_points: int) -> int:
+    """Updates per ``train()`` in the policy phase: one evaluation after each iteration of it."""
+    return max(1, math.ceil(int(agent_updates) / max(1, int(eval_points))))
+
+
+def estimate_seconds(cells: Sequence[Tuple[str, Dict[str, int]]], eval_points: int, eval_episodes: int,
+                     datasets_to_generate: int = 0, episodes: int = 0, concurrent: int = 1) -> Dict[str, float]:
+    """Wall-clock estimate on 2s3z-sized maps: ``cells`` = [(algorithm, its length settings)] run
+    ``concurrent`` at a time, each at the per-update costs above (2 torch threads per trial);
+    dataset generation at 2s3z's rate. Returns ``{"data_s", "trials_s", "total_s"}``."""
+    trials = 0.0
+    for algo, lengths in cells:
+        ms = UPDATE_MS.get(algo, DEFAULT_UPDATE_MS)
+        t = TRIAL_OVERHEAD_S + lengths.get(policy_keys(algo)[0], 0) * ms / 1000.0
+        for key in PRETRAIN_KEYS.get(algo, ()):
+            t += lengths.get(key, 0) * UPDATE_MS.get(f"{algo}/{key}", ms) / 1000.0
+        t += eval_points * eval_episodes * EVAL_STEPS_PER_EPISODE * EVAL_STEP_MS / 1000.0
+        trials += t
+    data = datasets_to_generate * episodes / GENERATION_EPISODES_PER_S
+    trials /= max(1, concurrent)
+    return {"data_s": data, "trials_s": trials, "total_s": data + trials}

@@ -1,0 +1,317 @@
+"""What a benchmark writes and reads back: one CSV row per finished cell-seed, its curve, SIT's details.
+
+Files in the output folder (each rewritten atomically: a temporary file, then ``os.replace``)::
+
+    results.csv          one row per finished (algorithm, map, quality, seed): RESULT_FIELDS
+    curves.csv           every evaluation of those trials: CURVE_FIELDS (Figures 9-14)
+    sit_rewards.csv      SIT (and its variants): mean decomposed reward r̂ per agent: REWARD_FIELDS
+                         (Figures 3a/d, 15-20), from results["algorithm"]["r_hat_mean_per_agent"]
+    dper_priorities.csv  SIT: histogram of the rescaled DPER priorities of each agent: DPER_FIELDS
+                         (Figure 3b/c/e/f), from the final checkpoint (see :func:`dper_histograms`)
+
+A trial's numbers come from its results (Tune's ``result.json`` lines or the live results of the
+driver callback) through :func:`cell_row`; the same function rebuilds rows of finished trials
+whose row is missing (an interrupted driver) from the Tune folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import pickle
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from rllib_sit.experiments.callbacks import BENCHMARK_RESULTS, EVALUATED, POLICY_UPDATES
+
+RESULTS_CSV, CURVES_CSV, REWARDS_CSV, DPER_CSV = ("results.csv", "curves.csv", "sit_rewards.csv",
+                                                  "dper_priorities.csv")
+KEY_FIELDS = ["algorithm", "map", "quality", "seed"]
+RESULT_FIELDS = KEY_FIELDS + [
+    "final_return", "final_return_std", "best_return", "best_policy_updates", "win_rate", "best_win_rate",
+    "behaviour_return", "behaviour_return_std", "iterations", "policy_updates", "evaluations", "wall_time_s",
+    "train_time_s", "checkpoint", "dataset", "algorithm_name", "settings_hash", "settings", "trial", "finished_at"]
+CURVE_FIELDS = KEY_FIELDS + ["iteration", "policy_updates", "time_s", "return_mean", "return_std", "win_rate"]
+REWARD_FIELDS = KEY_FIELDS + ["agent", "agent_type", "r_hat_mean", "behaviour_level"]
+DPER_FIELDS = KEY_FIELDS + ["agent", "agent_type", "bin_low", "bin_high", "count", "type_ess"]
+DPER_BINS = 40
+_FLOATS = {"final_return", "final_return_std", "best_return", "win_rate", "best_win_rate", "behaviour_return",
+           "behaviour_return_std", "wall_time_s", "train_time_s", "time_s", "return_mean", "return_std",
+           "r_hat_mean", "bin_low", "bin_high", "type_ess"}
+_INTS = {"seed", "best_policy_updates", "iterations", "policy_updates", "evaluations", "iteration", "count"}
+
+
+# ------------------------------------------------------------------------------------------------
+# CSV files
+# ------------------------------------------------------------------------------------------------
+
+def _parse(field: str, value: str) -> Any:
+    if value is None or value == "":
+        return None
+    if field in _INTS:
+        return int(float(value))
+    if field in _FLOATS:
+        return float(value)
+    return value
+
+
+def read_csv(path: str) -> List[Dict[str, Any]]:
+    """Rows of a benchmark CSV with numbers parsed (empty cells -> None); [] if absent."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_csv(path: str, fields: Sequence[str], rows: Iterable[Dict[str, Any]]) -> None:
+    """Write ``rows`` atomically (temporary file + ``os.replace``): never a half-written CSV."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in fields})
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def row_key(row: Dict[str, Any]) -> Tuple[str, str, str, int]:
+    return (row["algorithm"], row["map"], row["quality"], int(row["seed"]))
+
+
+class ResultStore:
+    """The CSVs of one output folder; rows of a cell replace earlier rows of the same cell."""
+
+    FILES = {RESULTS_CSV: RESULT_FIELDS, CURVES_CSV: CURVE_FIELDS, REWARDS_CSV: REWARD_FIELDS, DPER_CSV: DPER_FIELDS}
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    def read(self, name: str) -> List[Dict[str, Any]]:
+        return read_csv(self.path(name))
+
+    def results(self) -> Dict[Tuple[str, str, str, int], Dict[str, Any]]:
+        return {row_key(r): r for r in self.read(RESULTS_CSV)}
+
+    def add_cell(self, row: Dict[str, Any], curve: Sequence[Dict[str, Any]] = (),
+                 rewards: Sequence[Dict[str, Any]] = (), dper: Sequence[Dict[str, Any]] = ()) -> None:
+        """Store one finished cell: its detail files first, its results row last (the row is what
+        marks the cell finished, so an interruption in between only redoes the details)."""
+        key = row_key(row)
+        for name, new in ((CURVES_CSV, curve), (REWARDS_CSV, rewards), (DPER_CSV, dper)):
+            old = [r for r in self.read(name) if row_key(r) != key]
+            if new or len(old) != len(self.read(name)):
+                write_csv(self.path(name), self.FILES[name], old + list(new))
+        rows = [r for r in self.read(RESULTS_CSV) if row_key(r) != key] + [row]
+        write_csv(self.path(RESULTS_CSV), RESULT_FIELDS, rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# One finished trial -> rows
+# ------------------------------------------------------------------------------------------------
+
+def evaluations(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The evaluated results of a trial as curve points (policy updates, return mean/std, win rate)."""
+    out = []
+    for r in results:
+        bench = r.get(BENCHMARK_RESULTS) or {}
+        ev = ((r.get("evaluation") or {}).get("env_runners") or {})
+        if not bench.get(EVALUATED) or "episode_return_mean" not in ev:
+            continue
+        out.append({"iteration": int(r.get("training_iteration", 0)), "policy_updates": int(bench[POLICY_UPDATES]),
+                    "time_s": float(r.get("time_total_s", 0.0)), "return_mean": float(ev["episode_return_mean"]),
+                    "return_std": float(ev.get("episode_return_std", 0.0)),
+                    "win_rate": None if ev.get("win_rate") is None else float(ev["win_rate"])})
+    return out
+
+
+def cell_row(key: Tuple[str, str, str, int], results: Sequence[Dict[str, Any]], *, algorithm_name: str,
+             dataset: str, behaviour: Tuple[Optional[float], Optional[float]], checkpoint: Optional[str],
+             trial: Optional[str], settings: Dict[str, Any], settings_hash: str,
+             wall_time_s: Optional[float]) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """(results row, curve rows) of a finished trial."""
+    algo, map_id, quality, seed = key
+    base = dict(zip(KEY_FIELDS, key))
+    points = evaluations(results)
+    curve = [dict(base, **p) for p in points]
+    last = results[-1] if results else {}
+    final = points[-1] if points else {}
+    best = max(points, key=lambda p: p["return_mean"]) if points else {}
+    row = dict(base, final_return=final.get("return_mean"), final_return_std=final.get("return_std"),
+               best_return=best.get("return_mean"), best_policy_updates=best.get("policy_updates"),
+               win_rate=final.get("win_rate"), best_win_rate=best.get("win_rate"),
+               behaviour_return=behaviour[0], behaviour_return_std=behaviour[1],
+               iterations=last.get("training_iteration"),
+               policy_updates=(last.get(BENCHMARK_RESULTS) or {}).get(POLICY_UPDATES), evaluations=len(points),
+               wall_time_s=None if wall_time_s is None else round(float(wall_time_s), 1),
+               train_time_s=None if last.get("time_total_s") is None else round(float(last["time_total_s"]), 1),
+               checkpoint=checkpoint, dataset=dataset, algorithm_name=algorithm_name, settings_hash=settings_hash,
+               settings=json.dumps(settings, sort_keys=True, default=str), trial=trial,
+               finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return row, curve
+
+
+def behaviour_stats(dataset: str) -> Tuple[Optional[float], Optional[float]]:
+    """The dataset card's return mean and std (the Behaviour column)."""
+    from rllib_sit.data.card import read_card
+    from rllib_sit.data.episode_store import has_scheme
+
+    card = {} if has_scheme(dataset) else read_card(dataset)
+    return card.get("return_mean"), card.get("return_std")
+
+
+def agent_levels(dataset: str) -> Dict[str, Dict[str, float]]:
+    """``{agent: {level letter: % of episodes}}`` from the card's composition ({} if it has none)."""
+    from rllib_sit.data.card import read_card
+    from rllib_sit.data.composition import parse_composition
+    from rllib_sit.data.episode_store import has_scheme
+
+    card = {} if has_scheme(dataset) else read_card(dataset)
+    if not card.get("composition"):
+        return {}
+    try:
+        comp = parse_composition(card["composition"])
+    except ValueError:
+        return {}
+    out: Dict[str, Dict[str, float]] = {}
+    for c in comp.components:
+        for agent, level in c.levels:
+            out.setdefault(agent, {}).setdefault(level, 0.0)
+            out[agent][level] += c.percent
+    return out
+
+
+def format_levels(levels: Dict[str, float]) -> str:
+    """``{"e": 50, "m": 50}`` -> ``"e 50% + m 50%"``; a single level -> its letter."""
+    if not levels:
+        return ""
+    if len(levels) == 1:
+        return next(iter(levels))
+    order = {"r": 0, "m": 1, "e": 2}
+    return " + ".join(f"{lv} {pct:g}%" for lv, pct in sorted(levels.items(), key=lambda kv: order.get(kv[0], 9)))
+
+
+def reward_rows(key, last_result: Dict[str, Any], dataset: str) -> List[Dict[str, Any]]:
+    """SIT's mean r̂ per agent (results["algorithm"]["r_hat_mean_per_agent"]) with type and level."""
+    from rllib_sit.data.episode_store import dataset_env_info
+
+    r_hat = ((last_result or {}).get("algorithm") or {}).get("r_hat_mean_per_agent") or {}
+    if not r_hat:
+        return []
+    info = dataset_env_info(dataset)
+    types = dict(zip(info.agents, info.agent_types))
+    levels = agent_levels(dataset)
+    base = dict(zip(KEY_FIELDS, key))
+    return [dict(base, agent=a, agent_type=types.get(a, ""), r_hat_mean=float(r_hat[a]),
+                 behaviour_level=format_levels(levels.get(a, {}))) for a in info.agents if a in r_hat]
+
+
+def latest_checkpoint(trial_dir: str) -> Optional[str]:
+    found = sorted(glob.glob(os.path.join(trial_dir, "checkpoint_*")))
+    return found[-1] if found else None
+
+
+def dper_state(checkpoint: str) -> Optional[Dict[str, Any]]:
+    """SIT's sampler state in a checkpoint: ``algorithm_state.pkl`` -> ``["offline_marl"]["extra"]["dper"]``
+    (``leaves``: Eq. 7 probabilities per type in leaf order k·n_m + slot; ``step_values``:
+    Stage II's ``reward_hat``/``uncertainty`` [K, T, N]); None for other algorithms."""
+    path = os.path.join(checkpoint, "algorithm_state.pkl")
+    if not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        state = pickle.load(f)
+    return ((state.get("offline_marl") or {}).get("extra") or {}).get("dper")
+
+
+def dper_priorities(checkpoint: str, dataset: str, gamma: float = 0.99,
+                    priority_range: Sequence[float] = (0.0, 20.0), column_cache_dir: Optional[str] = None):
+    """Rescaled DPER priorities of every individual trajectory, per agent, from a SIT checkpoint.
+
+    The checkpoint holds Stage II's r̂ ``[K, T, N]`` and the Eq. 7 probabilities, not p̂ itself;
+    p̂ = mean over the real steps of the Monte Carlo return of r̂ (Eq. 6) is recomputed with SIT's
+    own functions and the dataset's ``filled`` mask (the algorithm's episode order:
+    :class:`EpisodeStore`), then rescaled per agent type onto ``priority_range`` as
+    ``dper_distribution`` does. Returns ``({agent: priorities [K]}, {agent: type},
+    {type: ESS of the checkpoint's probabilities})`` or None when the checkpoint has no DPER.
+    """
+    from rllib_sit.algorithms.sit import sit_learner as K
+    from rllib_sit.data import schema as S
+    from rllib_sit.data.episode_store import EpisodeStore
+    from rllib_sit.replay.samplers import effective_sample_size
+
+    state = dper_state(checkpoint)
+    if not state or K.REWARD_HAT not in (state.get("step_values") or {}):
+        return None
+    r_hat = np.asarray(state["step_values"][K.REWARD_HAT], np.float64)
+    store = EpisodeStore.open(dataset, validate="none", cache_root=column_cache_dir)
+    filled = np.asarray(store[S.FILLED][:, : r_hat.shape[1]], np.float64)
+    if filled.shape[0] != r_hat.shape[0]:
+        raise ValueError(f"{checkpoint}: DPER r̂ has {r_hat.shape[0]} episodes but {dataset} has {filled.shape[0]}")
+    p_hat = K.episode_priorities(K.monte_carlo_returns(r_hat, filled, gamma), filled)  # [K, N]
+    info = store.info
+    out, types, ess = {}, {}, {}
+    for t in dict.fromkeys(info.agent_types):
+        cols = [i for i, x in enumerate(info.agent_types) if x == t]
+        scaled = K.rescale_priorities(p_hat[:, cols], *priority_range)
+        for j, i in enumerate(cols):
+            out[info.agents[i]] = scaled[:, j]
+            types[info.agents[i]] = t
+        probs = (state.get("leaves") or {}).get(t)
+        if probs is not None:
+            ess[t] = float(effective_sample_size(np.asarray(probs, np.float64)))
+    return out, types, ess
+
+
+def dper_histograms(key, checkpoint: Optional[str], dataset: str, config: Dict[str, Any],
+                    bins: int = DPER_BINS) -> List[Dict[str, Any]]:
+    """Histogram rows (DPER_FIELDS) of :func:`dper_priorities` over ``priority_range`` in ``bins`` bins."""
+    if not checkpoint:
+        return []
+    pr = tuple(config.get("priority_range") or (0.0, 20.0))
+    got = dper_priorities(checkpoint, dataset, float(config.get("gamma", 0.99)), pr, config.get("column_cache_dir"))
+    if got is None:
+        return []
+    pri, types, ess = got
+    edges = np.linspace(pr[0], pr[1], bins + 1)
+    base = dict(zip(KEY_FIELDS, key))
+    rows = []
+    for agent, values in pri.items():
+        counts, _ = np.histogram(values, edges)
+        rows += [dict(base, agent=agent, agent_type=types[agent], bin_low=float(lo), bin_high=float(hi),
+                      count=int(c), type_ess=ess.get(types[agent])) for lo, hi, c in zip(edges[:-1], edges[1:], counts)]
+    return rows
+
+
+def read_trial(trial_dir: str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """(params.json, result.json lines) of a Tune trial folder ({} / [] when absent or unreadable)."""
+    params, results = {}, []
+    try:
+        with open(os.path.join(trial_dir, "params.json")) as f:
+            params = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        pass
+    try:
+        with open(os.path.join(trial_dir, "result.json")) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        results.append(json.loads(line))
+                    except json.JSONDecodeError:  # a line cut by a crash: the results before it stand
+                        break
+    except OSError:
+        pass
+    return params, results
+
+
+def trial_finished(results: Sequence[Dict[str, Any]]) -> bool:
+    return bool(results) and (results[-1].get("phases") or {}).get("current") == "done"

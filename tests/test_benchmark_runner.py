@@ -1,0 +1,240 @@
+"""``rllib-sit benchmark`` (rllib_sit.experiments): the runner on the tiny env as real Tune trials,
+resuming, the Table 1 Markdown, every figure, and the quick profile's plan.
+
+The tiny env (``tiny:coop`` of tests/algorithms/test_sit_fixtures.py) is not a package family: the
+runner's ``setup`` registers it in the driver and, through Ray's worker setup hook, in the trials.
+Ray is started once, by the first run; the rerun must not start it at all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from rllib_sit.experiments import build_plan, run_benchmark
+from rllib_sit.experiments import figures as F
+from rllib_sit.experiments import profiles as P
+from rllib_sit.experiments import results as R
+from rllib_sit.experiments.plan import parse_algorithms
+from rllib_sit.experiments.runner import TUNE_DIR
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "algorithms", "test_sit_fixtures.py")
+SETUP = f"{FIXTURES}:register_tiny_env"
+TINY = dict(batch_size_episodes=8, rnn_hidden=8, critic_hidden=8, reward_hidden=8, attention_hidden=8,
+            ensemble_size=2, target_update_interval=2, stage2_batch_episodes=16)
+
+
+def _tiny_plan(dataset, **kw):
+    args = dict(algos=["MABC", "SIT"], maps=[dataset], seeds=[0, 1], updates=["4", "SIT.ardnem_updates=4"],
+                eval_points=2, eval_episodes=2, config=TINY, command="rllib-sit benchmark (test)")
+    args.update(kw)
+    return build_plan("quick", **args)
+
+
+def _trial_dirs(out):
+    root = os.path.join(out, TUNE_DIR)
+    return sorted(os.path.join(e, t) for e in os.listdir(root) for t in os.listdir(os.path.join(root, e))
+                  if os.path.isfile(os.path.join(root, e, t, "params.json")))
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """2 algorithms × 1 tiny dataset × 2 seeds run once through Tune; Ray is shut down afterwards."""
+    import ray
+
+    sys.path.insert(0, os.path.dirname(FIXTURES))
+    from test_sit_fixtures import make_tiny_dataset
+
+    dataset = make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=24, seed=0)
+    out = str(tmp_path_factory.mktemp("bench"))
+    plan = _tiny_plan(dataset)
+    report = run_benchmark(plan, out, setup=[SETUP], num_cpus=2, max_concurrent=2, threads=1, progress=False)
+    assert not ray.is_initialized()  # the runner shut down the Ray it started
+    return plan, out, report, dataset
+
+
+def test_writes_one_csv_row_per_cell_seed(bench):
+    plan, out, report, dataset = bench
+    assert not report.errors and report.ran == 4
+    rows = R.read_csv(os.path.join(out, R.RESULTS_CSV))
+    assert sorted(R.row_key(r) for r in rows) == sorted(c.key for c in plan.cells)
+    card = R.behaviour_stats(dataset)
+    for r in rows:
+        assert r["map"] == "tiny:coop" and r["quality"] == "random"
+        assert np.isfinite(r["final_return"]) and r["best_return"] >= r["final_return"]
+        assert r["behaviour_return"] == pytest.approx(card[0])
+        assert r["evaluations"] == 2 and r["policy_updates"] == 4 and r["iterations"] >= 2
+        assert os.path.isfile(os.path.join(r["checkpoint"], "algorithm_state.pkl"))
+        assert r["wall_time_s"] > 0 and r["settings_hash"] == plan.settings_hash(
+            next(c for c in plan.cells if c.key == R.row_key(r)))
+    curves = R.read_csv(os.path.join(out, R.CURVES_CSV))
+    assert sorted({c["policy_updates"] for c in curves}) == [2, 4] and len(curves) == 8
+    rewards = R.read_csv(os.path.join(out, R.REWARDS_CSV))
+    assert {(r["seed"], r["agent"]) for r in rewards} == {(s, a) for s in (0, 1) for a in ("a0", "a1", "b0")}
+    assert {r["agent_type"] for r in rewards} == {"scout", "tank"} and {r["behaviour_level"] for r in rewards} == {"r"}
+    dper = R.read_csv(os.path.join(out, R.DPER_CSV))
+    for s in (0, 1):  # every agent's 24 trajectories are in its histogram
+        for a in ("a0", "a1", "b0"):
+            assert sum(r["count"] for r in dper if r["seed"] == s and r["agent"] == a) == 24
+
+
+def test_table_holds_mean_and_std_over_seeds_of_the_csv(bench):
+    plan, out, report, _ = bench
+    rows = R.read_csv(os.path.join(out, R.RESULTS_CSV))
+    text = open(report.table).read()
+    assert "Command: `rllib-sit benchmark (test)`" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head == ["quality", "map", "Behaviour", "MABC", "QMIX/FacMAC", "MABCQ", "MACQL", "ICQ", "OMAC", "SIT"]
+    cells = dict(zip(head, [c.strip() for c in lines[1].strip("|").split("|")]))
+    for algo in ("MABC", "SIT"):
+        v = np.array([r["final_return"] for r in rows if r["algorithm"] == algo])
+        assert len(v) == 2
+        assert cells[algo] == f"{v.mean():.2f} ± {v.std():.2f}"
+    assert cells["Behaviour"] == f"{rows[0]['behaviour_return']:.2f}"
+    assert cells["QMIX/FacMAC"] == cells["ICQ"] == "—"
+
+
+def test_rerun_skips_finished_cells_without_starting_a_trial(bench):
+    import ray
+
+    plan, out, report, _ = bench
+    before = _trial_dirs(out)
+    again = run_benchmark(plan, out, setup=[SETUP], progress=False)
+    assert again.already_done == 4 and again.ran == 0 and again.recovered == 0
+    assert _trial_dirs(out) == before and not ray.is_initialized()  # no trial, not even Ray
+
+
+def test_finished_trial_missing_from_the_csv_is_read_back_from_tune(bench, tmp_path):
+    plan, out, _, _ = bench
+    copy = str(tmp_path / "copy")
+    shutil.copytree(out, copy)
+    rows = R.read_csv(os.path.join(copy, R.RESULTS_CSV))
+    lost = rows[0]
+    R.write_csv(os.path.join(copy, R.RESULTS_CSV), R.RESULT_FIELDS, rows[1:])
+    rep = run_benchmark(plan, copy, progress=False, figures=False)
+    assert rep.recovered == 1 and rep.ran == 0
+    back = R.ResultStore(copy).results()[R.row_key(lost)]
+    for k in ("final_return", "best_return", "policy_updates", "evaluations", "behaviour_return"):
+        assert back[k] == pytest.approx(lost[k])
+
+
+def test_other_settings_in_the_output_folder_are_refused(bench):
+    _, out, _, dataset = bench
+    with pytest.raises(ValueError, match="other settings"):
+        run_benchmark(_tiny_plan(dataset, updates=["6", "SIT.ardnem_updates=4"]), out, progress=False)
+
+
+def test_every_figure_is_a_png_of_its_size(bench):
+    _, out, report, _ = bench
+    names = sorted(os.path.basename(f) for f in report.figures)
+    assert names == ["curves_coop.png", "decomposition_coop_random.png", "dper_coop_random.png"]
+    panels = {"curves_coop.png": 1, "decomposition_coop_random.png": 1, "dper_coop_random.png": 2}
+    for f in report.figures:
+        assert os.path.getsize(f) > 5000
+        assert F.png_size(f) == F.expected_png_size(panels[os.path.basename(f)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures from synthetic data (no Ray)
+# ------------------------------------------------------------------------------------------------
+
+def _synthetic_results():
+    rng = np.random.default_rng(0)
+    rows, curves = [], []
+    combos = [(a, "low") for a in ["MABC", "QMIX", "ICQ", "SIT"] + list(P.ABLATIONS)]
+    combos += [(a, q) for a in ("MABC", "ICQ", "SIT") for q in ("balanced-random", "balanced-medium", "balanced-expert")]
+    combos += [(f"SIT[alpha={a},beta={b},eta={e}]", "low") for a in (0.2, 1, 5) for b in (0.1, 1) for e in (1, 2)]
+    combos += [(a, "medium") for a in ("MABC", "SIT")]
+    for algo, q in combos:
+        for seed in range(3):
+            ret = float(rng.normal(8, 2))
+            rows.append({"algorithm": algo, "map": "smac:2s3z", "quality": q, "seed": seed, "final_return": ret,
+                         "best_return": ret + 1, "behaviour_return": 6.4, "win_rate": 0.1})
+            curves += [{"algorithm": algo, "map": "smac:2s3z", "quality": q, "seed": seed, "policy_updates": u,
+                        "return_mean": ret * u / 500} for u in (125, 250, 375, 500)]
+    return rows, curves
+
+
+def test_figure_functions_on_synthetic_data(tmp_path):
+    rows, curves = _synthetic_results()
+    paths = {
+        "curves": F.plot_training_curves([c for c in curves if c["algorithm"] in ("MABC", "QMIX", "ICQ", "SIT")
+                                          and c["quality"] in ("low", "medium")],
+                                         str(tmp_path / "curves.png"), "smac:2s3z", {"low": 6.4, "medium": 8.1}),
+        "ablations": F.plot_ablations(rows, str(tmp_path / "ablations.png")),
+        "balanced": F.plot_balanced(rows, str(tmp_path / "balanced.png")),
+        "sensitivity": F.plot_sensitivity([r for r in F.sensitivity_rows(rows) if r["quality"] == "low"],
+                                          str(tmp_path / "sens.png")),
+    }
+    agents = [("s1", "stalker", "r"), ("s2", "stalker", "e 50% + m 50%"), ("z1", "zealot", "r"),
+              ("z2", "zealot", "e 50% + m 50%"), ("z3", "zealot", "e 50% + m 50%")]
+    rew = [{"algorithm": "SIT", "map": "smac:2s3z", "quality": "low", "seed": s, "agent": a, "agent_type": t,
+            "r_hat_mean": 0.01 + 0.03 * (lv != "r") + 0.001 * s, "behaviour_level": lv}
+           for s in range(3) for a, t, lv in agents]
+    paths["decomposition"] = F.plot_decomposition(rew, str(tmp_path / "dec.png"), "smac:2s3z", "low")
+    edges = np.linspace(0, 20, 41)
+    dper = [{"algorithm": "SIT", "map": "smac:2s3z", "quality": "low", "seed": 0, "agent": a, "agent_type": t,
+             "bin_low": lo, "bin_high": hi, "count": int(100 * np.exp(-((lo - (4 if lv == "r" else 12)) / 3) ** 2)),
+             "type_ess": 12.5} for a, t, lv in agents for lo, hi in zip(edges[:-1], edges[1:])]
+    paths["dper"] = F.plot_dper_priorities(dper, str(tmp_path / "dper.png"), "smac:2s3z", "low")
+    panels = {"curves": 2, "dper": 2}
+    for name, p in paths.items():
+        assert os.path.getsize(p) > 5000, name
+        assert F.png_size(p) == F.expected_png_size(panels.get(name, 1)), name
+    sens = [r for r in F.sensitivity_rows(rows) if r["quality"] == "low"]  # ablations are not on these axes
+    assert len(sens) == 3 * (12 + 1) and {r["alpha"] for r in sens} == {0.2, 1.0, 5.0}  # SIT = (0.2, 0.1, 1)
+
+
+def test_write_figures_draws_what_the_folder_supports(tmp_path):
+    rows, curves = _synthetic_results()
+    R.write_csv(str(tmp_path / R.RESULTS_CSV), R.RESULT_FIELDS, rows)
+    R.write_csv(str(tmp_path / R.CURVES_CSV), R.CURVE_FIELDS, curves)
+    names = sorted(os.path.basename(p) for p in F.write_figures(str(tmp_path)))
+    assert names == ["ablations.png", "balanced.png", "curves_2s3z.png", "sensitivity_2s3z_low.png"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Plans
+# ------------------------------------------------------------------------------------------------
+
+def test_quick_profile_plan_is_what_the_doc_says():
+    """docs/benchmarks.md, "Profiles": smac:2s3z × {low, medium} × seeds 0-2, 1,000-episode datasets,
+    500 policy updates for every algorithm (SIT + 500 ARDNEM, OMAC + 500 value updates), 4
+    evaluations of 16 episodes, every registered Table 1 algorithm that fits a discrete map, and
+    an estimate under one hour on 2 CPUs."""
+    from rllib_sit.algorithms import ALGORITHMS
+
+    plan = build_plan("quick")
+    algos = [a for a in P.TABLE1_ALGORITHMS if a in ALGORITHMS and a != "FACMAC"]
+    assert [a.label for a in plan.algorithms] == algos
+    assert {(d.map, d.quality, d.episodes, d.seed) for d in plan.datasets} == {
+        ("smac:2s3z", "low", 1000, 0), ("smac:2s3z", "medium", 1000, 0)}
+    assert sorted({c.seed for c in plan.cells}) == [0, 1, 2] and len(plan.cells) == len(algos) * 2 * 3
+    assert (plan.eval_points, plan.eval_episodes) == (4, 16)
+    for c in plan.cells:
+        cfg = plan.cell_config(c)
+        key, per_it = P.policy_keys(c.algo.name)
+        assert cfg[key] == 500 and cfg[per_it] == 125
+        if c.algo.name == "SIT":
+            assert cfg["ardnem_updates"] == 500
+        if c.algo.name == "OMAC":
+            assert cfg["value_updates"] == 500
+    assert plan.estimate(datasets_to_generate=2)["total_s"] < 3600
+
+
+def test_algorithm_variants_and_bad_names():
+    got = parse_algorithms(["SIT[alpha=0.2|5,prioritized=False]", "MABC"], registered=["SIT", "MABC"])
+    assert [a.label for a in got] == ["SIT[alpha=0.2,prioritized=False]", "SIT[alpha=5,prioritized=False]", "MABC"]
+    assert got[1].config == {"alpha": 5, "prioritized": False}
+    assert parse_algorithms(["SIT[decomposition=none]"], registered=["SIT"])[0].config == {"decomposition": "none"}
+    with pytest.raises(ValueError, match="not a registered algorithm"):
+        parse_algorithms(["BCQ"], registered=["SIT"])
+    with pytest.raises(ValueError, match="has no setting 'alhpa'"):
+        build_plan("quick", algos=["SIT[alhpa=1]"])
+    with pytest.raises(ValueError, match="no dataset quality 'huge'"):
+        build_plan("quick", qualities=["huge"])
