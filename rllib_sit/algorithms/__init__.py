@@ -8,6 +8,7 @@ ALGORITHMS = {
     "QMIX": ("rllib_sit.algorithms.qmix.qmix", "QMIX"),
     "FACMAC": ("rllib_sit.algorithms.facmac.facmac", "FACMAC"),
     "ICQ": ("rllib_sit.algorithms.icq.icq", "ICQ"),
+    "MACQL": ("rllib_sit.algorithms.macql.macql", "MACQL"),
 }
 
 
