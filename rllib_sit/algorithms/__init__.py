@@ -9,6 +9,7 @@ ALGORITHMS = {
     "FACMAC": ("rllib_sit.algorithms.facmac.facmac", "FACMAC"),
     "ICQ": ("rllib_sit.algorithms.icq.icq", "ICQ"),
     "MACQL": ("rllib_sit.algorithms.macql.macql", "MACQL"),
+    "OMAC": ("rllib_sit.algorithms.omac.omac", "OMAC"),
 }
 
 
