@@ -108,6 +108,12 @@ class MixerTorchRLModule(TargetNetworksMixin, TorchRLModule):
     def mix_target(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         return self.target_mixer(agent_qs, state)
 
+    def weights(self, state: torch.Tensor):
+        """``(w(s) [.., N], b(s) [..])`` of a linear mixer (``StateLinearMixer``): ∂Q_tot/∂Q_i = w_i(s)."""
+        if not hasattr(self.mixer, "weights"):
+            raise TypeError(f"{type(self.mixer).__name__} is not linear in the agents' values: it has no weights(state)")
+        return self.mixer.weights(state)
+
     def _forward_train(self, batch, **kwargs) -> Dict[str, Any]:
         return {}
 

@@ -99,9 +99,14 @@ class OfflineMARLTorchLearner(TorchLearner):
                                                         batch=batch[mid], fwd_out=fwd_out[mid])
                 terms.update({f"{mid}/{name}": (loss, [(mid, name)]) for name, loss in losses.items()})
         self._loss_terms = terms
+        # RLlib reports a `total_loss` per key of this dict: a term that trains one module is booked
+        # under it, a joint term under the mixer it trains (else its first module).
+        from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+
         per_module: Dict[str, torch.Tensor] = {}
         for loss, targets in terms.values():
-            mid = targets[0][0]
+            mids = [m for m, _ in targets]
+            mid = MIXER_MODULE_ID if MIXER_MODULE_ID in mids else mids[0]
             per_module[mid] = per_module[mid] + loss if mid in per_module else loss
         self._updated = {mid for _, targets in terms.values() for mid, _ in targets}
         return per_module

@@ -127,7 +127,7 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
                                                         None if avail is None else avail[:, :L])
         adv = (stacked(K.Q_TAKEN).detach() - stack_agents(baselines, agent_modules))
         with torch.no_grad():
-            w, _ = mixer.mixer.weights(state[:, :L])  # [B, L, N], ≥ 0
+            w, _ = mixer.weights(state[:, :L])  # [B, L, N], ≥ 0
         valid = filled.unsqueeze(-1).expand_as(adv)
         logp = stacked(K.LOGP)
         actor_loss, rho_a = icq_actor_loss(logp, adv, w, valid, cfg.actor_beta, cfg.softmax_over)

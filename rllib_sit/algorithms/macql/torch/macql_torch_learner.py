@@ -170,7 +170,7 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
         avail = mb[K.AVAIL_ACTIONS][:, :L + 1]
         actions = mb[K.ACTIONS].long()  # [B, L, N]
         state = mb[K.STATE]
-        w, b = mixer_mod.mixer.weights(state[:, :L])  # [B, L, N], [B, L]
+        w, b = mixer_mod.weights(state[:, :L])  # [B, L, N], [B, L]
         q_now = q[:, :L]
         q_data = q_now.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [B, L, N]
         q_tot = (w * q_data).sum(-1) + b
@@ -231,7 +231,7 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
 
         alpha_by_module = {m: self.module[m].unwrapped().alpha() for m in modules}
         alpha = torch.stack([alpha_by_module[m] for m in agent_modules]).detach()  # [N]
-        w, b = mixer_mod.mixer.weights(state[:, :L])
+        w, b = mixer_mod.weights(state[:, :L])
         q_data = stack(Q_DATA)  # [B, L, N]
         q_tot = (w * q_data).sum(-1) + b
         with torch.no_grad():
