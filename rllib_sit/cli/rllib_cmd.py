@@ -205,7 +205,38 @@ def train_file(args) -> int:
                   f"eval return {ret}, checkpoint {ck}{err}", flush=True)
             if res.error:
                 status = 1
+        print_best_trial(name, results)
     return status
+
+
+def print_best_trial(name: str, results) -> None:
+    """The trial with the highest last evaluation return: the settings it was swept with (those that
+    differ between the trials), its checkpoint and its full config (``params.json``)."""
+    def ret(res):
+        ev = ((res.metrics or {}).get("evaluation", {}) or {}).get("env_runners", {}) or {}
+        v = ev.get("episode_return_mean")
+        return float(v) if isinstance(v, (int, float)) and v == v else None
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}/"))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    scored = [r for r in results if not r.error and ret(r) is not None]
+    if not scored:
+        print(f"[rllib] experiment {name}: no trial reported an evaluation return (set evaluation_interval)", flush=True)
+        return
+    best = max(scored, key=ret)
+    configs = [flat(r.config) for r in results]
+    swept = {k: v for k, v in flat(best.config).items() if any(repr(c.get(k)) != repr(v) for c in configs)}
+    ck = best.checkpoint.path if best.checkpoint else None
+    print(f"[rllib] experiment {name}: best trial {best.path} (eval return {ret(best):.3f} of {len(scored)} "
+          f"evaluated): config {json.dumps(swept, default=str)}, checkpoint {ck}, "
+          f"full config {os.path.join(best.path, 'params.json')}", flush=True)
 
 
 def evaluate_checkpoint(args) -> int:

@@ -6,6 +6,11 @@ Phase ``dper``   (Stage II) once: r̂, û, p̂ for every (episode, agent) (Eq. 4
                             individual-trajectory sampler (Ray actor) with Eq. 7 probabilities per type.
 Phase ``agents`` (Stage III) ``agent_updates`` actor/critic updates (Eq. 8–10) on DPER samples.
 
+Stage I is shared across runs through a store (``stage1_cache``, :mod:`.stage1_cache`): a run
+whose dataset, Stage I settings and seed match a stored ARDNEM loads it at its first Stage I
+iteration instead of training (the other Stage I iterations then only count), so the trials of
+an α × β × η sweep train ARDNEM once.
+
 Usage::
 
     config = (SITConfig().environment("smac:2s3z")
@@ -26,14 +31,16 @@ import numpy as np
 import ray
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.utils.metrics import LEARNER_RESULTS
 
 from rllib_sit.algorithms.common.algorithm import ALGORITHM_RESULTS, OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.algorithms.sit import stage1_cache as S1
 from rllib_sit.data import schema as S
 from rllib_sit.replay import keys as B
-from rllib_sit.replay.samplers import IndividualTrajectorySampler, make_sampler_actor
+from rllib_sit.replay.samplers import IndividualTrajectorySampler
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,8 @@ class SITConfig(OfflineMARLConfig):
         "priority_range", "beta", "eta", "actor_lr", "critic_lr", "agent_updates", "target_update_interval",
         "critic_hidden", "rnn_hidden", "uncertainty_floor", "decomposition", "use_attention", "ensemble",
         "use_gat", "prioritized", "ardnem_updates_per_iteration", "agent_updates_per_iteration",
-        "ardnem_batch_timesteps", "stage2_backend", "stage2_batch_episodes")
+        "ardnem_batch_timesteps", "stage2_backend", "stage2_batch_episodes", "uncertainty_floor_mode",
+        "ardnem_bootstrap", "stage1_cache", "stage1_cache_timeout_s", "ardnem_num_torch_threads")
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or SIT)
@@ -72,6 +80,11 @@ class SITConfig(OfflineMARLConfig):
         self.critic_hidden = 32  # Table 11: critic hidden 32
         self.rnn_hidden = 64  # Table 11: RNN hidden 64
         self.uncertainty_floor = 1e-2  # not in the paper: û clamped from below (specs/sit_notes.md)
+        # not in the paper: "absolute" (floor = uncertainty_floor) | "relative" (floor = uncertainty_floor × mean |r̂|)
+        self.uncertainty_floor_mode = "absolute"
+        # not in the paper: each ensemble member trains on its own bootstrap of the dataset (Poisson(1)
+        # weights per episode and member); False = every member sees the same batches (the paper)
+        self.ardnem_bootstrap = False
         # --- shared (Tables 10–11): batch 32 episodes, RMSprop, γ 0.99, clip 10 (the base's defaults) ---
         self.gamma = 0.99  # Table 11: γ = 0.99
         # --- ablations (Figure 4a/b, Appendix E.1) ---
@@ -88,6 +101,11 @@ class SITConfig(OfflineMARLConfig):
         self.agent_updates_per_iteration = 500
         self.stage2_backend = "local"  # "local" | "ray_data" (Ray Data map_batches pass)
         self.stage2_batch_episodes = 256
+        # Stage I shared across runs (stage1_cache.py): None/"default"/True = $RLLIB_SIT_STAGE1_CACHE or
+        # <data dir>/cache/ardnem; a folder or URI (s3://, gs://, file://); False = off.
+        self.stage1_cache = None
+        self.stage1_cache_timeout_s = 7200.0  # how long a run waits for another run's Stage I, then trains its own
+        self.ardnem_num_torch_threads = None  # torch threads of the local learner in Stage I (None: num_torch_threads)
 
     def validate_settings(self) -> None:
         self.check_positive(["ardnem_lr", "actor_lr", "critic_lr", "alpha", "beta", "eta", "uncertainty_floor"])
@@ -105,7 +123,14 @@ class SITConfig(OfflineMARLConfig):
             self.bad("optimizer", self.optimizer, "'rmsprop' (SIT Tables 10-11)")
         self.check_choice("decomposition", DECOMPOSITIONS)
         self.check_choice("stage2_backend", STAGE2_BACKENDS)
-        self.check_bool(["use_attention", "ensemble", "use_gat", "prioritized"])
+        self.check_choice("uncertainty_floor_mode", K.FLOOR_MODES)
+        self.check_bool(["use_attention", "ensemble", "use_gat", "prioritized", "ardnem_bootstrap"])
+        expected = S1.check_setting(self.stage1_cache)
+        if expected:
+            self.bad("stage1_cache", self.stage1_cache, expected)
+        self.check_positive(["stage1_cache_timeout_s"])
+        if self.ardnem_num_torch_threads is not None:
+            self.check_int(["ardnem_num_torch_threads"])
 
     # -- derived ---------------------------------------------------------------------------------
     @property
@@ -159,6 +184,13 @@ class SIT(OfflineMARLAlgorithm):
         self.stage2_seconds: Optional[float] = None
         self.dper_restarts = 0  # DPER actors rebuilt after dying (see _rebuild_dper)
         self.agent_modules = list(self.config.agent_module_ids(self.env_info).values())
+        self.u_hat_stats: Dict[str, float] = {}  # the floor of û and the share of steps it clamps
+        # Stage I cache: the status is decided at the first Stage I iteration (or restored).
+        self.stage1_status: Optional[str] = None
+        self.stage1_info: Dict[str, object] = {}
+        self._stage1: Optional[S1.Stage1Cache] = None  # holds the lock while this run trains Stage I
+        self._stage1_losses: List[float] = []  # the loss of every Stage I update (stored with the entry)
+        self._bootstrap_w: Optional[np.ndarray] = None
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -175,13 +207,167 @@ class SIT(OfflineMARLAlgorithm):
             pick = self.rng.integers(0, len(k_all), n_ts)
             flat = self.store.flat_steps(k_all[pick], t_all[pick])
         else:
-            flat = self.store.flatten_filled(self.rng.integers(0, self.store.num_episodes,
-                                                               self.config.batch_size_episodes))
-        return {K.ARDNEM_MODULE_ID: {B.OBS: flat[S.OBS], B.ACTIONS: flat[S.ACTIONS], B.STATE: flat[S.STATE],
-                                     B.REWARD: flat[S.REWARD]}}
+            idx = self.rng.integers(0, self.store.num_episodes, self.config.batch_size_episodes)
+            flat = self.store.flatten_filled(idx)
+        batch = {B.OBS: flat[S.OBS], B.ACTIONS: flat[S.ACTIONS], B.STATE: flat[S.STATE], B.REWARD: flat[S.REWARD]}
+        if self.config.ardnem_bootstrap:
+            episodes = k_all[pick] if n_ts else np.repeat(idx, self.store[S.FILLED][idx].sum(1))
+            batch[K.BOOTSTRAP_WEIGHTS] = self.bootstrap_weights()[episodes]
+        return {K.ARDNEM_MODULE_ID: batch}
+
+    def bootstrap_weights(self) -> np.ndarray:
+        """``[K, M]``: member m's weight of episode k's steps (``ardnem_bootstrap``; a function of the seed)."""
+        if self._bootstrap_w is None:
+            self._bootstrap_w = K.bootstrap_weights(self.store.num_episodes, self.config.effective_ensemble_size,
+                                                    self.config.seed or 0)
+        return self._bootstrap_w
 
     def _run_stage1(self, n: int):
-        return self.update_loop(self._ardnem_batch, n)
+        done = self.schedule.done[K.PHASE_ARDNEM]
+        if self.stage1_status is None:
+            if done == 0:
+                self._stage1_begin()
+            else:  # restored mid-Stage I from a checkpoint written before the Stage I cache existed
+                self.stage1_status = S1.TRAINED
+        elif self.stage1_status == S1.TRAINED and done > 0:
+            self._stage1_adopt_published()
+        if self.stage1_status == S1.HIT:
+            # Loaded at the first Stage I iteration: the others only count, so that a run that hit
+            # evaluates, checkpoints and stops at the same iterations as the run that trained it,
+            # and reports the losses that run measured.
+            last = done + n - 1
+            if 0 <= last < len(self._stage1_losses):
+                self.metrics.log_value((LEARNER_RESULTS, K.ARDNEM_MODULE_ID, K.ARDNEM_LOSS),
+                                       float(self._stage1_losses[last]), window=1)
+            return None
+        results = self._stage1_train(n)
+        if done + n >= self.config.ardnem_updates:
+            self._stage1_finish()
+        return results
+
+    def _stage1_train(self, n: int):
+        import torch
+
+        threads = self.config.ardnem_num_torch_threads
+        previous = torch.get_num_threads() if threads else None
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            results = None
+            for _ in range(n):
+                results = self.update_learners(self._ardnem_batch())
+                loss = S1.learner_value(results, K.ARDNEM_MODULE_ID, K.ARDNEM_LOSS)
+                self._stage1_losses.append(float("nan") if loss is None else loss)
+            return results
+        finally:
+            if previous:
+                torch.set_num_threads(previous)
+
+    def _stage1_store(self) -> Optional[S1.Stage1Cache]:
+        """This run's entry in the Stage I store, or None (off, ``seed=None``, or unusable: logged)."""
+        from pathlib import Path
+
+        cfg = self.config
+        location = S1.resolve_location(cfg.stage1_cache)
+        self.stage1_info = {"store": location, "node_id": ray.get_runtime_context().get_node_id()}
+        if location is None or cfg.seed is None:
+            self.stage1_status = S1.OFF
+            self.stage1_info["reason"] = "seed=None" if location else "stage1_cache off"
+            return None
+        try:
+            cache = S1.Stage1Cache(location, S1.key_fields(cfg, Path(self.store.cache_dir).name))
+        except (ValueError, OSError) as e:
+            logger.warning("SIT: stage1_cache=%r cannot be used (%s); training Stage I without it", cfg.stage1_cache, e)
+            self.stage1_status, self.stage1_info["reason"] = S1.UNAVAILABLE, str(e)
+            return None
+        self.stage1_info["key"] = cache.key
+        return cache
+
+    def _stage1_begin(self) -> None:
+        """First Stage I iteration: load the stored ARDNEM, or train it (holding the lock)."""
+        self._stage1_losses = []
+        cache = self._stage1_store()
+        if cache is None:
+            return
+        try:
+            payload, waited = cache.claim(self.config.stage1_cache_timeout_s,
+                                          info={"node_id": self.stage1_info.get("node_id")})
+        except OSError as e:
+            logger.warning("SIT: the Stage I store %s failed (%s); training Stage I without it", cache.location, e)
+            self.stage1_status, self.stage1_info["reason"] = S1.UNAVAILABLE, str(e)
+            return
+        self.stage1_info["wait_seconds"] = round(waited, 3)
+        if payload is not None and self._stage1_load(payload):
+            self.stage1_status = S1.HIT
+            logger.info("SIT: Stage I loaded from %s", cache.store.describe(cache.key))
+            return
+        self.stage1_status = S1.TRAINED
+        self._stage1 = cache
+
+    def _stage1_adopt_published(self) -> None:
+        """Training Stage I, but another run stored it meanwhile (this run was restored from a
+        checkpoint after a crash, or took over a stale lock, or stopped waiting): load that one
+        and only count the rest of Stage I, as a run that found it at once does."""
+        if self._stage1 is None:  # restored from a checkpoint: no store opened yet
+            self._stage1 = self._stage1_store()  # None: off or unusable (the status says which)
+            if self._stage1 is None:
+                return
+        try:
+            payload = self._stage1.lookup()
+        except OSError as e:
+            logger.warning("SIT: the Stage I store %s failed (%s)", self._stage1.location, e)
+            return
+        if payload is not None and self._stage1_load(payload):
+            logger.info("SIT: Stage I was stored by another run meanwhile; loaded it from %s",
+                        self._stage1.store.describe(self._stage1.key))
+            self._stage1.release()
+            self._stage1 = None
+            self.stage1_status = S1.HIT
+            self.stage1_info["adopted"] = True
+
+    def _stage1_load(self, payload) -> bool:
+        """Put a stored Stage I into this run: ARDNEM weights, its optimizer state and update count,
+        the RNG after Stage I, the per-update losses. False (nothing changed) if it does not fit."""
+        from ray.rllib.core import COMPONENT_LEARNER
+
+        mid = K.ARDNEM_MODULE_ID
+        current = self.learner_group.get_state(components=f"{COMPONENT_LEARNER}/rl_module/{mid}")[COMPONENT_LEARNER]
+        mine = current["rl_module"][mid]
+        theirs = payload["module_state"]
+        if set(mine) != set(theirs) or any(np.shape(mine[k]) != np.shape(theirs[k]) for k in mine):
+            logger.warning("SIT: the stored ARDNEM's parameters do not match this run's module; training Stage I")
+            return False
+        updates = dict(current.get("module_updates") or {})
+        updates[mid] = payload["module_updates"]
+        self.learner_group.set_state({COMPONENT_LEARNER: {
+            "rl_module": {mid: theirs}, "optimizer": payload["optimizer_state"], "module_updates": updates}})
+        self.rng.bit_generator.state = payload["rng_state"]
+        self._stage1_losses = list(payload["losses"])
+        return True
+
+    def _stage1_finish(self) -> None:
+        """Last Stage I update done: store it (first writer wins) and release the lock."""
+        from ray.rllib.core import COMPONENT_LEARNER
+
+        if self.stage1_status != S1.TRAINED:
+            return
+        cache = self._stage1 or self._stage1_store()  # None after a restore with the cache off
+        self._stage1 = None
+        if cache is None:
+            return
+        mid = K.ARDNEM_MODULE_ID
+        state = self.learner_group.get_state(components=[f"{COMPONENT_LEARNER}/rl_module/{mid}",
+                                                         f"{COMPONENT_LEARNER}/optimizer"])[COMPONENT_LEARNER]
+        payload = {"module_state": state["rl_module"][mid],
+                   "optimizer_state": {k: v for k, v in state.get("optimizer", {}).items() if v.get("module_id") == mid},
+                   "module_updates": int((state.get("module_updates") or {}).get(mid, self.config.ardnem_updates)),
+                   "rng_state": self.rng.bit_generator.state, "losses": list(self._stage1_losses)}
+        try:
+            self.stage1_info["published"] = cache.publish(payload)  # releases the lock
+        except (OSError, ValueError, TypeError) as e:
+            logger.warning("SIT: could not store Stage I in %s (%s)", cache.location, e)
+            self.stage1_info["published"] = False
+            cache.release()
 
     # -- Stage II --------------------------------------------------------------------------------
     def _ardnem_local(self):
@@ -216,16 +402,34 @@ class SIT(OfflineMARLAlgorithm):
         self.stage2_seconds = time.time() - t0
         probs, self.dper_summary = K.dper_distribution(res[stage2.PRIORITY], self.agent_modules, cfg.alpha,
                                                        tuple(cfg.priority_range), cfg.prioritized)
+        u_hat = self._u_hat_floor(res[stage2.R_HAT], res[stage2.U_HAT], probs)
         self._start_dper()
-        ray.get([self.dper.set_step_values.remote({K.REWARD_HAT: res[stage2.R_HAT], K.UNCERTAINTY: res[stage2.U_HAT]}),
+        ray.get([self.dper.set_step_values.remote({K.REWARD_HAT: res[stage2.R_HAT], K.UNCERTAINTY: u_hat}),
                  self.dper.set_probabilities.remote(probs)])
         self._set_r_hat_stats(res[stage2.R_HAT])
 
+    def _u_hat_floor(self, r_hat: np.ndarray, u_hat: np.ndarray, probs: Dict[str, np.ndarray]) -> np.ndarray:
+        """The floor of û (absolute, or relative to mean |r̂|), how often it binds (over the dataset's
+        real steps, and in expectation under each type's DPER distribution), and the û Stage III
+        gets: unchanged in "absolute" mode (the learner clamps), clamped here in "relative" mode."""
+        cfg = self.config
+        filled = np.asarray(self.store[S.FILLED], bool)
+        floor = K.uncertainty_floor_value(r_hat, filled, cfg.uncertainty_floor, cfg.uncertainty_floor_mode)
+        self.u_hat_stats = {K.U_HAT_FLOOR: floor, K.U_HAT_CLAMPED_FRACTION: K.clamped_fraction(u_hat, filled, floor)}
+        for m, p in probs.items():
+            cols = [i for i, a in enumerate(self.agent_modules) if a == m]
+            self.dper_summary[m][K.U_HAT_CLAMPED_FRACTION] = K.sampled_clamped_fraction(u_hat, filled, floor, p, cols)
+        return np.maximum(u_hat, np.float32(floor)) if cfg.uncertainty_floor_mode == "relative" else u_hat
+
     def _start_dper(self) -> None:
         if self.dper is None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
             seed = self.config.seed if not self.dper_restarts else [self.config.seed, self.dper_restarts]
-            self.dper = self.own_actor(make_sampler_actor(IndividualTrajectorySampler, self.store.cache_dir,
-                                                          self.agent_modules, seed=seed))
+            # On this node: the actor opens this node's column cache (a local folder) by path.
+            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+            self.dper = self.own_actor(ray.remote(num_cpus=0)(IndividualTrajectorySampler).options(
+                scheduling_strategy=here).remote(self.store.cache_dir, self.agent_modules, seed=seed))
 
     def _set_r_hat_stats(self, r_hat: np.ndarray) -> None:
         filled = self.store[S.FILLED]
@@ -271,16 +475,39 @@ class SIT(OfflineMARLAlgorithm):
         for module, summary in self.dper_summary.items():
             for key, v in summary.items():
                 m.log_value((ALGORITHM_RESULTS, "dper", module, key), v, window=1)
+        for key, v in self.u_hat_stats.items():
+            m.log_value((ALGORITHM_RESULTS, key), float(v), window=1)
+        if self.stage1_status is not None:
+            m.log_value((ALGORITHM_RESULTS, "stage1_cache_hit"), float(self.stage1_status == S1.HIT), window=1)
+
+    def _compile_iteration_results(self, *, train_results, eval_results):
+        results = super()._compile_iteration_results(train_results=train_results, eval_results=eval_results)
+        if self.stage1_status is not None:
+            results["stage1_cache"] = dict(self.stage1_info, status=self.stage1_status)
+        return results
+
+    def cleanup(self) -> None:
+        if getattr(self, "_stage1", None) is not None:
+            self._stage1.release()  # a run stopped mid-Stage I lets a waiting run take over
+            self._stage1 = None
+        super().cleanup()
 
     def get_extra_state(self):
         return {"dper": ray.get(self.dper.get_state.remote()) if self.dper is not None else None,
                 "dper_summary": self.dper_summary, "stage2_seconds": self.stage2_seconds,
-                "dper_restarts": self.dper_restarts}
+                "dper_restarts": self.dper_restarts, "u_hat_stats": dict(self.u_hat_stats),
+                "stage1": {"status": self.stage1_status, "info": dict(self.stage1_info),
+                           "losses": np.asarray(self._stage1_losses, np.float64)}}
 
     def set_extra_state(self, state) -> None:
         self.dper_summary = state.get("dper_summary") or {}
         self.stage2_seconds = state.get("stage2_seconds")
         self.dper_restarts = int(state.get("dper_restarts", 0))
+        self.u_hat_stats = dict(state.get("u_hat_stats") or {})
+        stage1 = state.get("stage1") or {}
+        self.stage1_status = stage1.get("status")
+        self.stage1_info = dict(stage1.get("info") or {})
+        self._stage1_losses = [float(x) for x in np.asarray(stage1.get("losses", []), np.float64)]
         if state.get("dper") is not None:
             self._start_dper()
             ray.get(self.dper.set_state.remote(state["dper"]))

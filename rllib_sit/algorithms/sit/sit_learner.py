@@ -23,6 +23,8 @@ REWARD_HAT = "reward_hat"      # r̂_i(j)  [B, T]
 UNCERTAINTY = "uncertainty"    # û_i(j)  [B, T]
 # Stage I forward output.
 WEIGHTED_REWARDS = "weighted_rewards"  # λ·r per ensemble member [M, n, N]
+# Stage I batch column with ``ardnem_bootstrap``: each member's weight of each timestep [n, M].
+BOOTSTRAP_WEIGHTS = "bootstrap_weights"
 
 # Metric names.
 ARDNEM_LOSS = "ardnem_loss"
@@ -31,8 +33,20 @@ ACTOR_LOSS = "actor_loss"
 Q_MEAN = "q_taken_mean"
 LOGP_MEAN = "logp_mean"
 
+U_HAT_FLOOR = "u_hat_floor"                        # the floor û is clamped to (absolute value)
+U_HAT_CLAMPED_FRACTION = "u_hat_clamped_fraction"  # share of real (step, agent) entries with û < floor
+
 # Phase names (Stage I, II, III).
 PHASE_ARDNEM, PHASE_DPER, PHASE_AGENTS = "ardnem", "dper", "agents"
+
+# Uncertainty floor modes: "absolute" (floor = uncertainty_floor) or "relative"
+# (floor = uncertainty_floor × mean |r̂| over the dataset's real steps and agents).
+FLOOR_MODES = ("absolute", "relative")
+# The guard of η/û in the learner when Stage II already clamped û (relative mode).
+MIN_UNCERTAINTY = 1e-8
+# Stream of the bootstrap weights' RNG (np.random.default_rng([seed, BOOTSTRAP_STREAM])): apart
+# from the Stage I batch RNG, so bootstrap on/off sample the same batches.
+BOOTSTRAP_STREAM = 0xB007
 
 
 def weighted_reward_stats(weighted_rewards: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -103,3 +117,45 @@ def dper_distribution(priorities: np.ndarray, agent_modules: Sequence[str], alph
                       "priority_max": float(scaled.max()), "prob_max": float(p.max()),
                       "ess": effective_sample_size(p), "num_trajectories": int(p.size)}
     return probs, summary
+
+
+# -- û: the floor and how often it binds ------------------------------------------------------------
+def uncertainty_floor_value(r_hat: np.ndarray, filled: np.ndarray, floor: float, mode: str = "absolute") -> float:
+    """The absolute floor of û: ``floor`` itself ("absolute"), or ``floor`` × mean |r̂| over the
+    real (step, agent) entries of the dataset ("relative"; ``r_hat [K, T, N]``, ``filled [K, T]``)."""
+    if mode == "absolute":
+        return float(floor)
+    if mode != "relative":
+        raise ValueError(f"uncertainty_floor_mode={mode!r} is invalid; expected one of {FLOOR_MODES}")
+    mask = np.asarray(filled, bool)
+    real = np.abs(np.asarray(r_hat)[mask])  # [n_real, N]
+    return float(floor) * float(real.mean(dtype=np.float64)) if real.size else float(floor)
+
+
+def clamped_fraction(u_hat: np.ndarray, filled: np.ndarray, floor: float) -> float:
+    """Share of the real (step, agent) entries whose û lies below ``floor`` (η/û uses the floor there)."""
+    mask = np.asarray(filled, bool)
+    real = np.asarray(u_hat)[mask]
+    return float((real < floor).mean()) if real.size else 0.0
+
+
+def sampled_clamped_fraction(u_hat: np.ndarray, filled: np.ndarray, floor: float, probs: np.ndarray,
+                             columns: Sequence[int]) -> float:
+    """The clamped share Stage III sees: Σ_(k,j) p_(k,j) · (clamped real steps / real steps of episode k)
+    over one type's individual trajectories (episode-major, then the type's agent ``columns``: the
+    DPER's leaf order); ``probs [K * len(columns)]``."""
+    f = np.asarray(filled, bool)
+    steps = np.maximum(f.sum(1), 1)[:, None]  # [K, 1]
+    below = ((np.asarray(u_hat)[:, :, list(columns)] < floor) & f[..., None]).sum(1) / steps  # [K, n_m]
+    return float((np.asarray(probs, np.float64) * below.reshape(-1)).sum())
+
+
+def bootstrap_weights(num_episodes: int, ensemble_size: int, seed: int) -> np.ndarray:
+    """Per-member bootstrap of the dataset by episodes: ``w [K, M]`` ~ Poisson(1), fixed for the run.
+
+    Member m trains on the timesteps of episode k with weight w[k, m] (0: left out of its resample,
+    2: counted twice), the online form of resampling K episodes with replacement per member. Whole
+    episodes are the resampling unit (their steps are correlated).
+    """
+    rng = np.random.default_rng([int(seed), BOOTSTRAP_STREAM])
+    return rng.poisson(1.0, size=(int(num_episodes), int(ensemble_size))).astype(np.float32)

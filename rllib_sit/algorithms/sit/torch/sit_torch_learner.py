@@ -20,6 +20,19 @@ def ardnem_mse_loss(weighted_rewards: torch.Tensor, reward_tot: torch.Tensor) ->
     return ((pred - reward_tot.unsqueeze(0)) ** 2).mean()
 
 
+def ardnem_bootstrap_mse_loss(weighted_rewards: torch.Tensor, reward_tot: torch.Tensor,
+                              weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 3 with a bootstrap resample per member (``ardnem_bootstrap``): member m's squared errors
+    are averaged with its own weights, (1/M) Σ_m Σ_n w_nm e²_mn / Σ_n w_nm (a member whose
+    weights are all 0 in this batch contributes 0).
+
+    ``weighted_rewards [M, n, N]``, ``reward_tot [n]``, ``weights [n, M]``.
+    """
+    err2 = (weighted_rewards.sum(-1) - reward_tot.unsqueeze(0)) ** 2  # [M, n]
+    w = weights.t().to(err2.dtype)  # [M, n]
+    return ((w * err2).sum(-1) / w.sum(-1).clamp(min=1e-8)).mean()
+
+
 def uncertainty_weights(u_hat: torch.Tensor, eta: float, floor: float) -> torch.Tensor:
     """η / max(û, floor): the per-sample weight of Eq. 9–10 (û clamped from below, see notes)."""
     return eta / u_hat.clamp(min=floor)
@@ -70,16 +83,22 @@ class SITTorchLearner(OfflineMARLTorchLearner):
 
     def compute_losses_for_module(self, *, module_id, config, batch: Dict[str, Any], fwd_out):
         if module_id == K.ARDNEM_MODULE_ID:
-            loss = ardnem_mse_loss(fwd_out[K.WEIGHTED_REWARDS], batch[B.REWARD])
+            if K.BOOTSTRAP_WEIGHTS in batch:
+                loss = ardnem_bootstrap_mse_loss(fwd_out[K.WEIGHTED_REWARDS], batch[B.REWARD],
+                                                 batch[K.BOOTSTRAP_WEIGHTS])
+            else:
+                loss = ardnem_mse_loss(fwd_out[K.WEIGHTED_REWARDS], batch[B.REWARD])
             self.metrics.log_value((module_id, K.ARDNEM_LOSS), loss.item(), window=1)
             return {"ardnem": loss}
         filled = batch[B.FILLED]
+        # "relative": Stage II clamped û already (to a floor scaled by r̂); only guard against 0 here.
+        floor = config.uncertainty_floor if config.uncertainty_floor_mode == "absolute" else K.MIN_UNCERTAINTY
         critic_loss = uncertainty_weighted_td_loss(
             fwd_out[B.Q_TAKEN], fwd_out[B.Q_NEXT_TARGET], batch[K.REWARD_HAT], batch[K.UNCERTAINTY],
             batch[B.TERMINATED], filled, batch[B.NEXT_FILLED], gamma=config.gamma, eta=config.eta,
-            floor=config.uncertainty_floor)
+            floor=floor)
         actor_loss = crr_filtered_actor_loss(fwd_out[B.LOGP], fwd_out[B.Q_TAKEN], batch[K.UNCERTAINTY], filled,
-                                             beta=config.beta, eta=config.eta, floor=config.uncertainty_floor)
+                                             beta=config.beta, eta=config.eta, floor=floor)
         n = filled.sum().clamp(min=1.0)
         self.metrics.log_dict({
             K.CRITIC_LOSS: critic_loss.item(),
