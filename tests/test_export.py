@@ -41,7 +41,7 @@ def _train_and_save(config, path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     register_tiny_env()
     register_tiny_continuous_env()
     root = tmp_path_factory.mktemp("export")

@@ -8,7 +8,7 @@ from test_sit_fixtures import make_tiny_dataset, register_tiny_env
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     register_tiny_env()
     yield
     ray.shutdown()

@@ -233,7 +233,7 @@ def test_smac_env_id_resolves_without_register_all(tmp_path):
         import ray
         from rllib_sit.algorithms.sit import SITConfig
         from rllib_sit.data.synthetic import make_random_dataset
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
         path = make_random_dataset("smac:2s3z", 3, {str(tmp_path / "ds")!r}, seed=0)
         algo = (SITConfig().environment("smac:2s3z").offline_data(input_=path)
                 .training(ardnem_updates=1, agent_updates=1, batch_size_episodes=2)

@@ -18,7 +18,7 @@ def ray_2cpu(tmp_path_factory):
     data_dir = str(tmp_path_factory.mktemp("data"))
     old = os.environ.get("RLLIB_SIT_DATA_DIR")
     os.environ["RLLIB_SIT_DATA_DIR"] = data_dir  # before ray.init: the trials' workers inherit it
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     rllib_sit.register_all()
     yield data_dir
     ray.shutdown()

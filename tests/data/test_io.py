@@ -26,7 +26,7 @@ META = DatasetMeta(env=TINY)
 
 @pytest.fixture(scope="module")
 def ray_ctx():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 

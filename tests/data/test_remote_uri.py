@@ -71,7 +71,7 @@ def s3(local_dataset):
 
 @pytest.fixture(scope="module")
 def ray_ctx(s3):
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     yield
     ray.shutdown()
 

@@ -96,6 +96,7 @@ class OfflineMARLAlgorithm(Algorithm):
         logger.info("%s: opened %d episodes of %s in %.1fs", type(self).__name__, self.store.num_episodes,
                     self.dataset_path, time.time() - t0)
         self.rng = np.random.default_rng(cfg.seed)
+        self.sampler = None  # an in-process sampler a subclass sets: checkpointed by the base
         self._last_evaluation = None
         self._algorithm_metrics: Dict[str, Any] = {}
         self.setup_algorithm()
@@ -106,6 +107,21 @@ class OfflineMARLAlgorithm(Algorithm):
 
     def build_phases(self) -> List[Phase]:
         raise NotImplementedError(f"{type(self).__name__} must define build_phases()")
+
+    def joint_sampler(self):
+        """Uniform joint episodes split by module (:meth:`JointEpisodeSampler.sample_by_module`),
+        seeded by ``config.seed``: what mixer-based algorithms assign to ``self.sampler``."""
+        from rllib_sit.replay.samplers import JointEpisodeSampler
+
+        return JointEpisodeSampler(self.store.columns, seed=self.config.seed,
+                                   agent_modules=self.config.agent_module_order(self.env_info))
+
+    def trajectory_sampler(self):
+        """Uniform individual trajectories per module, in-process, seeded by ``config.seed``."""
+        from rllib_sit.replay.samplers import IndividualTrajectorySampler
+
+        return IndividualTrajectorySampler(self.store.columns, self.config.agent_module_order(self.env_info),
+                                           seed=self.config.seed)
 
     def own_actor(self, actor):
         """Register a Ray actor this algorithm created: killed in ``cleanup()``."""
@@ -156,7 +172,8 @@ class OfflineMARLAlgorithm(Algorithm):
 
     # -- checkpointing ---------------------------------------------------------------------------
     def get_extra_state(self) -> Dict[str, Any]:
-        """Subclass hook: state beyond the learners and phases (e.g. a sampler actor's)."""
+        """Subclass hook: state beyond the learners, phases, ``self.rng`` and ``self.sampler`` (e.g.
+        a sampler actor's)."""
         return {}
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
@@ -164,8 +181,11 @@ class OfflineMARLAlgorithm(Algorithm):
 
     def get_state(self, components=None, *, not_components=None, **kwargs):
         state = super().get_state(components, not_components=not_components, **kwargs)
+        extra = self.get_extra_state()
+        if self.sampler is not None:
+            extra.setdefault("sampler", self.sampler.get_state())
         state[STATE_KEY] = {"schedule": self.schedule.get_state(), "rng": self.rng.bit_generator.state,
-                            "extra": self.get_extra_state()}
+                            "extra": extra}
         return state
 
     def set_state(self, state) -> None:
@@ -185,7 +205,10 @@ class OfflineMARLAlgorithm(Algorithm):
         if ours:
             self.schedule.set_state(ours["schedule"])
             self.rng.bit_generator.state = ours["rng"]
-            self.set_extra_state(ours.get("extra") or {})
+            extra = ours.get("extra") or {}
+            if self.sampler is not None and extra.get("sampler") is not None:
+                self.sampler.set_state(extra["sampler"])
+            self.set_extra_state(extra)
 
     def restore_from_path(self, path, *args, **kwargs):
         # Algorithm.restore_from_path syncs the training EnvRunners (None here -> AttributeError);

@@ -32,7 +32,6 @@ from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.facmac.facmac_learner import ACTOR_LOSS, CRITIC_LOSS, PHASE_ACTOR_CRITIC
 from rllib_sit.algorithms.qmix.qmix import JOINT_KEYS, joint_batch
 from rllib_sit.replay import keys as K
-from rllib_sit.replay.samplers import JointEpisodeSampler
 
 # What the learner reads from an agent module's batch (the joint keys are QMIX's).
 AGENT_KEYS = (K.OBS_ALL, K.AGENT_INDEX, K.ACTIONS, K.PREV_ACTIONS, K.FILLED)
@@ -118,8 +117,7 @@ class FACMAC(OfflineMARLAlgorithm):
         return FACMACConfig()
 
     def setup_algorithm(self) -> None:
-        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
-        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=agent_modules)
+        self.sampler = self.joint_sampler()
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -129,9 +127,3 @@ class FACMAC(OfflineMARLAlgorithm):
         B = self.config.batch_size_episodes
         return self.update_loop(lambda: joint_batch(self.sampler, B, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS), n)
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler") is not None:
-            self.sampler.set_state(state["sampler"])

@@ -33,7 +33,6 @@ from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.icq.icq_learner import ACTOR_LOSS, CRITIC_LOSS, PHASE_ICQ, SOFTMAX_OVER
-from rllib_sit.replay.samplers import JointEpisodeSampler
 
 
 class ICQConfig(OfflineMARLConfig):
@@ -109,8 +108,7 @@ class ICQ(OfflineMARLAlgorithm):
         return ICQConfig()
 
     def setup_algorithm(self) -> None:
-        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
-        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=agent_modules)
+        self.sampler = self.joint_sampler()
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -120,9 +118,3 @@ class ICQ(OfflineMARLAlgorithm):
         B = self.config.batch_size_episodes
         return self.update_loop(lambda: self.sampler.sample_by_module(B, MIXER_MODULE_ID), n)
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler") is not None:
-            self.sampler.set_state(state["sampler"])

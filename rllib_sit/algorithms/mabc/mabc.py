@@ -26,7 +26,6 @@ from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.mabc.mabc_learner import BC_LOSS, GREEDY_ACCURACY, PHASE_BC
-from rllib_sit.replay.samplers import IndividualTrajectorySampler
 
 
 class MABCConfig(OfflineMARLConfig):
@@ -76,8 +75,7 @@ class MABC(OfflineMARLAlgorithm):
 
     def setup_algorithm(self) -> None:
         # In-process, uniform: B individual trajectories per module (agent type) and update.
-        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
-        self.sampler = IndividualTrajectorySampler(self.store.columns, agent_modules, seed=self.config.seed)
+        self.sampler = self.trajectory_sampler()
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -86,9 +84,3 @@ class MABC(OfflineMARLAlgorithm):
     def _run_bc(self, n: int):
         return self.update_loop(lambda: self.sampler.sample(self.config.batch_size_episodes), n)
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler") is not None:
-            self.sampler.set_state(state["sampler"])

@@ -40,7 +40,6 @@ from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.mabcq import mabcq_learner as N
-from rllib_sit.replay.samplers import JointEpisodeSampler
 
 
 class MABCQConfig(OfflineMARLConfig):
@@ -136,10 +135,9 @@ class MABCQ(OfflineMARLAlgorithm):
         return MABCQConfig()
 
     def setup_algorithm(self) -> None:
-        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
         # In-process, uniform over episodes: the joint episode for the mixer, split into every
         # agent's individual trajectory for its (shared, per type) module.
-        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=agent_modules)
+        self.sampler = self.joint_sampler()
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -159,9 +157,3 @@ class MABCQ(OfflineMARLAlgorithm):
     def _run_bcq(self, n: int):
         return self.update_loop(lambda: self._sample(True), n)
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler") is not None:
-            self.sampler.set_state(state["sampler"])

@@ -144,8 +144,7 @@ class MACQL(OfflineMARLAlgorithm):
     def setup_algorithm(self) -> None:
         # In-process, uniform: B joint episodes per update, split into every module's individual
         # trajectories beside the joint episode (state, team reward, joint actions) for the mixer.
-        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed,
-                                           agent_modules=self.config.agent_module_order(self.env_info))
+        self.sampler = self.joint_sampler()
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -154,9 +153,3 @@ class MACQL(OfflineMARLAlgorithm):
     def _run_cql(self, n: int):
         return self.update_loop(lambda: joint_batch(self.sampler, self.config.batch_size_episodes), n)
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler") is not None:
-            self.sampler.set_state(state["sampler"])

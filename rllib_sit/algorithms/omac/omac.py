@@ -22,7 +22,6 @@ from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
-from rllib_sit.replay.samplers import JointEpisodeSampler
 
 PHASE_VALUE, PHASE_POLICY = "value", "policy"
 
@@ -98,8 +97,7 @@ class OMAC(OfflineMARLAlgorithm):
         return OMACConfig()
 
     def setup_algorithm(self) -> None:
-        modules = list(self.config.agent_module_ids(self.env_info).values())
-        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=modules)
+        self.sampler = self.joint_sampler()
 
     def _value_batch(self):
         return self.sampler.sample_by_module(self.config.batch_size_episodes, MIXER_MODULE_ID)
@@ -116,9 +114,3 @@ class OMAC(OfflineMARLAlgorithm):
                 Phase(PHASE_POLICY, lambda n: self.update_loop(self._policy_batch, n), cfg.policy_updates,
                       cfg.policy_updates_per_iteration)]
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler"):
-            self.sampler.set_state(state["sampler"])

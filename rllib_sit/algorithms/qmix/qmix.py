@@ -114,8 +114,7 @@ class QMIX(OfflineMARLAlgorithm):
         return QMIXConfig()
 
     def setup_algorithm(self) -> None:
-        agent_modules = list(self.config.agent_module_ids(self.env_info).values())
-        self.sampler = JointEpisodeSampler(self.store.columns, seed=self.config.seed, agent_modules=agent_modules)
+        self.sampler = self.joint_sampler()
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -124,9 +123,3 @@ class QMIX(OfflineMARLAlgorithm):
     def _run_td(self, n: int):
         return self.update_loop(lambda: joint_batch(self.sampler, self.config.batch_size_episodes), n)
 
-    def get_extra_state(self):
-        return {"sampler": self.sampler.get_state()}
-
-    def set_extra_state(self, state) -> None:
-        if state.get("sampler") is not None:
-            self.sampler.set_state(state["sampler"])
