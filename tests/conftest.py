@@ -16,7 +16,12 @@ torch.set_num_threads(1)
 
 # Memory-mapped column caches of test datasets go to a throw-away folder, not the repository's
 # offline_data/cache (rllib_sit.data.column_cache).
+# SIT's Stage I cache likewise (rllib_sit.algorithms.sit.stage1_cache).
 if "RLLIB_SIT_CACHE_DIR" not in os.environ:
     import tempfile
 
     os.environ["RLLIB_SIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="rllib_sit_test_cache_")
+if "RLLIB_SIT_STAGE1_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["RLLIB_SIT_STAGE1_CACHE"] = tempfile.mkdtemp(prefix="rllib_sit_test_stage1_")

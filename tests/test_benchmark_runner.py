@@ -1,7 +1,7 @@
 """``rllib-sit benchmark`` (rllib_sit.experiments): the runner on the tiny env as real Tune trials,
 resuming, the Table 1 Markdown, every figure, and the quick profile's plan.
 
-The tiny env (``tiny:coop`` of tests/algorithms/test_sit_fixtures.py) is not a package family: the
+The tiny env (``tiny:coop`` of tests/algorithms/tiny_fixtures.py) is not a package family: the
 runner's ``setup`` registers it in the driver and, through Ray's worker setup hook, in the trials.
 Ray is started once, by the first run; the rerun must not start it at all.
 """
@@ -22,7 +22,7 @@ from rllib_sit.experiments import results as R
 from rllib_sit.experiments.plan import parse_algorithms
 from rllib_sit.experiments.runner import TUNE_DIR
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "algorithms", "test_sit_fixtures.py")
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "algorithms", "tiny_fixtures.py")
 SETUP = f"{FIXTURES}:register_tiny_env"
 TINY = dict(batch_size_episodes=8, rnn_hidden=8, critic_hidden=8, reward_hidden=8, attention_hidden=8,
             ensemble_size=2, target_update_interval=2, stage2_batch_episodes=16)
@@ -47,7 +47,7 @@ def bench(tmp_path_factory):
     import ray
 
     sys.path.insert(0, os.path.dirname(FIXTURES))
-    from test_sit_fixtures import make_tiny_dataset
+    from tiny_fixtures import make_tiny_dataset
 
     dataset = make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=24, seed=0)
     out = str(tmp_path_factory.mktemp("bench"))

@@ -15,7 +15,7 @@ import torch
 from ray.rllib.core.columns import Columns
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "algorithms"))
-from test_sit_fixtures import (TINY_CONT_ENV_ID, TinyContinuousEnv, TinyCoopEnv,  # noqa: E402
+from tiny_fixtures import (TINY_CONT_ENV_ID, TinyContinuousEnv, TinyCoopEnv,  # noqa: E402
                                make_tiny_dataset, register_tiny_continuous_env, register_tiny_env, tiny_config)
 
 from rllib_sit.cli.sit_cmd import main as sit_main  # noqa: E402

@@ -251,8 +251,14 @@ class JointEpisodeSampler:
 
 
 def make_sampler_actor(cls, *args, **kwargs):
-    """``cls(*args, **kwargs)`` as a Ray actor with ``num_cpus=0``: it only gathers arrays, and on a
-    2-core machine it must not hold a CPU that Tune trials or Ray Data reads need."""
-    import ray
+    """``cls(*args, **kwargs)`` as a Ray actor with ``num_cpus=0`` on the caller's node.
 
-    return ray.remote(num_cpus=0)(cls).remote(*args, **kwargs)
+    ``num_cpus=0``: it only gathers arrays, and on a 2-core machine it must not hold a CPU that Tune
+    trials or Ray Data reads need. On the caller's node: it opens the caller's column cache (a
+    local folder) by path, which another node of a cluster does not have.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.remote(num_cpus=0)(cls).options(scheduling_strategy=here).remote(*args, **kwargs)

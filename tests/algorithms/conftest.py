@@ -3,7 +3,7 @@
 import pytest
 import ray
 
-from test_sit_fixtures import make_tiny_dataset, register_tiny_env
+from tiny_fixtures import make_tiny_dataset, register_tiny_env
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-from test_sit_fixtures import TINY_ENV_ID, register_tiny_env
+from tiny_fixtures import TINY_ENV_ID, register_tiny_env
 
 from rllib_sit.algorithms.common import AgentModuleMapping, Phase, PhaseSchedule, TeamMetricsCallback
 from rllib_sit.algorithms.common.config import OfflineMARLConfig

@@ -34,6 +34,7 @@ crash:
     target_update_interval: 3
     evaluation_duration: 1
     num_torch_threads: 1
+    stage1_cache: false           # the killed run must really be training Stage I, not load it
     seed: 7
 """
 

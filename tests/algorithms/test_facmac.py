@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_sit_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, register_tiny_continuous_env
+from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, register_tiny_continuous_env
 
 from rllib_sit.algorithms.common.algorithm import to_multi_agent_batch
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID

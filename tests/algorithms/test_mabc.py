@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_sit_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv,
+from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv,
                                register_tiny_continuous_env)
 
 from rllib_sit.algorithms.mabc import MABC, MABCConfig

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_sit_fixtures import TINY_ENV_ID
+from tiny_fixtures import TINY_ENV_ID
 
 from rllib_sit.algorithms.omac import OMAC, OMACConfig
 from rllib_sit.algorithms.omac.torch.omac_torch_learner import (advantage_weighted_actor_loss, coupled_factorization,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_sit_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, register_tiny_continuous_env
+from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, register_tiny_continuous_env
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.qmix import QMIX, QMIXConfig

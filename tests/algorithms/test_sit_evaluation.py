@@ -5,7 +5,7 @@ import pytest
 import torch
 from ray.rllib.core.columns import Columns
 
-from test_sit_fixtures import tiny_config
+from tiny_fixtures import tiny_config
 
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.common.mapping import AgentModuleMapping
@@ -184,7 +184,7 @@ def test_checkpoint_restore_evaluates_with_the_trained_weights(dataset, tmp_path
 
 
 def test_continuous_forward_inference_is_the_tanh_mean(ray_session, tmp_path):
-    from test_sit_fixtures import TINY_CONT_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
+    from tiny_fixtures import TINY_CONT_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
 
     from rllib_sit.algorithms.sit import SITConfig
     from rllib_sit.data.synthetic import make_random_dataset

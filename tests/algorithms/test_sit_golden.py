@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import ray
 
-from test_sit_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env)
+from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env)
 
 GOLDEN = Path(__file__).parent / "golden" / "sit_tiny_trace.json"
 CASES = {"discrete": (TINY_ENV_ID, {}), "continuous": (TINY_CONT_ENV_ID, {}),

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from test_sit_fixtures import tiny_config
+from tiny_fixtures import tiny_config
 
 from rllib_sit.algorithms.sit import sit_learner as K
 

@@ -14,7 +14,7 @@ import pytest
 import ray
 import torch
 
-from test_sit_fixtures import tiny_config
+from tiny_fixtures import tiny_config
 
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.sit import sit_learner as K
@@ -139,7 +139,7 @@ def test_run_that_stops_waiting_trains_and_the_lock_holder_adopts_its_entry(data
 
 
 def test_changed_stage1_setting_or_dataset_misses(dataset, tmp_path):
-    from test_sit_fixtures import make_tiny_dataset
+    from tiny_fixtures import make_tiny_dataset
 
     fields = S1.key_fields(tiny_config(dataset), "ds-0123")
     same = [dict(alpha=5.0), dict(beta=1.0), dict(eta=2.0), dict(agent_updates=9), dict(critic_lr=1e-3),

@@ -5,7 +5,7 @@ import pytest
 import ray
 import torch
 
-from test_sit_fixtures import TINY_ENV_ID, tiny_config
+from tiny_fixtures import TINY_ENV_ID, tiny_config
 
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.sit import sit_learner as K
@@ -125,7 +125,7 @@ def test_stage2_ray_data_pass_matches_local_pass(dataset):
 
 def test_continuous_actions_train_and_evaluate(ray_session, tmp_path):
     """The MAMuJoCo variant (tanh-Gaussian actor, critic on continuous actions) on a tiny box env."""
-    from test_sit_fixtures import TINY_CONT_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
+    from tiny_fixtures import TINY_CONT_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
 
     from rllib_sit.algorithms.sit import SITConfig
     from rllib_sit.data.synthetic import make_random_dataset

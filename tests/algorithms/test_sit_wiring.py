@@ -345,7 +345,7 @@ def test_without_attention_lambda_is_one_and_rewards_are_raw():
 
 def test_ablation_switches_reach_the_module_specs():
     """SITConfig switches -> the model_config of the module specs the learners build."""
-    from test_sit_fixtures import TinyCoopEnv
+    from tiny_fixtures import TinyCoopEnv
 
     from rllib_sit.algorithms.sit import SITConfig
 
@@ -487,7 +487,7 @@ def test_prioritized_false_samples_every_trajectory_of_a_type_uniformly(dataset)
     """
     import ray
 
-    from test_sit_fixtures import tiny_config
+    from tiny_fixtures import tiny_config
 
     # ensemble=False rides along (one build, < 20 s file): SIT's Stage II must hand û ≡ 1 to the sampler.
     algo = tiny_config(dataset, prioritized=False, ensemble=False, ardnem_updates=1, ardnem_updates_per_iteration=1,

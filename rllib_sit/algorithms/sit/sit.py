@@ -40,7 +40,7 @@ from rllib_sit.algorithms.sit import sit_learner as K
 from rllib_sit.algorithms.sit import stage1_cache as S1
 from rllib_sit.data import schema as S
 from rllib_sit.replay import keys as B
-from rllib_sit.replay.samplers import IndividualTrajectorySampler
+from rllib_sit.replay.samplers import IndividualTrajectorySampler, make_sampler_actor
 
 logger = logging.getLogger(__name__)
 
@@ -423,13 +423,9 @@ class SIT(OfflineMARLAlgorithm):
 
     def _start_dper(self) -> None:
         if self.dper is None:
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
             seed = self.config.seed if not self.dper_restarts else [self.config.seed, self.dper_restarts]
-            # On this node: the actor opens this node's column cache (a local folder) by path.
-            here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-            self.dper = self.own_actor(ray.remote(num_cpus=0)(IndividualTrajectorySampler).options(
-                scheduling_strategy=here).remote(self.store.cache_dir, self.agent_modules, seed=seed))
+            self.dper = self.own_actor(make_sampler_actor(IndividualTrajectorySampler, self.store.cache_dir,
+                                                          self.agent_modules, seed=seed))
 
     def _set_r_hat_stats(self, r_hat: np.ndarray) -> None:
         filled = self.store[S.FILLED]

@@ -1,4 +1,4 @@
-"""Tiny fixtures shared by the SIT tests: a 3-agent, 2-type cooperative env and its dataset.
+"""Tiny fixtures shared by every algorithm's tests: a 3-agent, 2-type cooperative env, a 2-agent box env, and datasets.
 
 ``tiny:coop`` — agents a0, a1 (type "scout") and b0 (type "tank"); 3 discrete actions, action 2
 is unavailable to the tank. Team reward per step = [a0 took 1] + 0.5·[b0 took 1]; a1 contributes
