@@ -203,6 +203,19 @@ class OfflineMARLConfig(AlgorithmConfig):
         """``{agent id: module id}`` for the dataset's agents under ``module_mapping``."""
         return module_ids_by_agent(info.agents, info.agent_types, self.module_mapping)
 
+    def mixer_module_spec(self, info: EnvInfo, mixer: str, **mixer_kwargs) -> Dict[str, RLModuleSpec]:
+        """``{MIXER_MODULE_ID: spec}`` of a learner-only :class:`~rllib_sit.models.mixers.MixerTorchRLModule`
+        (``mixer``: "linear" = Σ w_i(s) Q_i + b(s), or "qmix"), carrying the agent -> module order the
+        learner's ``agent_modules()`` reads: what a joint algorithm returns from ``extra_module_specs``."""
+        from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+        from rllib_sit.models.mixers import MixerTorchRLModule
+
+        obs_space, act_space = self.spaces(info)
+        return {MIXER_MODULE_ID: RLModuleSpec(
+            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
+            model_config=dict(mixer=mixer, state_dim=info.state_dim, n_agents=info.n_agents,
+                              mixer_kwargs=mixer_kwargs, agent_modules=self.agent_module_order(info)))}
+
     def agent_module_order(self, info: EnvInfo) -> List[str]:
         """The module id of every agent, in the env's agent order (a joint algorithm puts it in its
         mixer module's ``model_config["agent_modules"]`` for the learner)."""

@@ -139,6 +139,13 @@ class OfflineMARLTorchLearner(TorchLearner):
 
         return list(self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"])
 
+    def stacked(self, fwd_out: Dict[str, Dict[str, Any]], key: str) -> torch.Tensor:
+        """Every agent module's ``fwd_out[m][key]`` (``[B * n_m, L, ...]``) in env agent order: ``[B, L, N, ...]``."""
+        from rllib_sit.algorithms.common.joint import stack_agents
+
+        order = self.agent_modules()
+        return stack_agents({m: fwd_out[m][key] for m in dict.fromkeys(order)}, order)
+
     # -- target networks -------------------------------------------------------------------------
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:
         super().after_gradient_based_update(timesteps=timesteps)

@@ -27,7 +27,6 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.facmac.facmac_learner import ACTOR_LOSS, CRITIC_LOSS, PHASE_ACTOR_CRITIC
 from rllib_sit.algorithms.qmix.qmix import JOINT_KEYS, joint_batch
@@ -97,14 +96,7 @@ class FACMACConfig(OfflineMARLConfig):
                                               critic_hidden=self.critic_hidden))
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
-        from rllib_sit.models.mixers import MixerTorchRLModule
-
-        obs_space, act_space = self.spaces(info)
-        return {MIXER_MODULE_ID: RLModuleSpec(
-            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
-            model_config=dict(mixer="qmix", state_dim=info.state_dim, n_agents=info.n_agents,
-                              mixer_kwargs={"embed": self.mixing_embed_dim, "hyper_hidden": self.hypernet_embed},
-                              agent_modules=self.agent_module_order(info)))}
+        return self.mixer_module_spec(info, "qmix", embed=self.mixing_embed_dim, hyper_hidden=self.hypernet_embed)
 
 
 class FACMAC(OfflineMARLAlgorithm):

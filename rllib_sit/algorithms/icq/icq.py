@@ -87,15 +87,7 @@ class ICQConfig(OfflineMARLConfig):
                                               n_action_samples=self.n_action_samples))
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
-        from rllib_sit.models.mixers import MixerTorchRLModule
-
-        obs_space, act_space = self.spaces(info)
-        return {MIXER_MODULE_ID: RLModuleSpec(
-            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
-            model_config=dict(mixer="linear", state_dim=info.state_dim, n_agents=info.n_agents,
-                              mixer_kwargs={"hidden": self.mixer_hidden},
-                              # the joint-loss convention: the learner's agent_modules() reads it
-                              agent_modules=self.agent_module_order(info)))}
+        return self.mixer_module_spec(info, "linear", hidden=self.mixer_hidden)
 
 
 class ICQ(OfflineMARLAlgorithm):

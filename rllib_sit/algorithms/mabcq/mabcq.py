@@ -113,16 +113,8 @@ class MABCQConfig(OfflineMARLConfig):
         return RLModuleSpec(module_class=cls, observation_space=obs_space, action_space=act_space, model_config=mc)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
-        from rllib_sit.models.mixers import MixerTorchRLModule
-
-        obs_space, act_space = self.spaces(info)
-        # One StateLinearMixer (ICQ's Σ w_i(s) Q_i + b(s), the SIT paper's decomposition for MABCQ);
-        # agent_modules = module id of every agent in env order, for stack_agents in the learner.
-        return {MIXER_MODULE_ID: RLModuleSpec(
-            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
-            model_config=dict(mixer="linear", state_dim=info.state_dim, n_agents=info.n_agents,
-                              mixer_kwargs={"hidden": self.mixer_hidden},
-                              agent_modules=self.agent_module_order(info)))}
+        # One StateLinearMixer (ICQ's Σ w_i(s) Q_i + b(s), the SIT paper's decomposition for MABCQ).
+        return self.mixer_module_spec(info, "linear", hidden=self.mixer_hidden)
 
 
 class MABCQ(OfflineMARLAlgorithm):

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-import gymnasium as gym
-import numpy as np
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
@@ -36,7 +34,6 @@ from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.macql.macql_learner import (CQL_AGENT_WEIGHTS, CQL_PENALTY, CQL_VARIANTS, MIXER_WEIGHTS,
                                                       PER_AGENT, PHASE_CQL, TD_LOSS)
-from rllib_sit.models.mixers import MixerTorchRLModule
 from rllib_sit.replay import keys as K
 from rllib_sit.replay.samplers import JointEpisodeSampler
 
@@ -112,12 +109,7 @@ class MACQLConfig(OfflineMARLConfig):
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         # One learner-only mixer: ICQ's Q_tot = Σ_i w_i(s) Q_i + b(s) (the SIT paper's decomposition
         # for MABCQ/MACQL/ICQ). It carries the agent -> module order the learner stacks values in.
-        space = gym.spaces.Box(-np.inf, np.inf, (info.state_dim,), np.float32)
-        return {MIXER_MODULE_ID: RLModuleSpec(
-            module_class=MixerTorchRLModule, observation_space=space, action_space=space,
-            model_config={"mixer": "linear", "state_dim": info.state_dim, "n_agents": info.n_agents,
-                          "mixer_kwargs": {"hidden": self.mixer_hidden},
-                          "agent_modules": self.agent_module_order(info)})}
+        return self.mixer_module_spec(info, "linear", hidden=self.mixer_hidden)
 
 
 # What the learner reads: the agents' own trajectories (decentralised Q networks / actors / critics

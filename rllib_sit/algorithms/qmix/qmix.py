@@ -87,14 +87,7 @@ class QMIXConfig(OfflineMARLConfig):
                             model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden))
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
-        from rllib_sit.models.mixers import MixerTorchRLModule
-
-        obs_space, act_space = self.spaces(info)
-        return {MIXER_MODULE_ID: RLModuleSpec(
-            module_class=MixerTorchRLModule, observation_space=obs_space, action_space=act_space,
-            model_config=dict(mixer="qmix", state_dim=info.state_dim, n_agents=info.n_agents,
-                              mixer_kwargs={"embed": self.mixing_embed_dim, "hyper_hidden": self.hypernet_embed},
-                              agent_modules=self.agent_module_order(info)))}
+        return self.mixer_module_spec(info, "qmix", embed=self.mixing_embed_dim, hyper_hidden=self.hypernet_embed)
 
 
 def joint_batch(sampler: JointEpisodeSampler, batch_size: int, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS):

@@ -15,10 +15,12 @@ setting), or hard copies every ``target_update_interval`` updates with ``target_
 
 from __future__ import annotations
 
+import functools
+
 
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.facmac.facmac_learner import (ACTOR_LOSS, CRITIC_LOSS, PI, Q_PI, Q_TOT_MEAN, Q_TOT_PI_MEAN,
                                                         TARGET_MEAN)
@@ -73,8 +75,7 @@ class FACMACTorchLearner(OfflineMARLTorchLearner):
         L = joint[K.FILLED].shape[1]
         state, filled = joint[K.STATE], joint[K.FILLED]
 
-        def stacked(key):
-            return stack_agents({m: fwd_out[m][key] for m in modules}, agent_modules)
+        stacked = functools.partial(self.stacked, fwd_out)  # key -> [B, L, N, ...]
 
         q_tot = mixer.mix(stacked(K.Q_TAKEN), state[:, :L])
         with torch.no_grad():

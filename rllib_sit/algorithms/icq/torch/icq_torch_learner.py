@@ -18,6 +18,8 @@ entry outside the mask gets weight 0 and does not enter any normaliser, whatever
 
 from __future__ import annotations
 
+import functools
+
 from typing import Tuple
 
 import torch
@@ -103,8 +105,7 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
         L = joint[K.FILLED].shape[1]
         filled, state = joint[K.FILLED], joint[K.STATE]
 
-        def stacked(key):
-            return stack_agents({m: fwd_out[m][key] for m in modules}, agent_modules)  # [B, L, N]
+        stacked = functools.partial(self.stacked, fwd_out)  # key -> [B, L, N, ...]
 
         # -- critic: Q_tot vs the implicit-constraint λ-return ------------------------------------
         q_tot = mixer.mix(stacked(K.Q_TAKEN), state[:, :L])
