@@ -4,7 +4,8 @@
         --episodes 10000 --seeds 0 1 2 --updates 15000 --eval-episodes 32
 
 Per (dataset, seed): trains MABC for ``--updates`` updates (the paper: 15,000, Table 11), evaluates
-the greedy actors for ``--eval-episodes`` episodes and appends one JSON row to ``--results``
+the greedy actors for ``--eval-episodes`` episodes (and as many with actions sampled from the cloned
+policies) and appends one JSON row to ``--results``
 (JSON lines). Rows already in the file (same dataset, episodes, updates, evaluation episodes and
 seed) are skipped, so an interrupted run resumes where it stopped. Datasets are generated on first
 use (``rllib_sit.data.generation.ensure_dataset``, dataset seed ``--dataset-seed``); the behaviour
@@ -40,8 +41,12 @@ def load_rows(path: str):
         return [json.loads(line) for line in f if line.strip()]
 
 
+# Values of settings added after rows were written (those rows ran with them).
+ROW_DEFAULTS = {"module_mapping": "agent_type"}
+
+
 def same_run(row, key) -> bool:
-    return all(row.get(k) == v for k, v in key.items())
+    return all(row.get(k, ROW_DEFAULTS.get(k)) == v for k, v in key.items())
 
 
 def run_one(env: str, path: str, seed: int, args):
@@ -49,38 +54,53 @@ def run_one(env: str, path: str, seed: int, args):
 
     cfg = (MABCConfig().environment(env).offline_data(input_=path)
            .training(agent_updates=args.updates, agent_updates_per_iteration=args.updates_per_iteration,
-                     num_torch_threads=args.threads)
+                     num_torch_threads=args.threads, module_mapping=args.module_mapping)
            .evaluation(evaluation_duration=args.eval_episodes).debugging(seed=seed))
     algo = cfg.build_algo()
     t0 = time.time()
     try:
-        learners = {}
+        learners, curve = {}, []
         while not algo.schedule.finished:
             res = algo.train()
             learners = {m: v for m, v in res["learners"].items() if isinstance(v, dict) and "bc_loss" in v}
+            curve.append(dict(updates=int(res["phases"]["bc_updates_done"]),
+                              **{m: round(float(v["bc_loss"]), 4) for m, v in learners.items()}))
             stats = " ".join(f"{m} loss {v['bc_loss']:.3f}" + (f" acc {v['greedy_accuracy']:.2f}"
                                                               if "greedy_accuracy" in v else "")
                              for m, v in learners.items())
             print(f"  {env} seed {seed} iter {res['training_iteration']} "
                   f"updates {int(res['phases']['bc_updates_done'])}/{args.updates} {stats}", flush=True)
-        ev = algo.evaluate()["env_runners"]
+        ev = algo.evaluate()["env_runners"]  # greedy (syncs the learners' weights to the EnvRunner)
+        sampled = sampled_returns(algo, args.eval_episodes)
     finally:
         algo.stop()
     return {"eval_return_mean": float(ev["episode_return_mean"]), "eval_return_std": float(ev["episode_return_std"]),
             "eval_episodes_done": int(ev["num_episodes"]), "win_rate": ev.get("win_rate"),
+            "sampled_return_mean": float(np.mean(sampled)), "sampled_return_std": float(np.std(sampled)),
             "final_bc_loss": {m: float(v["bc_loss"]) for m, v in learners.items()},
             "final_greedy_accuracy": {m: float(v["greedy_accuracy"]) for m, v in learners.items()
                                       if "greedy_accuracy" in v},
-            "train_seconds": round(time.time() - t0, 1)}
+            "bc_loss_curve": curve, "train_seconds": round(time.time() - t0, 1)}
+
+
+def sampled_returns(algo, n: int):
+    """Team returns of ``n`` episodes with actions *sampled* from the cloned policies (explore=True)
+    on the evaluation EnvRunner: a faithful clone of a stochastic behaviour policy lands near the
+    behaviour return this way, while the greedy policy may not."""
+    from rllib_sit.algorithms.common.evaluation import team_return
+
+    runner = algo.eval_env_runner_group.local_env_runner
+    return [team_return(ep) for ep in runner.sample(num_episodes=n, explore=True)]
 
 
 def table(rows, datasets, args) -> str:
     out = ["| dataset | episodes | behaviour return (card) | MABC greedy return, mean ± std over seeds | "
-           "per seed | win rate | MABC − behaviour |", "|---|---|---|---|---|---|---|"]
+           "per seed | win rate | greedy − behaviour | MABC sampled-action return |", "|---|---|---|---|---|---|---|---|"]
     for env, quality in datasets:
         rs = sorted((r for r in rows if same_run(r, dict(env=env, quality=quality, episodes=args.episodes,
                                                            dataset_seed=args.dataset_seed, updates=args.updates,
-                                                           eval_episodes=args.eval_episodes))),
+                                                           eval_episodes=args.eval_episodes,
+                                                           module_mapping=args.module_mapping))),
                     key=lambda r: r["seed"])
         if not rs:
             continue
@@ -89,9 +109,11 @@ def table(rows, datasets, args) -> str:
         wins = [r["win_rate"] for r in rs if r.get("win_rate") is not None]
         win = f"{np.mean(wins):.2f}" if wins else "–"
         per_seed = ", ".join(f"{r['eval_return_mean']:.2f}" for r in rs)
-        out.append(f"| {env} {quality} | {args.episodes} | {beh:.2f} ± {rs[0]['behaviour_return_std']:.2f} | "
+        sm = np.array([r["sampled_return_mean"] for r in rs])
+        mapping = "" if args.module_mapping == "agent_type" else f" ({args.module_mapping} modules)"
+        out.append(f"| {env} {quality}{mapping} | {args.episodes} | {beh:.2f} ± {rs[0]['behaviour_return_std']:.2f} | "
                    f"{ev.mean():.2f} ± {ev.std():.2f} ({len(rs)} seeds) | {per_seed} | {win} | "
-                   f"{ev.mean() - beh:+.2f} ({100 * (ev.mean() - beh) / abs(beh):+.1f} %) |")
+                   f"{ev.mean() - beh:+.2f} ({100 * (ev.mean() - beh) / abs(beh):+.1f} %) | {sm.mean():.2f} ± {sm.std():.2f} |")
     return "\n".join(out)
 
 
@@ -105,7 +127,9 @@ def main(argv=None) -> int:
     p.add_argument("--updates", type=int, default=15000, help="BC updates (Table 11: 15,000)")
     p.add_argument("--updates-per-iteration", type=int, default=1000)
     p.add_argument("--eval-episodes", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the learner")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the learner")
+    p.add_argument("--module-mapping", default="agent_type", choices=["agent_type", "agent_id"],
+                   help="one actor per agent type (default) or per agent (Eq. 11's θ_i)")
     p.add_argument("--results", default=os.path.join("results", "mabc_learning.jsonl"))
     args = p.parse_args(argv)
     datasets = [parse_dataset(d) for d in args.datasets]
@@ -125,7 +149,8 @@ def main(argv=None) -> int:
         card = read_card(path)
         for seed in args.seeds:
             key = dict(env=env, quality=quality, episodes=args.episodes, dataset_seed=args.dataset_seed,
-                       updates=args.updates, eval_episodes=args.eval_episodes, seed=seed)
+                       updates=args.updates, eval_episodes=args.eval_episodes,
+                       module_mapping=args.module_mapping, seed=seed)
             if any(same_run(r, key) for r in rows):
                 print(f"{env} {quality} seed {seed}: done before, skipped ({args.results})", flush=True)
                 continue
