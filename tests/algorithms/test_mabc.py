@@ -158,6 +158,16 @@ def test_every_tuned_example_validates():
 def test_train_two_iterations_and_evaluate_discrete(dataset):
     algo = tiny_mabc(dataset).evaluation(evaluation_interval=2).build_algo()
     try:
+        # A training batch is the sampler's draw with agent j's own observations only.
+        state = algo.sampler.get_state()
+        own = algo._bc_batch()
+        algo.sampler.set_state(state)
+        full = algo.sampler.sample(8)
+        for m in ("scout", "tank"):
+            np.testing.assert_array_equal(own[m][K.EPISODE_INDEX], full[m][K.EPISODE_INDEX])
+            j = full[m][K.AGENT_INDEX]
+            np.testing.assert_array_equal(own[m][K.OBS_ALL][:, :, 0], full[m][K.OBS_ALL][np.arange(8), :, j])
+            np.testing.assert_array_equal(own[m][K.AVAIL_ACTIONS], full[m][K.AVAIL_ACTIONS])
         r1 = algo.train()
         assert r1["phases"] == dict(r1["phases"], current="bc", bc_updates_done=3)
         r2 = algo.train()

@@ -81,6 +81,12 @@ class MABC(OfflineMARLAlgorithm):
         cfg = self.config
         return [Phase(PHASE_BC, self._run_bc, cfg.agent_updates, cfg.agent_updates_per_iteration)]
 
+    def _bc_batch(self):
+        # = self.sampler.sample(B) (same draws), with agent j's own observations only: the actor
+        # needs no o_{-j} (N times less to copy). Local: sample() has no own_obs_only flag yet.
+        s, B = self.sampler, self.config.batch_size_episodes
+        return {m: s.gather(*s.sample_indices(m, B), own_obs_only=True) for m in s.modules}
+
     def _run_bc(self, n: int):
-        return self.update_loop(lambda: self.sampler.sample(self.config.batch_size_episodes), n)
+        return self.update_loop(self._bc_batch, n)
 
