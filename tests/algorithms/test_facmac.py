@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, register_tiny_continuous_env
+from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, np_qmixer,
+                           register_tiny_continuous_env)
 
 from rllib_sit.algorithms.common.algorithm import to_multi_agent_batch
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
@@ -96,21 +97,6 @@ def _losses(learner, batch):
     return learner.compute_joint_losses(batch=tb, fwd_out=learner.module.forward_train(tb))
 
 
-def _np_qmixer(mixer, q, s):
-    """QMixer in NumPy from its weights; ``q [n, N]``, ``s [n, S]``."""
-    P = {k: v.detach().double().numpy() for k, v in mixer.state_dict().items()}
-    relu = lambda x: np.maximum(x, 0)  # noqa: E731
-    n, N = q.shape
-    w1 = np.abs(relu(s @ P["hyper_w1.0.weight"].T + P["hyper_w1.0.bias"]) @ P["hyper_w1.2.weight"].T
-                + P["hyper_w1.2.bias"]).reshape(n, N, -1)
-    x = np.einsum("na,nae->ne", q, w1) + s @ P["hyper_b1.weight"].T + P["hyper_b1.bias"]
-    hidden = np.where(x > 0, x, np.expm1(x))
-    w2 = np.abs(relu(s @ P["hyper_w2.0.weight"].T + P["hyper_w2.0.bias"]) @ P["hyper_w2.2.weight"].T
-                + P["hyper_w2.2.bias"])
-    v = relu(s @ P["v.0.weight"].T + P["v.0.bias"]) @ P["v.2.weight"].T + P["v.2.bias"]
-    return (hidden * w2).sum(-1) + v[:, 0]
-
-
 def _np_critic(critic, o, prev, a):
     """FACMACCritic in NumPy: fc-ReLU-fc-ReLU-fc on o ⊕ a^{t-1} ⊕ a^t."""
     P = {k: v.detach().double().numpy() for k, v in critic.state_dict().items()}
@@ -142,9 +128,9 @@ def _np_expected(learner, raw, gamma=0.99, action_reg=1e-3):
             pi_sq[b, :, i] = (mu ** 2).mean(-1)
     s = raw["state"].astype(np.float64)
     s_now, s_next = s[:, :L].reshape(B * L, -1), s[:, 1:].reshape(B * L, -1)
-    q_tot = _np_qmixer(mix.mixer, q_data.reshape(-1, N), s_now).reshape(B, L)
-    q_tot_pi = _np_qmixer(mix.mixer, q_pi.reshape(-1, N), s_now).reshape(B, L)
-    target = _np_qmixer(mix.target_mixer, q_next.reshape(-1, N), s_next).reshape(B, L)
+    q_tot = np_qmixer(mix.mixer, q_data.reshape(-1, N), s_now).reshape(B, L)
+    q_tot_pi = np_qmixer(mix.mixer, q_pi.reshape(-1, N), s_now).reshape(B, L)
+    target = np_qmixer(mix.target_mixer, q_next.reshape(-1, N), s_next).reshape(B, L)
     y = raw["reward"] + gamma * (1 - raw["terminated"]) * target
     f = raw["filled"]
     critic = (f * (q_tot - y) ** 2).sum() / f.sum()

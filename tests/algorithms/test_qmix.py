@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, register_tiny_continuous_env
+from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, np_qmixer,
+                           register_tiny_continuous_env)
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.qmix import QMIX, QMIXConfig
@@ -104,21 +105,6 @@ def _td_loss(learner, batch):
     return terms["td"]
 
 
-def _np_qmixer(mixer, q, s):
-    """QMixer in NumPy from its weights: |W1(s)|, ELU, |w2(s)|, V(s); ``q [n, N]``, ``s [n, S]``."""
-    P = {k: v.detach().double().numpy() for k, v in mixer.state_dict().items()}
-    relu = lambda x: np.maximum(x, 0)  # noqa: E731
-    n, N = q.shape
-    w1 = np.abs(relu(s @ P["hyper_w1.0.weight"].T + P["hyper_w1.0.bias"]) @ P["hyper_w1.2.weight"].T
-                + P["hyper_w1.2.bias"]).reshape(n, N, -1)
-    x = np.einsum("na,nae->ne", q, w1) + s @ P["hyper_b1.weight"].T + P["hyper_b1.bias"]
-    hidden = np.where(x > 0, x, np.expm1(x))
-    w2 = np.abs(relu(s @ P["hyper_w2.0.weight"].T + P["hyper_w2.0.bias"]) @ P["hyper_w2.2.weight"].T
-                + P["hyper_w2.2.bias"])
-    v = relu(s @ P["v.0.weight"].T + P["v.0.bias"]) @ P["v.2.weight"].T + P["v.2.bias"]
-    return (hidden * w2).sum(-1) + v[:, 0]
-
-
 def _np_expected_loss(learner, raw, double_q, gamma=0.99):
     """The QMIX TD loss recomputed per (episode, agent) in NumPy; only the GRU Q-networks are called."""
     obs, avail, acts = raw["obs"], raw["avail"], raw["actions"]
@@ -145,8 +131,8 @@ def _np_expected_loss(learner, raw, double_q, gamma=0.99):
                     nxt[b, t, i] = q_tg[b, t + 1, i, ok].max()
     mix = learner.module[MIXER_MODULE_ID].unwrapped()
     s = raw["state"].astype(np.float64)
-    q_tot = _np_qmixer(mix.mixer, taken.reshape(-1, N), s[:, :L].reshape(B * L, -1)).reshape(B, L)
-    target = _np_qmixer(mix.target_mixer, nxt.reshape(-1, N), s[:, 1:].reshape(B * L, -1)).reshape(B, L)
+    q_tot = np_qmixer(mix.mixer, taken.reshape(-1, N), s[:, :L].reshape(B * L, -1)).reshape(B, L)
+    target = np_qmixer(mix.target_mixer, nxt.reshape(-1, N), s[:, 1:].reshape(B * L, -1)).reshape(B, L)
     y = raw["reward"] + gamma * (1 - raw["terminated"]) * target
     f = raw["filled"]
     return float((f * (q_tot - y) ** 2).sum() / f.sum())

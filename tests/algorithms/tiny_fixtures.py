@@ -114,3 +114,20 @@ def register_tiny_continuous_env() -> None:
     from rllib_sit.envs.registry import make_rllib_env
 
     register_env(TINY_CONT_ENV_ID, lambda cfg: make_rllib_env(TINY_CONT_ENV_ID, cfg))
+
+
+# -- NumPy references shared by the algorithm tests ------------------------------------------------
+
+def np_qmixer(mixer, q, s):
+    """QMixer in NumPy from its weights: |W1(s)|, ELU, |w2(s)|, V(s); ``q [n, N]``, ``s [n, S]``."""
+    P = {k: v.detach().double().numpy() for k, v in mixer.state_dict().items()}
+    relu = lambda x: np.maximum(x, 0)  # noqa: E731
+    n, N = q.shape
+    w1 = np.abs(relu(s @ P["hyper_w1.0.weight"].T + P["hyper_w1.0.bias"]) @ P["hyper_w1.2.weight"].T
+                + P["hyper_w1.2.bias"]).reshape(n, N, -1)
+    x = np.einsum("na,nae->ne", q, w1) + s @ P["hyper_b1.weight"].T + P["hyper_b1.bias"]
+    hidden = np.where(x > 0, x, np.expm1(x))
+    w2 = np.abs(relu(s @ P["hyper_w2.0.weight"].T + P["hyper_w2.0.bias"]) @ P["hyper_w2.2.weight"].T
+                + P["hyper_w2.2.bias"])
+    v = relu(s @ P["v.0.weight"].T + P["v.0.bias"]) @ P["v.2.weight"].T + P["v.2.bias"]
+    return (hidden * w2).sum(-1) + v[:, 0]
