@@ -156,6 +156,18 @@ def _iter_batches_from(source, meta: S.DatasetMeta, row_group: int) -> Iterator[
         yield _stack_rows(buf, meta, n)
 
 
+def publish_folder(tmp: str, dest: str) -> None:
+    """Move the complete folder ``tmp`` to ``dest`` by renames (replacing an existing ``dest``): a
+    reader sees the old folder or the new one, never a half-written one."""
+    if os.path.exists(dest):
+        trash = f"{tmp}.old"
+        os.rename(dest, trash)
+        os.rename(tmp, dest)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(tmp, dest)
+
+
 def write_dataset(source: Union[Iterable[Row], "ray.data.Dataset"], path: str, meta: S.DatasetMeta,  # noqa: F821
                   card: Optional[Dict[str, Any]] = None, *, rows_per_shard: int = DEFAULT_ROWS_PER_SHARD,
                   row_group_size: int = DEFAULT_ROW_GROUP, overwrite: bool = False, validate: bool = True) -> str:
@@ -209,13 +221,7 @@ def write_dataset(source: Union[Iterable[Row], "ray.data.Dataset"], path: str, m
         if n_rows == 0:
             raise DatasetError(f"{path}: no episodes to write; expected at least one")
         write_card(make_card(meta, np.concatenate(returns), card), tmp)
-        if os.path.exists(path):
-            trash = f"{tmp}.old"
-            os.rename(path, trash)
-            os.rename(tmp, path)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
+        publish_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rllib_sit.data.io import publish_folder
+
 from rllib_sit.export.policy import (BACKENDS, CONTINUOUS_INPUTS, CONTINUOUS_OUTPUTS, DISCRETE_INPUTS,
                                      DISCRETE_OUTPUTS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, ExportError,
                                      ExportedActor)
@@ -260,13 +262,7 @@ def export_checkpoint(checkpoint: str, out: str, formats: Sequence[str] = BACKEN
         with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=2, default=str)
             f.write("\n")
-        if os.path.exists(out):
-            trash = f"{tmp}.old"
-            os.rename(out, trash)
-            os.rename(tmp, out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        publish_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
