@@ -10,6 +10,9 @@ ALGORITHMS = {
     "ICQ": ("rllib_sit.algorithms.icq.icq", "ICQ"),
     "MACQL": ("rllib_sit.algorithms.macql.macql", "MACQL"),
     "OMAC": ("rllib_sit.algorithms.omac.omac", "OMAC"),
+    "VDTN_BCQ": ("rllib_sit.algorithms.vdtn.vdtn", "VDTN_BCQ"),
+    "VDTN_CQL": ("rllib_sit.algorithms.vdtn.vdtn", "VDTN_CQL"),
+    "VDTN_TD3BC": ("rllib_sit.algorithms.vdtn.vdtn", "VDTN_TD3BC"),
 }
 
 

@@ -1,0 +1,302 @@
+"""VD+TN: offline *decentralized* MARL with value deviation and transition normalization (Jiang &
+Lu, "Offline Decentralized Multi-Agent Reinforcement Learning", papers/offline_decentralized_marl_vd_tn.md)
+on three offline RL algorithms: ``VDTN_BCQ`` (the paper's MABCQ, §3.4), ``VDTN_CQL`` (its MACQL) and
+``VDTN_TD3BC`` (its MATD3+BC).
+
+Fully decentralized: one module per agent (``module_mapping="agent_id"``), each trained only on
+its own transitions (o_i, a_i, r, o_i′, done) sliced from the dataset — no other agent's action
+or observation ever reaches its learner. Per sample, the TD loss (Eq. 1) and the
+policy-improvement term (Eq. 2) are weighted by λ_tn λ_vd:
+
+* λ_vd = clip(1 + (V*(s′) − E V*(s′)) / |E V*(s′)|, 1 − ε, 1 + ε), E V*(s′) = (Q̂(s, a_i) − r)/γ
+  from the target networks (§3.1, §3.4; ε = ``optimism``);
+* λ_tn = ρ_N(μ¹)/ρ_N(μ²) from two VAEs on (s, a_i) and (s, a_i, s′) (§3.2, §3.4), or exactly
+  1/P̂(s′|s, a_i) from counts (``tn_estimator="count"``, for tabular observations).
+
+Phases: ``fit`` (Algorithm 1 line 4: the VAEs and BCQ's behaviour models; ``fit_updates``) then
+``td`` (``td_updates``). Switches ``use_value_deviation`` / ``use_transition_normalization`` give
+the paper's ablation rows (BCQ, BCQ w/ λ_vd, BCQ w/ λ_tn, MABCQ).
+
+Usage::
+
+    config = (VDTNBCQConfig().environment("smac:8m")
+              .training(dataset={"quality": "medium", "episodes": 10000, "seed": 0}, optimism=0.99)
+              .evaluation(evaluation_interval=5, evaluation_duration=32))
+    algo = config.build_algo()
+    algo.train()
+
+See docs/algorithms/vdtn.md.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
+from rllib_sit.algorithms.common.config import OfflineMARLConfig
+from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.vdtn import vdtn_learner as V
+
+
+class VDTNConfig(OfflineMARLConfig):
+    """Settings shared by the three VD+TN algorithms. Paper: Appendix B and Table 12.
+
+    From the base: ``gamma`` (0.99, Appendix B), ``optimizer`` (Adam here), ``grad_clip`` (None
+    here), ``seed``, evaluation (greedy, 32 episodes). ``lr`` is the Q-network learning rate.
+    """
+
+    _training_keys = OfflineMARLConfig._training_keys + (
+        "use_value_deviation", "use_transition_normalization", "optimism", "vd_terminal", "vd_min_denominator",
+        "tn_estimator", "tn_include_reward", "vae_latent_dim", "vae_lr", "vae_kl_weight", "hidden", "batch_size",
+        "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval")
+
+    algo_name = "VDTN"
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class)
+        self.module_mapping = "agent_id"  # fully decentralized: one module per agent (§2)
+        self.use_value_deviation = True  # λ_vd (§3.1); False: the "w/o λ_vd" ablation rows (Table 5)
+        self.use_transition_normalization = True  # λ_tn (§3.2); False: the "w/o λ_tn" rows
+        self.optimism = 0.9  # ε, Appendix B: 0.99 SMAC, 0.9 MPE, 0.48-0.80 MuJoCo (tuned examples set them)
+        self.vd_terminal = "outcome"  # λ_vd without s′: the matrix game's reading (see value_deviation_weights)
+        self.vd_min_denominator = 1e-6  # floor of |E V*(s′)| (this package: division by ~0)
+        self.tn_estimator = "vae"  # §3.4's VAE latent-mean densities; "count": exact 1/P̂ (tabular)
+        self.tn_include_reward = True  # this package: the outcome s′ of a transition includes r (matrix game)
+        self.vae_latent_dim = 10  # Table 12: VAE hidden space 10
+        self.vae_lr = 1e-4  # Table 12: learning rate of G 1e-4
+        self.vae_kl_weight = 0.5  # BCQ (Fujimoto et al. 2019): recon + 0.5 KL
+        self.hidden = [256, 256]  # Appendix B: MLP units (256, 256) in SMAC and DG; (64, 64) in MuJoCo
+        self.batch_size = 100  # Appendix B: batch size 100 in SMAC and DG; 1024 in MuJoCo
+        self.optimizer = "adam"  # BCQ / CQL / TD3+BC code (Adam); the paper names none
+        self.grad_clip = None  # BCQ / TD3+BC code: no clipping
+        self.fit_updates = 10000  # not in the paper: Algorithm 1 line 4 "fit the VAEs" (length unstated)
+        self.td_updates = 100000  # not in the paper (training length unstated)
+        self.updates_per_iteration = 1000  # schedule only
+        self.target_update_tau = 0.005  # BCQ / TD3: Polyak τ = 0.005 (the paper names none)
+        self.target_update_interval = 1  # used only when target_update_tau is None (hard copies)
+
+    def validate_settings(self) -> None:
+        if self.module_mapping != "agent_id":
+            self.bad("module_mapping", self.module_mapping, "'agent_id' (VD+TN is fully decentralized: one "
+                     "module per agent, trained on its own data only)")
+        self.check_bool(["use_value_deviation", "use_transition_normalization", "tn_include_reward"])
+        self.check_range("optimism", 0.0, 1.0)
+        self.check_choice("vd_terminal", V.VD_TERMINAL)
+        self.check_choice("tn_estimator", V.TN_ESTIMATORS)
+        self.check_positive(["vd_min_denominator", "lr", "vae_lr", "vae_kl_weight"])
+        self.check_int(["vae_latent_dim", "batch_size", "updates_per_iteration", "target_update_interval"])
+        self.check_int(["fit_updates", "td_updates"], low=0)
+        if not (isinstance(self.hidden, (list, tuple)) and self.hidden
+                and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden)):
+            self.bad("hidden", self.hidden, "a non-empty list of positive ints, e.g. [256, 256]")
+        if self.target_update_tau is not None:
+            self.check_range("target_update_tau", 0.0, 1.0)
+            if not self.target_update_tau > 0:
+                self.bad("target_update_tau", self.target_update_tau, "None or a number in (0, 1]")
+
+    @property
+    def uses_tn_vae(self) -> bool:
+        return self.use_transition_normalization and self.tn_estimator == "vae"
+
+    def needs_fit(self) -> bool:
+        """Whether the ``fit`` phase has anything to train (the density VAEs; BCQ's behaviour models)."""
+        return self.uses_tn_vae
+
+    def module_class(self, info):
+        raise NotImplementedError
+
+    def module_model_config(self, info) -> Dict:
+        return dict(self.env_model_config(info), hidden=list(self.hidden), tn_vae=self.uses_tn_vae,
+                    tn_include_reward=self.tn_include_reward, vae_latent_dim=self.vae_latent_dim)
+
+    def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
+        obs_space, act_space = self.spaces(info)
+        return RLModuleSpec(module_class=self.module_class(info), observation_space=obs_space,
+                            action_space=act_space, model_config=self.module_model_config(info))
+
+
+class VDTN(OfflineMARLAlgorithm):
+    """The ``fit`` then ``td`` phases on per-agent uniform transitions (see the module docstring)."""
+
+    progress_metrics = (V.TD_LOSS, V.LAMBDA_VD_MEAN, V.Q_MEAN)
+
+    def setup_algorithm(self) -> None:
+        cfg = self.config
+        self.sampler = V.AgentTransitionSampler(self.store.columns, cfg.agent_module_order(self.env_info),
+                                                seed=cfg.seed)
+        if cfg.use_transition_normalization and cfg.tn_estimator == "count":
+            self.sampler.set_step_values({V.TN_LOG_WEIGHT: V.count_transition_log_weights(
+                self.sampler, include_reward=cfg.tn_include_reward)})
+
+    def build_phases(self) -> List[Phase]:
+        cfg = self.config
+        fit = cfg.fit_updates if cfg.needs_fit() else 0
+        return [Phase(V.PHASE_FIT, lambda n: self.update_loop(lambda: self._batch(False), n), fit,
+                      cfg.updates_per_iteration),
+                Phase(V.PHASE_TD, lambda n: self.update_loop(lambda: self._batch(True), n), cfg.td_updates,
+                      cfg.updates_per_iteration)]
+
+    def _batch(self, td: bool):
+        import numpy as np
+
+        batch = self.sampler.sample(self.config.batch_size)
+        if td:
+            for b in batch.values():
+                b[V.TD_PHASE] = np.ones(len(b[V.REWARD]), np.float32)
+        return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# VDTN_BCQ (the paper's MABCQ)
+# ---------------------------------------------------------------------------------------------
+
+class VDTNBCQConfig(VDTNConfig):
+    """MABCQ (§3.4, Algorithm 1). Table 12, BCQ columns."""
+
+    _training_keys = VDTNConfig._training_keys + ("bcq_threshold", "generator_lr", "perturb_lr",
+                                                  "perturbation_scale", "num_sampled_actions")
+    algo_name = "VDTN_BCQ"
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or VDTN_BCQ)
+        self.lr = 1e-4  # Table 12: learning rate of Q, discrete BCQ 1e-4 (continuous BCQ 1e-3: MuJoCo examples)
+        self.bcq_threshold = 0.6  # Table 12: threshold 0.6 (discrete BCQ: μ(a|s)/max μ ≥ τ)
+        self.generator_lr = 1e-4  # Table 12: learning rate of G 1e-4 (G¹; discrete: the behaviour model)
+        self.perturb_lr = 1e-4  # Table 12: learning rate of ξ 1e-4
+        self.perturbation_scale = 0.05  # Table 12: Φ = 0.05 (actions scaled to [-1, 1])
+        self.num_sampled_actions = 10  # Table 12: n = 10
+
+    def validate_settings(self) -> None:
+        super().validate_settings()
+        self.check_range("bcq_threshold", 0.0, 1.0)
+        self.check_range("perturbation_scale", 0.0, 1.0)
+        self.check_positive(["generator_lr", "perturb_lr"])
+        self.check_int(["num_sampled_actions"])
+
+    def needs_fit(self) -> bool:
+        return True  # the behaviour model / G¹ is always fitted first
+
+    def get_default_learner_class(self):
+        from rllib_sit.algorithms.vdtn.torch.vdtn_torch_learner import VDTNBCQTorchLearner
+
+        return VDTNBCQTorchLearner
+
+    def module_class(self, info):
+        from rllib_sit.algorithms.vdtn.torch import default_vdtn_torch_rl_module as M
+
+        return M.VDTNDiscreteBCQModule if info.discrete else M.VDTNContinuousBCQModule
+
+    def module_model_config(self, info) -> Dict:
+        return dict(super().module_model_config(info), bcq_threshold=self.bcq_threshold,
+                    perturbation_scale=self.perturbation_scale, num_sampled_actions=self.num_sampled_actions)
+
+
+class VDTN_BCQ(VDTN):  # noqa: N801 - the registered run name
+    progress_metrics = VDTN.progress_metrics + (V.BEHAVIOUR_LOSS, V.FILTER_KEPT)
+
+    @classmethod
+    def get_default_config(cls) -> VDTNBCQConfig:
+        return VDTNBCQConfig()
+
+
+# ---------------------------------------------------------------------------------------------
+# VDTN_CQL (the paper's MACQL)
+# ---------------------------------------------------------------------------------------------
+
+class VDTNCQLConfig(VDTNConfig):
+    """MACQL (§5.3). Table 12, CQL column."""
+
+    _training_keys = VDTNConfig._training_keys + ("cql_alpha", "actor_lr", "entropy_coeff", "num_sampled_actions")
+    algo_name = "VDTN_CQL"
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or VDTN_CQL)
+        self.lr = 1e-4  # Table 12: learning rate of Q (CQL) 1e-4
+        self.cql_alpha = 0.2  # Table 12: α = 0.2 (CQL's conservative weight)
+        self.actor_lr = 1e-4  # Table 12: learning rate of π (CQL) 1e-4 (continuous actions)
+        self.entropy_coeff = 0.2  # not in Table 12: SAC's fixed temperature 0.2 (continuous actor)
+        self.num_sampled_actions = 10  # CQL code: 10 uniform + 10 policy actions (continuous)
+
+    def validate_settings(self) -> None:
+        super().validate_settings()
+        self.check_positive(["actor_lr"])
+        self.check_range("cql_alpha", 0.0, 1e6)
+        self.check_range("entropy_coeff", 0.0, 1e6)
+        self.check_int(["num_sampled_actions"])
+
+    def get_default_learner_class(self):
+        from rllib_sit.algorithms.vdtn.torch.vdtn_torch_learner import VDTNCQLTorchLearner
+
+        return VDTNCQLTorchLearner
+
+    def module_class(self, info):
+        from rllib_sit.algorithms.vdtn.torch import default_vdtn_torch_rl_module as M
+
+        return M.VDTNDiscreteCQLModule if info.discrete else M.VDTNContinuousCQLModule
+
+    def module_model_config(self, info) -> Dict:
+        return dict(super().module_model_config(info), num_sampled_actions=self.num_sampled_actions)
+
+
+class VDTN_CQL(VDTN):  # noqa: N801
+    progress_metrics = VDTN.progress_metrics + (V.CQL_PENALTY,)
+
+    @classmethod
+    def get_default_config(cls) -> VDTNCQLConfig:
+        return VDTNCQLConfig()
+
+
+# ---------------------------------------------------------------------------------------------
+# VDTN_TD3BC (the paper's MATD3+BC)
+# ---------------------------------------------------------------------------------------------
+
+class VDTNTD3BCConfig(VDTNConfig):
+    """MATD3+BC (§5.4-5.5). Table 12, TD3+BC column; TD3 (Fujimoto et al. 2018) for the rest.
+    Continuous actions only: building on a discrete-action dataset raises ``ValueError``."""
+
+    _training_keys = VDTNConfig._training_keys + ("td3_alpha", "actor_lr", "policy_noise", "noise_clip",
+                                                  "policy_delay")
+    algo_name = "VDTN_TD3BC"
+
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or VDTN_TD3BC)
+        self.lr = 3e-4  # Table 12: learning rate of Q (TD3+BC) 3e-4
+        self.actor_lr = 3e-4  # Table 12: learning rate of π (TD3+BC) 3e-4
+        self.td3_alpha = 2.5  # Table 12: λ = 2.5 (TD3+BC's α: κ = α / mean |Q|)
+        self.policy_noise = 0.2  # TD3: target policy smoothing σ = 0.2 (actions in [-1, 1])
+        self.noise_clip = 0.5  # TD3: noise clipped at 0.5
+        self.policy_delay = 2  # TD3: actor updated every 2 critic updates
+
+    def validate_settings(self) -> None:
+        super().validate_settings()
+        self.check_positive(["actor_lr", "td3_alpha"])
+        self.check_range("policy_noise", 0.0, 10.0)
+        self.check_range("noise_clip", 0.0, 10.0)
+        self.check_int(["policy_delay"])
+
+    def get_default_learner_class(self):
+        from rllib_sit.algorithms.vdtn.torch.vdtn_torch_learner import VDTNTD3BCTorchLearner
+
+        return VDTNTD3BCTorchLearner
+
+    def module_class(self, info):
+        from rllib_sit.algorithms.vdtn.torch import default_vdtn_torch_rl_module as M
+
+        if info.discrete:
+            raise ValueError(f"VDTN_TD3BC: {info.env_id} has discrete actions; TD3+BC needs continuous actions "
+                             f"(a deterministic actor through the critic). Use VDTN_BCQ or VDTN_CQL for "
+                             f"discrete-action environments.")
+        return M.VDTNTD3BCModule
+
+    def module_model_config(self, info) -> Dict:
+        return dict(super().module_model_config(info), policy_noise=self.policy_noise, noise_clip=self.noise_clip)
+
+
+class VDTN_TD3BC(VDTN):  # noqa: N801
+    progress_metrics = VDTN.progress_metrics + (V.ACTOR_LOSS,)
+
+    @classmethod
+    def get_default_config(cls) -> VDTNTD3BCConfig:
+        return VDTNTD3BCConfig()

@@ -1,0 +1,182 @@
+"""VD+TN (VDTN_BCQ, VDTN_CQL, VDTN_TD3BC): build -> train -> greedy evaluation on the tiny envs
+(discrete ``tiny:coop``, continuous ``tinycont:coop``), a checkpoint round trip, config defaults
+and validation messages, ``run: VDTN_*`` resolving to this package, the tuned examples. Ray is
+started once for the module (conftest); torch runs on one thread.
+"""
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
+
+from rllib_sit.algorithms.vdtn import (VDTN_BCQ, VDTN_CQL, VDTN_TD3BC, VDTNBCQConfig, VDTNCQLConfig,
+                                       VDTNTD3BCConfig)
+from rllib_sit.algorithms.vdtn import vdtn_learner as V
+from rllib_sit.data.synthetic import make_random_dataset
+
+TUNED = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")
+CONFIGS = {"VDTN_BCQ": VDTNBCQConfig, "VDTN_CQL": VDTNCQLConfig, "VDTN_TD3BC": VDTNTD3BCConfig}
+CLASSES = {"VDTN_BCQ": VDTN_BCQ, "VDTN_CQL": VDTN_CQL, "VDTN_TD3BC": VDTN_TD3BC}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def cont_dataset(ray_session, tmp_path_factory):
+    register_tiny_continuous_env()
+    return make_random_dataset(TinyContinuousEnv(), 12, str(tmp_path_factory.mktemp("vdtn_c") / "ds"), seed=0)
+
+
+def tiny(name, path, env=TINY_ENV_ID, **training):
+    kw = dict(hidden=[16, 16], batch_size=16, fit_updates=2, td_updates=4, updates_per_iteration=2,
+              num_torch_threads=1, vae_latent_dim=3, num_sampled_actions=3) if name != "VDTN_TD3BC" else \
+        dict(hidden=[16, 16], batch_size=16, fit_updates=2, td_updates=4, updates_per_iteration=2,
+             num_torch_threads=1, vae_latent_dim=3)
+    if name == "VDTN_CQL":
+        kw["num_sampled_actions"] = 3
+    kw.update(training)
+    return (CONFIGS[name]().environment(env).offline_data(input_=path).training(**kw)
+            .evaluation(evaluation_duration=2).debugging(seed=0))
+
+
+def _params(algo, mid, attr):
+    return [p.detach().clone() for p in getattr(algo.learner_group._learner.module[mid].unwrapped(), attr).parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("name", ["VDTN_BCQ", "VDTN_CQL"])
+def test_train_fit_then_td_and_evaluate_discrete(dataset, name):
+    algo = tiny(name, dataset).evaluation(evaluation_interval=3).build_algo()
+    try:
+        assert sorted(algo.learner_group._learner.module.keys()) == ["a0", "a1", "b0"]  # one module per agent
+        q0, vae0 = _params(algo, "b0", "q"), _params(algo, "b0", "tn_vae_sas")
+        r1 = algo.train()  # fit: the VAEs (and BCQ's behaviour model) move, Q does not
+        assert r1["phases"]["fit_updates_done"] == 2 and r1["phases"]["current"] == "td"
+        assert _same(q0, _params(algo, "b0", "q")) and not _same(vae0, _params(algo, "b0", "tn_vae_sas"))
+        assert np.isfinite(r1["learners"]["b0"][V.TN_VAE_LOSS])
+        algo.train()
+        vae1 = _params(algo, "b0", "tn_vae_sas")
+        r3 = algo.train()  # td: Q moves, the fitted VAEs stay frozen (Algorithm 1)
+        assert r3["phases"]["current"] == "done" and r3["phases"]["td_updates_done"] == 4
+        assert not _same(q0, _params(algo, "b0", "q")) and _same(vae1, _params(algo, "b0", "tn_vae_sas"))
+        for m in ("a0", "a1", "b0"):
+            res = r3["learners"][m]
+            assert np.isfinite(res[V.TD_LOSS]) and 1 - 0.9 <= res[V.LAMBDA_VD_MEAN] <= 1 + 0.9
+            assert res[V.LAMBDA_TN_MIN] <= 1.0 <= res[V.LAMBDA_TN_MAX]
+        ev = r3["evaluation"]["env_runners"]
+        assert ev["num_episodes"] == 2 and np.isfinite(ev["episode_return_mean"])
+    finally:
+        algo.stop()
+
+
+@pytest.mark.parametrize("name", ["VDTN_BCQ", "VDTN_CQL", "VDTN_TD3BC"])
+def test_train_and_evaluate_continuous(cont_dataset, name):
+    extra = {"policy_delay": 1} if name == "VDTN_TD3BC" else {}  # the actor's metric in the last update
+    algo = tiny(name, cont_dataset, env=TINY_CONT_ENV_ID, **extra).build_algo()
+    try:
+        for _ in range(3):
+            r = algo.train()
+        assert r["phases"]["td_updates_done"] == 4
+        for m in ("l0", "l1"):
+            assert np.isfinite(r["learners"][m][V.TD_LOSS])
+        key = {"VDTN_BCQ": V.PERTURBATION_LOSS, "VDTN_CQL": V.CQL_PENALTY, "VDTN_TD3BC": V.ACTOR_LOSS}[name]
+        assert np.isfinite(r["learners"]["l0"][key])
+        ev = algo.evaluate()["env_runners"]
+        assert ev["episode_len_mean"] == 5 and np.isfinite(ev["episode_return_mean"])
+    finally:
+        algo.stop()
+
+
+def test_td3bc_rejects_discrete_actions(dataset):
+    with pytest.raises(ValueError, match="VDTN_TD3BC: tiny:coop has discrete actions"):
+        tiny("VDTN_TD3BC", dataset).build_algo()
+
+
+@pytest.mark.parametrize("name", ["VDTN_BCQ", "VDTN_CQL"])
+def test_checkpoint_round_trip(dataset, tmp_path, name):
+    algo = tiny(name, dataset, fit_updates=2, td_updates=6).build_algo()
+    try:
+        algo.train()
+        algo.train()  # fit done, 2 of 6 td updates
+        ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
+        ev_before = algo.evaluate()["env_runners"]["episode_return_mean"]
+        before = {a: _params(algo, "a1", a) for a in ("q", "target_q", "tn_vae_sa", "tn_vae_sas")}
+        next_batch = algo.sampler.sample(8)
+    finally:
+        algo.stop()
+    restored = CLASSES[name].from_checkpoint(ckpt)
+    try:
+        assert restored.schedule.current_name == "td" and restored.schedule.done["td"] == 2
+        for a, ps in before.items():
+            for p, q in zip(_params(restored, "a1", a), ps):
+                torch.testing.assert_close(p, q)
+        assert restored.evaluate()["env_runners"]["episode_return_mean"] == ev_before
+        again = restored.sampler.sample(8)
+        for m in ("a0", "a1", "b0"):
+            np.testing.assert_array_equal(again[m][V.EPISODE_INDEX], next_batch[m][V.EPISODE_INDEX])
+            np.testing.assert_array_equal(again[m][V.STEP_INDEX], next_batch[m][V.STEP_INDEX])
+        r = restored.train()
+        assert r["phases"]["td_updates_done"] == 4
+    finally:
+        restored.stop()
+
+
+# -- config --------------------------------------------------------------------------------------
+
+def test_defaults_cite_the_paper():
+    b, c, t = VDTNBCQConfig(), VDTNCQLConfig(), VDTNTD3BCConfig()
+    for cfg in (b, c, t):
+        assert (cfg.module_mapping, cfg.use_value_deviation, cfg.use_transition_normalization, cfg.gamma,
+                cfg.vae_latent_dim, cfg.vae_lr, cfg.hidden, cfg.batch_size) == \
+            ("agent_id", True, True, 0.99, 10, 1e-4, [256, 256], 100)
+    assert (b.lr, b.bcq_threshold, b.generator_lr, b.perturb_lr, b.perturbation_scale, b.num_sampled_actions) == \
+        (1e-4, 0.6, 1e-4, 1e-4, 0.05, 10)  # Table 12, BCQ columns
+    assert (c.lr, c.cql_alpha, c.actor_lr) == (1e-4, 0.2, 1e-4)  # Table 12, CQL
+    assert (t.lr, t.actor_lr, t.td3_alpha) == (3e-4, 3e-4, 2.5)  # Table 12, TD3+BC
+
+
+@pytest.mark.parametrize("key, value", [("optimism", 1.5), ("optimism", -0.1), ("vd_terminal", "zero"),
+                                        ("tn_estimator", "kde"), ("use_value_deviation", "yes"),
+                                        ("module_mapping", "agent_type"), ("hidden", [0]), ("hidden", 64),
+                                        ("batch_size", 0), ("td_updates", -1), ("vae_latent_dim", 0),
+                                        ("target_update_tau", 0.0), ("bcq_threshold", 1.5), ("lr", 0.0)])
+def test_config_validation_names_the_parameter(key, value):
+    cfg = VDTNBCQConfig().environment(TINY_ENV_ID).training(**{key: value})
+    with pytest.raises(ValueError, match=f"VDTNBCQConfig: {key}="):
+        cfg.validate()
+
+
+def test_run_names_resolve_to_this_package(ray_session):
+    from ray.tune.registry import get_trainable_cls
+
+    import rllib_sit
+
+    rllib_sit.register_all()
+    for name, cls in CLASSES.items():
+        assert get_trainable_cls(name) is cls
+
+
+def test_every_tuned_example_validates():
+    from rllib_sit.cli.rllib_cmd import load_experiments
+
+    files = sorted(glob.glob(os.path.join(TUNED, "vdtn_*.yaml")))
+    assert len(files) >= 9
+    for f in files:
+        for exp in load_experiments(f).values():
+            assert exp["run"] in CONFIGS and os.path.basename(f).startswith(exp["run"].lower().replace("vdtn_", "vdtn_"))
+            cfg = CONFIGS[exp["run"]]().update_from_dict(dict(exp["config"], env=exp["env"]))
+            cfg.validate()
+            assert 0 < cfg.optimism < 1
