@@ -169,14 +169,32 @@ def test_run_names_resolve_to_this_package(ray_session):
         assert get_trainable_cls(name) is cls
 
 
+# Maps whose data specs come from the data-spec branch (smac 3m/3s_vs_3z/3s_vs_4z, random/medium/expert):
+# until it is merged their tuned examples validate but cannot generate a dataset.
+PENDING_SPECS = {"smac:3m", "smac:3s_vs_3z", "smac:3s_vs_4z"}
+
+
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
+    from rllib_sit.data.composition import dataset_spec
 
     files = sorted(glob.glob(os.path.join(TUNED, "vdtn_*.yaml")))
-    assert len(files) >= 9
+    names = {os.path.basename(f)[:-5] for f in files}
+    for m in ("8m", "3m", "3s_vs_3z", "3s_vs_4z", "cn_3ls3l", "halfcheetah_2l", "walker_2l"):
+        assert {f"vdtn_bcq_{m}", f"vdtn_cql_{m}"} <= names, m
+    assert {"vdtn_td3bc_halfcheetah_2l", "vdtn_td3bc_walker_2l"} <= names
     for f in files:
         for exp in load_experiments(f).values():
-            assert exp["run"] in CONFIGS and os.path.basename(f).startswith(exp["run"].lower().replace("vdtn_", "vdtn_"))
-            cfg = CONFIGS[exp["run"]]().update_from_dict(dict(exp["config"], env=exp["env"]))
+            run, env = exp["run"], exp["env"]
+            assert os.path.basename(f).startswith(run.lower() + "_")
+            cfg = CONFIGS[run]().update_from_dict(dict(exp["config"], env=env))
             cfg.validate()
-            assert 0 < cfg.optimism < 1
+            family = env.split(":")[0]
+            assert cfg.optimism == {"smac": 0.99, "mpe": 0.9}.get(family, cfg.optimism)  # Appendix B
+            if family == "mamujoco":
+                assert cfg.optimism == {"mamujoco:halfcheetah_2l": 0.8, "mamujoco:walker_2l": 0.48}[env]
+                assert (cfg.hidden, cfg.batch_size) == ([64, 64], 1024)
+            try:
+                dataset_spec(env, cfg.dataset["quality"])
+            except (KeyError, ValueError):
+                assert env in PENDING_SPECS, f"{f}: no data spec for {env} {cfg.dataset}"
