@@ -67,11 +67,14 @@ GENERATION_EPISODES_PER_S = 13.0  # 2s3z, 2 workers (docs/datasets.md: 12.8-14.3
 
 # The setting of each algorithm's policy-training phase (its last phase, the one evaluated) and of
 # its updates per iteration; algorithms not listed use ("agent_updates", "agent_updates_per_iteration").
-POLICY_PHASE: Dict[str, Tuple[str, str]] = {"OMAC": ("policy_updates", "policy_updates_per_iteration")}
+POLICY_PHASE: Dict[str, Tuple[str, str]] = {"OMAC": ("policy_updates", "policy_updates_per_iteration"),
+                                            **{a: ("td_updates", "updates_per_iteration")
+                                               for a in ("VDTN_BCQ", "VDTN_CQL", "VDTN_TD3BC")}}
 DEFAULT_POLICY_PHASE = ("agent_updates", "agent_updates_per_iteration")
 # Length settings of the phases before it (pre-training), per algorithm.
 PRETRAIN_KEYS: Dict[str, Tuple[str, ...]] = {"SIT": ("ardnem_updates",), "OMAC": ("value_updates",),
-                                             "MABCQ": ("behaviour_pretrain_updates",)}
+                                             "MABCQ": ("behaviour_pretrain_updates",),
+                                             **{a: ("fit_updates",) for a in ("VDTN_BCQ", "VDTN_CQL", "VDTN_TD3BC")}}
 
 
 def policy_keys(algorithm: str) -> Tuple[str, str]:

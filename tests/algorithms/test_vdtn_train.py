@@ -5,17 +5,20 @@ started once for the module (conftest); torch runs on one thread.
 """
 
 import glob
+import json
 import os
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
 
 from rllib_sit.algorithms.vdtn import (VDTN_BCQ, VDTN_CQL, VDTN_TD3BC, VDTNBCQConfig, VDTNCQLConfig,
                                        VDTNTD3BCConfig)
 from rllib_sit.algorithms.vdtn import vdtn_learner as V
+from rllib_sit.data import schema as S
 from rllib_sit.data.synthetic import make_random_dataset
 
 TUNED = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")
@@ -39,10 +42,8 @@ def cont_dataset(ray_session, tmp_path_factory):
 
 def tiny(name, path, env=TINY_ENV_ID, **training):
     kw = dict(hidden=[16, 16], batch_size=16, fit_updates=2, td_updates=4, updates_per_iteration=2,
-              num_torch_threads=1, vae_latent_dim=3, num_sampled_actions=3) if name != "VDTN_TD3BC" else \
-        dict(hidden=[16, 16], batch_size=16, fit_updates=2, td_updates=4, updates_per_iteration=2,
-             num_torch_threads=1, vae_latent_dim=3)
-    if name == "VDTN_CQL":
+              num_torch_threads=1, vae_latent_dim=3)
+    if name != "VDTN_TD3BC":
         kw["num_sampled_actions"] = 3
     kw.update(training)
     return (CONFIGS[name]().environment(env).offline_data(input_=path).training(**kw)
@@ -198,3 +199,35 @@ def test_every_tuned_example_validates():
                 dataset_spec(env, cfg.dataset["quality"])
             except (KeyError, ValueError):
                 assert env in PENDING_SPECS, f"{f}: no data spec for {env} {cfg.dataset}"
+
+
+def test_rllib_train_file_then_evaluate(ray_session, tmp_path, capsys):
+    """``run: VDTN_BCQ`` under Ray Tune through ``rllib train file`` (one trial, a checkpoint), then
+    ``rllib evaluate`` on that checkpoint (the matrix game: its env is registered in every process)."""
+    from rllib_sit.cli.rllib_cmd import main
+    from rllib_sit.data.episode import rollout_episode
+    from rllib_sit.data.io import write_dataset
+    from rllib_sit.envs.games import MatrixGame, behaviour_actions
+
+    env = MatrixGame()
+    rng = np.random.default_rng(0)
+    rows = (rollout_episode(env, lambda e, o: behaviour_actions(rng), seed=k, episode_id=k) for k in range(50))
+    data = str(write_dataset(rows, str(tmp_path / "ds"), S.DatasetMeta(env=env.info), {"quality": "behaviour"}))
+    exp = {"vdtn-cli": {"run": "VDTN_BCQ", "env": "matrix:vdtn", "stop": {"training_iteration": 2},
+                        "checkpoint_freq": 1,
+                        "config": {"input_": data, "hidden": [8, 8], "batch_size": 16, "fit_updates": 2,
+                                   "td_updates": 2, "updates_per_iteration": 2, "evaluation_interval": 1,
+                                   "evaluation_duration": 1, "optimism": 0.99}}}
+    f = tmp_path / "exp.yaml"
+    f.write_text(yaml.safe_dump(exp))
+    assert main(["train", "file", str(f), "--storage-path", str(tmp_path / "results")]) == 0
+    trials = sorted(glob.glob(str(tmp_path / "results" / "vdtn-cli" / "VDTN_BCQ_*")))
+    assert len(trials) == 1
+    last = [json.loads(line) for line in open(os.path.join(trials[0], "result.json"))][-1]
+    assert last["training_iteration"] == 2 and last["phases"]["current"] == "done"
+    ckpts = sorted(glob.glob(os.path.join(trials[0], "checkpoint_*")))
+    assert ckpts
+    capsys.readouterr()
+    assert main(["evaluate", ckpts[-1], "--episodes", "2", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{"):])["num_episodes"] == 2

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+import numpy as np
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
@@ -139,8 +140,6 @@ class VDTN(OfflineMARLAlgorithm):
                       cfg.updates_per_iteration)]
 
     def _batch(self, td: bool):
-        import numpy as np
-
         batch = self.sampler.sample(self.config.batch_size)
         if td:
             for b in batch.values():

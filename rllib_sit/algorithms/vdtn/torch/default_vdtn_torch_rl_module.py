@@ -215,7 +215,7 @@ class VDTNDiscreteModule(VDTNAgentModule):
         self.q = mlp(self.obs_dim, self.hidden, self.n_actions)
 
     def allowed(self, o: torch.Tensor, avail: Optional[torch.Tensor]) -> torch.Tensor:
-        return torch.ones(*o.shape[:-1], self.n_actions, dtype=torch.bool) if avail is None else avail > 0
+        return torch.ones(*o.shape[:-1], self.n_actions, dtype=torch.bool, device=o.device) if avail is None else avail > 0
 
     def forward_td(self, batch) -> Dict[str, Any]:
         o, o2, a = batch[V.OBS].float(), batch[V.NEXT_OBS].float(), batch[V.ACTIONS].long()
@@ -368,7 +368,7 @@ class VDTNContinuousCQLModule(VDTNAgentModule):
             v_next = self.target_q(o2, a2)
             q_taken_target = self.target_q(o, a)
             os_ = o.unsqueeze(1).expand(B, n, o.shape[-1])
-            uni = torch.rand(B, n, A) * 2.0 - 1.0
+            uni = torch.rand(B, n, A, device=o.device) * 2.0 - 1.0
             pi_a, pi_logp = self.actor.sample(os_)
         # CQL(H), importance sampled: logsumexp_j [Q(s, u_j) − log U(u_j)] ∪ [Q(s, a_j) − log π(a_j|s)] − log 2n
         q_uni = self.q(os_, uni) - A * math.log(0.5)
