@@ -184,10 +184,10 @@ def np_filter(logits, avail, tau):
     return (avail > 0) & (p / p.max(-1, keepdims=True) >= tau)
 
 
-@pytest.mark.parametrize("estimator", ["vae", "count"])
-def test_discrete_bcq_weighted_td_loss_matches_numpy(disc_path, estimator):
+@pytest.mark.parametrize("estimator, double_q", [("vae", False), ("count", False), ("count", True)])
+def test_discrete_bcq_weighted_td_loss_matches_numpy(disc_path, estimator, double_q):
     learner = _learner(VDTNBCQConfig, disc_path, TinyCoopEnv().info, optimism=0.5, bcq_threshold=0.3,
-                       tn_estimator=estimator)
+                       tn_estimator=estimator, double_q=double_q)
     mod = learner.module["b0"].unwrapped()
     _perturb(mod.target_q)
     with torch.no_grad():
@@ -202,7 +202,7 @@ def test_discrete_bcq_weighted_td_loss_matches_numpy(disc_path, estimator):
     q2, tq2 = np_mlp(mod.q, b[V.NEXT_OBS].astype(np.float64)), np_mlp(mod.target_q, b[V.NEXT_OBS].astype(np.float64))
     allowed = np_filter(np_mlp(mod.behaviour, b[V.NEXT_OBS].astype(np.float64)), b[V.NEXT_AVAIL], 0.3)
     assert ((b[V.NEXT_AVAIL] > 0) & ~allowed).any()  # some available action is filtered out
-    a_star = np.where(allowed, q2, -np.inf).argmax(1)
+    a_star = np.where(allowed, q2 if double_q else tq2, -np.inf).argmax(1)  # π̂: arg max of Q̂ (Eq. 1)
     idx = np.arange(6)
     v_next, q_taken, q_hat = tq2[idx, a_star], q[idx, b[V.ACTIONS]], tq[idx, b[V.ACTIONS]]
     r, boot = b[V.REWARD].astype(np.float64), b[V.BOOTSTRAP].astype(np.float64)
@@ -223,9 +223,9 @@ def test_discrete_cql_loss_matches_numpy(disc_path):
     out = mod._forward_train(_t(b))
     losses = learner.compute_losses_for_module(module_id="a0", config=learner.config, batch=_t(b), fwd_out=out)
     o, o2 = b[V.OBS].astype(np.float64), b[V.NEXT_OBS].astype(np.float64)
-    q, tq, q2, tq2 = np_mlp(mod.q, o), np_mlp(mod.target_q, o), np_mlp(mod.q, o2), np_mlp(mod.target_q, o2)
+    q, tq, tq2 = np_mlp(mod.q, o), np_mlp(mod.target_q, o), np_mlp(mod.target_q, o2)
     idx = np.arange(6)
-    a_star = np.where(b[V.NEXT_AVAIL] > 0, q2, -np.inf).argmax(1)
+    a_star = np.where(b[V.NEXT_AVAIL] > 0, tq2, -np.inf).argmax(1)
     r, boot = b[V.REWARD].astype(np.float64), b[V.BOOTSTRAP].astype(np.float64)
     q_taken = q[idx, b[V.ACTIONS]]
     y = r + GAMMA * boot * tq2[idx, a_star]

@@ -51,7 +51,8 @@ class VDTNConfig(OfflineMARLConfig):
     _training_keys = OfflineMARLConfig._training_keys + (
         "use_value_deviation", "use_transition_normalization", "optimism", "vd_terminal", "vd_min_denominator",
         "tn_estimator", "tn_include_reward", "vae_latent_dim", "vae_lr", "vae_kl_weight", "hidden", "batch_size",
-        "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval")
+        "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval",
+        "double_q")
 
     algo_name = "VDTN"
 
@@ -77,12 +78,13 @@ class VDTNConfig(OfflineMARLConfig):
         self.updates_per_iteration = 1000  # schedule only
         self.target_update_tau = 0.005  # BCQ / TD3: Polyak τ = 0.005 (the paper names none)
         self.target_update_interval = 1  # used only when target_update_tau is None (hard copies)
+        self.double_q = False  # Eq. 1: π̂ induced by the target Q̂ (True: online arg max, discrete BCQ code)
 
     def validate_settings(self) -> None:
         if self.module_mapping != "agent_id":
             self.bad("module_mapping", self.module_mapping, "'agent_id' (VD+TN is fully decentralized: one "
                      "module per agent, trained on its own data only)")
-        self.check_bool(["use_value_deviation", "use_transition_normalization", "tn_include_reward"])
+        self.check_bool(["use_value_deviation", "use_transition_normalization", "tn_include_reward", "double_q"])
         self.check_range("optimism", 0.0, 1.0)
         self.check_choice("vd_terminal", V.VD_TERMINAL)
         self.check_choice("tn_estimator", V.TN_ESTIMATORS)
@@ -110,7 +112,8 @@ class VDTNConfig(OfflineMARLConfig):
 
     def module_model_config(self, info) -> Dict:
         return dict(self.env_model_config(info), hidden=list(self.hidden), tn_vae=self.uses_tn_vae,
-                    tn_include_reward=self.tn_include_reward, vae_latent_dim=self.vae_latent_dim)
+                    tn_include_reward=self.tn_include_reward, vae_latent_dim=self.vae_latent_dim,
+                    double_q=self.double_q)
 
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         obs_space, act_space = self.spaces(info)

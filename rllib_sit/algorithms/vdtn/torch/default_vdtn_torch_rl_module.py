@@ -207,12 +207,15 @@ class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
 # ---------------------------------------------------------------------------------------------
 
 class VDTNDiscreteModule(VDTNAgentModule):
-    """Q_i(s, ·) (``q``, target ``target_q``); the max of the target is over ``next_allowed``."""
+    """Q_i(s, ·) (``q``, target ``target_q``). V*(s′) = Q̂_i(s′, π̂_i(s′)) with π̂_i the arg max of the
+    target Q̂_i over the allowed actions (Eq. 1: "π̂_i is the policy induced by Q̂_i");
+    ``model_config["double_q"]``: the arg max of the online Q_i instead (the discrete BCQ code)."""
 
     target_networks = ("q",)
 
     def build_networks(self) -> None:
         self.q = mlp(self.obs_dim, self.hidden, self.n_actions)
+        self.double_q = bool(self.model_config.get("double_q", False))
 
     def allowed(self, o: torch.Tensor, avail: Optional[torch.Tensor]) -> torch.Tensor:
         return torch.ones(*o.shape[:-1], self.n_actions, dtype=torch.bool, device=o.device) if avail is None else avail > 0
@@ -222,8 +225,9 @@ class VDTNDiscreteModule(VDTNAgentModule):
         q_all = self.q(o)
         with torch.no_grad():
             allowed = self.allowed(o2, batch.get(V.NEXT_AVAIL))
-            a_next = masked_argmax(self.q(o2), allowed)  # double Q: online arg max, target value
-            v_next = self.target_q(o2).gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
+            target_next = self.target_q(o2)
+            a_next = masked_argmax(self.q(o2) if self.double_q else target_next, allowed)
+            v_next = target_next.gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
             q_taken_target = self.target_q(o).gather(-1, a.unsqueeze(-1)).squeeze(-1)
         return {V.Q_ALL: q_all, V.Q_TAKEN: q_all.gather(-1, a.unsqueeze(-1)).squeeze(-1),
                 V.Q_TAKEN_TARGET: q_taken_target, V.V_NEXT_TARGET: v_next, V.ALLOWED_NEXT: allowed}
