@@ -273,8 +273,12 @@ class VDTNTD3BCTorchLearner(VDTNTorchLearner):
         return weighted_td_loss(out[V.Q_TAKEN], y, weights) + weighted_td_loss(out[V.Q_TAKEN_2], y, weights)
 
     def policy_losses(self, module_id, config, batch, out, weights, metrics):
+        last = getattr(self, "_last_actor_loss", {})
+        self._last_actor_loss = last
         if self.module_updates(module_id) % int(config.policy_delay) != 0:  # TD3's delayed actor
+            if module_id in last:  # report the last actor update's value (no NaN between them)
+                metrics[V.ACTOR_LOSS] = last[module_id]
             return {}
         loss = td3bc_actor_loss(out[V.Q_PI], out[V.PI_ACTION], out[V.ACTIONS_UNIT], config.td3_alpha, weights)
-        metrics[V.ACTOR_LOSS] = loss.item()
+        metrics[V.ACTOR_LOSS] = last[module_id] = loss.item()
         return {"actor": loss}
