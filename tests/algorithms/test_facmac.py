@@ -243,7 +243,7 @@ def test_defaults():
 
 def test_discrete_env_is_refused_by_name():
     with pytest.raises(ValueError, match="FACMACConfig: env='tiny:coop' is invalid.*QMIX"):
-        FACMACConfig().agent_module_spec(TinyCoopEnv().info, "tank", ["b0"])
+        FACMACConfig().build_module_specs(TinyCoopEnv().info)
 
 
 def test_run_facmac_resolves_to_this_package(ray_session):
