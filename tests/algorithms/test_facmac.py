@@ -246,15 +246,6 @@ def test_discrete_env_is_refused_by_name():
         FACMACConfig().build_module_specs(TinyCoopEnv().info)
 
 
-def test_run_facmac_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("FACMAC") is FACMAC
-
-
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
 

@@ -253,15 +253,6 @@ def test_continuous_env_is_refused_by_name():
         QMIXConfig().build_module_specs(TinyContinuousEnv().info)
 
 
-def test_run_qmix_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("QMIX") is QMIX
-
-
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
 
