@@ -34,7 +34,7 @@ import numpy as np
 
 from rllib_sit._version import __version__
 from rllib_sit.data import schema as S
-from rllib_sit.data.composition import Composition, dataset_spec, parse_composition
+from rllib_sit.data.composition import COMPONENT_OPTIONS, Composition, dataset_spec, parse_composition
 from rllib_sit.data.paths import datasets_dir, display_path
 from rllib_sit.data.pool_card import Pool, load_pool
 
@@ -70,8 +70,28 @@ def component_assignment(composition: Composition, n_episodes: int, seed: int) -
 # Rolling out one chunk (runs inside a Ray task, or inline with num_workers=0)
 # ------------------------------------------------------------------------------------------------
 
-def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int) -> dict:
-    """Episode ``k``: agent i acts with a member of level ``level_names[i]``, all seeded from (seed, k)."""
+def noisy_action(env, i: int, action, noise: float, rng: np.random.Generator):
+    """Agent ``i``'s ``action`` perturbed by the composition option ``noise=σ``
+    (:data:`rllib_sit.data.composition.COMPONENT_OPTIONS`): continuous actions get Gaussian noise of
+    std ``σ (high - low) / 2``, clipped to the action box; a discrete action is replaced, with
+    probability σ, by a uniformly random available action. ``noise == 0`` returns ``action``
+    unchanged and draws nothing from ``rng``."""
+    if noise <= 0:
+        return action
+    info = env.info
+    if info.discrete:
+        if rng.random() < noise:
+            return int(rng.choice(np.flatnonzero(env.action_masks()[i] > 0)))
+        return action
+    low, high = np.asarray(info.action_low, np.float64), np.asarray(info.action_high, np.float64)
+    a = np.asarray(action, np.float64) + rng.normal(0.0, noise * (high - low) / 2.0, info.act_dim)
+    return np.clip(a, low, high).astype(np.float32)
+
+
+def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int,
+                 noise: float = 0.0) -> dict:
+    """Episode ``k``: agent i acts with a member of level ``level_names[i]`` (actions perturbed by
+    ``noise``, see :func:`noisy_action`), all seeded from (seed, k)."""
     from rllib_sit.data.episode import rollout_episode
 
     n = env.info.n_agents
@@ -85,7 +105,7 @@ def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], see
         acts.append(choices[int(member_rng.integers(len(choices)))])
 
     def joint(env_, obs):
-        out = [acts[i](env_, i, rngs[i], obs) for i in range(n)]
+        out = [noisy_action(env_, i, acts[i](env_, i, rngs[i], obs), noise, rngs[i]) for i in range(n)]
         return np.asarray(out, np.int64) if env_.info.discrete else np.stack(out).astype(np.float32)
 
     levels = [S.LEVELS[l[0]] for l in level_names]
@@ -102,7 +122,7 @@ def rollout_chunk(env_fn: Callable, pool: Pool, composition: Composition, assign
     for k in range(start, stop):
         comp = composition.components[int(assignment[k])]
         level_names = [words[comp.level_of(a)] for a in env.info.agents]
-        rows.append(_episode_row(env, policies, level_names, seed, k))
+        rows.append(_episode_row(env, policies, level_names, seed, k, comp.noise))
     env.close()
     return rows
 
@@ -270,6 +290,8 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
     }
     if spec is not None and spec.note:
         card["note"] = spec.note
+    if any(c.noise > 0 for c in comp.components):
+        card["component_options"] = {"noise": COMPONENT_OPTIONS["noise"]}
     pool_warnings = [w for l in comp.levels_used() for w in pool.warnings(l)]
     if pool_warnings:
         card["pool_warnings"] = pool_warnings
