@@ -246,3 +246,27 @@ def test_spec_file_for_a_new_env_is_validated(tmp_path):
     with pytest.raises(ValueError, match=r"x.yaml: smac:3m.datasets.vdtn-medium: composition component 2: "
                                          r"missing agent\(s\) \['m3'\]"):
         load_specs(tmp_path)
+
+
+def test_decentralize_independent_gives_each_agent_its_own_episodes(tmp_path, capsys):
+    """--decentralize independent: the first agent's dataset is split from the joint one, the
+    second's from a run with another seed; both keep the recipe's per-agent proportions
+    (Appendix B for agent i: own level r 20%, m 35%, e 35% + 10%), and share no episode."""
+    n = 20
+    out = tmp_path / "hc"
+    assert sit_main(["data", "generate", "mamujoco:halfcheetah_2l", "--quality", "vdtn-mixture", "--episodes", str(n),
+                     "--out", str(out), "--workers", "0", "--no-progress", "--decentralize", "independent"]) == 0
+    root = Path(str(out) + "-decentralized-independent")
+    assert sorted(p.name for p in root.iterdir()) == ["l1", "l2"]  # the temporary joint run is gone
+    joint = read_dataset(out).to_numpy()
+    data = {a: read_dataset(root / a) for a in ("l1", "l2")}
+    for i, (agent, ds) in enumerate(data.items()):
+        d = ds.to_numpy()
+        assert ds.card["decentralized_mode"] == "independent" and ds.card["quality"] == f"vdtn-mixture/{agent}"
+        own = Counter(d[S.POLICY_LEVELS][:, 0].tolist())
+        assert own == {R: 20 * n // 100, M: 35 * n // 100, E: (35 + 10) * n // 100}, (agent, own)
+        same_as_joint = np.array_equal(d[S.STATE], joint[S.STATE])
+        assert same_as_joint == (i == 0), agent
+    assert data["l1"].card["source_seed"] == 0 and data["l2"].card["source_seed"] != 0
+    s1, s2 = data["l1"].to_numpy()[S.STATE], data["l2"].to_numpy()[S.STATE]
+    assert not any(np.array_equal(s1[k], s2[j]) for k in range(n) for j in range(n))
