@@ -583,8 +583,10 @@ def section_sumtree(args, ctx) -> Section:
         cdf = np.cumsum(p)
         b = args.sumtree_batch
         r1, r2, r3 = (np.random.default_rng(args.seed + i) for i in range(3))
-        fns = {"tree": lambda: tree.sample(b, r1), "choice": lambda: r2.choice(n, b, p=p),
-               "search": lambda: np.minimum(np.searchsorted(cdf, r3.random(b) * cdf[-1], side="right"), n - 1)}
+        fns = {"tree": lambda tree=tree, b=b, r=r1: tree.sample(b, r),
+               "choice": lambda n=n, b=b, p=p, r=r2: r.choice(n, b, p=p),
+               "search": lambda n=n, b=b, cdf=cdf, r=r3: np.minimum(
+                   np.searchsorted(cdf, r.random(b) * cdf[-1], side="right"), n - 1)}
         samples: Dict[str, List[float]] = {k: [] for k in fns}
         for fn in fns.values():
             fn()
@@ -628,7 +630,6 @@ def section_read(args, ctx) -> Section:
     ctx.ensure_ray()
     DataContext.get_current().enable_progress_bars = False
     ds = read_dataset(path, validate="schema")
-    n_eps = ds.meta.num_episodes if hasattr(ds.meta, "num_episodes") else None
     bs = args.read_batch
     counted = {}
 
@@ -719,15 +720,22 @@ def section_envs(args, ctx) -> Section:
 # ---------------------------------------------------------------------------------------------
 def section_sweep(args, ctx) -> Section:
     from rllib_sit.data.generation import ensure_dataset
+    from rllib_sit.data.paths import data_dir
 
     sec = Section("sweep", "The 12-trial alpha x beta x eta grid in single-run units (wall seconds)",
                   ["measurement", "trials", "wall s", "single runs"])
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = str(ensure_dataset(DISCRETE_MAP, "low", n_episodes=args.sweep_episodes, seed=args.seed))
+    ensure_dataset(DISCRETE_MAP, "low", n_episodes=args.sweep_episodes, seed=args.seed)  # before the clocks start
+    import ray
+
+    if ray.is_initialized():  # generation may have started Ray here: leave the CPUs to the runs
+        ray.shutdown()
+        ctx.ray_started = False
     a_it = args.sweep_ardnem_per_iteration
     s_it = args.sweep_agent_per_iteration
     iters = math.ceil(args.sweep_ardnem_updates / a_it) + math.ceil(args.sweep_agent_updates / s_it)
-    common = {"input_": path, "ardnem_updates": args.sweep_ardnem_updates, "ardnem_updates_per_iteration": a_it,
+    common = {"dataset": {"quality": "low", "episodes": args.sweep_episodes, "seed": args.seed},
+              "ardnem_updates": args.sweep_ardnem_updates, "ardnem_updates_per_iteration": a_it,
               "agent_updates": args.sweep_agent_updates, "agent_updates_per_iteration": s_it,
               "evaluation_interval": iters, "evaluation_duration": args.sweep_eval_episodes}
     storage = tempfile.mkdtemp(prefix="speed_sweep_", dir=ctx.tmp)
@@ -744,11 +752,16 @@ def section_sweep(args, ctx) -> Section:
     for label, cmd in (("single", single), ("grid", grid)):
         print(f"[speed] sweep: {shlex.join(cmd)}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ctx.tmp, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=os.getcwd(), capture_output=True, text=True,
+                              env=dict(os.environ, RLLIB_SIT_DATA_DIR=str(data_dir())))
         walls[label] = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"sweep: {label} run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
                                f"{proc.stderr[-3000:]}")
+    statuses = stage1_statuses(os.path.join(storage, "grid"))
+    trials = sum(statuses.values())
+    if trials != SWEEP_GRID:
+        raise RuntimeError(f"sweep: expected {SWEEP_GRID} finished grid trials, found {trials} ({statuses})")
     sec.add(**{"measurement": "one SIT run (sit_2s3z.yaml, Stage I trained, stage1_cache off)", "trials": 1,
                "wall s": walls["single"], "single runs": 1.0})
     sec.add(**{"measurement": f"grid (sit_2s3z_sweep.yaml, {args.sweep_concurrent} trials at a time, Stage I "
@@ -759,10 +772,27 @@ def section_sweep(args, ctx) -> Section:
         f"both through `rllib train file` with `--config {json.dumps(common)}` and `--stop {stop}` "
         f"({iters} iterations: Stage I, Stage II, Stage III, one evaluation of {args.sweep_eval_episodes} episodes at "
         f"the end); the single run with {args.sweep_single_threads} torch thread(s) as sit_2s3z.yaml sets; the grid "
-        "with the sweep YAML's threads (1 per trial, 2 for the trial training Stage I) and a fresh Stage I store.",
+        "with the sweep YAML's threads (1 per trial, 2 for the trial training Stage I) and a fresh Stage I store; "
+        f"Stage I status of the grid's trials: {statuses}.",
         f"dataset: smac:2s3z low, {args.sweep_episodes:,} episodes, seed {args.seed} (generated before timing); wall "
         "time includes Ray/Tune start-up, trial start, checkpoints."]
     return sec
+
+
+def stage1_statuses(folder: str) -> Dict[str, int]:
+    """``{Stage I cache status: trials}`` from the last result of every Tune trial under ``folder``."""
+    counts: Dict[str, int] = {}
+    for root, _, files in os.walk(folder):
+        if "result.json" not in files:
+            continue
+        last = None
+        with open(os.path.join(root, "result.json")) as f:
+            for line in f:
+                if line.strip():
+                    last = line
+        status = (json.loads(last).get("stage1_cache") or {}).get("status") if last else None
+        counts[str(status)] = counts.get(str(status), 0) + 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -797,6 +827,14 @@ def _rss_kb(pid: int) -> Dict[str, int]:
                     out[k] = int(v.split()[0])
     except OSError:
         pass
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["Pss"] = int(line.split()[1])
+                    break
+    except OSError:
+        pass
     return out
 
 
@@ -811,11 +849,11 @@ def _cgroup_peak() -> Optional[int]:
 
 
 class MemorySampler:
-    """Samples the summed RSS (and private RssAnon) of this process and all its descendants."""
+    """Samples the summed PSS, RSS and private RssAnon of this process and all its descendants."""
 
-    def __init__(self, interval: float = 0.2):
+    def __init__(self, interval: float = 0.5):
         self.interval = interval
-        self.peak_rss = self.peak_anon = 0
+        self.peak_rss = self.peak_anon = self.peak_pss = 0
         self.peak_procs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -825,6 +863,7 @@ class MemorySampler:
         tot = [_rss_kb(p) for p in pids]
         self.peak_rss = max(self.peak_rss, sum(t.get("VmRSS", 0) for t in tot) * 1024)
         self.peak_anon = max(self.peak_anon, sum(t.get("RssAnon", 0) for t in tot) * 1024)
+        self.peak_pss = max(self.peak_pss, sum(t.get("Pss", 0) for t in tot) * 1024)
         self.peak_procs = max(self.peak_procs, len(pids))
 
     def _run(self):
@@ -886,22 +925,25 @@ def section_memory(args, ctx) -> Section:
             value=raw / gib, unit="GiB")
     sec.add(measurement="dataset on disk (zstd Parquet)", value=folder_bytes(path) / gib, unit="GiB")
     sec.add(measurement="column cache on disk (memory-mapped .npy)", value=cache_bytes / gib, unit="GiB")
-    sec.add(measurement=f"peak RSS, summed over the driver and its {mem.peak_procs} processes (shared pages counted "
-                        "in each)", value=mem.peak_rss / gib, unit="GiB")
+    sec.add(measurement=f"peak PSS, summed over the driver and the processes under it ({mem.peak_procs} in all; "
+                        "shared pages split between their processes)", value=mem.peak_pss / gib, unit="GiB")
+    sec.add(measurement="peak RSS, summed (shared pages counted in each process)", value=mem.peak_rss / gib,
+            unit="GiB")
     sec.add(measurement="peak private memory (RssAnon), summed", value=mem.peak_anon / gib, unit="GiB")
     if cg1 is not None:
         sec.add(measurement="cgroup memory peak (whole container, page cache included; before the run: "
                             f"{(cg0 or 0) / gib:.2f})", value=cg1 / gib, unit="GiB")
-    sec.add(measurement="fits 24 GiB (peak RSS sum)", value=str(mem.peak_rss < 24 * gib), unit="")
     sec.add(measurement="wall time of the run (column cache build, Stage I, Stage II, Stage III)", value=wall,
             unit="s")
     sec.notes += [
         f"SIT with {args.memory_updates} Stage I updates, Stage II over all {n:,} episodes (r-hat, u-hat, "
         f"priorities, the DPER actor), {args.memory_updates} Stage III updates, batch {args.batch_episodes} episodes, "
         f"{args.threads} torch thread(s); a fresh column cache (built in the run, values validated).",
-        "RSS sampled every 0.2 s from /proc over this process and every descendant (Ray's GCS, raylet, "
-        "workers, the DPER actor). The memory-mapped columns are file-backed pages: counted in VmRSS of each "
-        "process that touches them, evictable by the kernel; RssAnon is what cannot be evicted."]
+        "Sampled every 0.5 s (and after every iteration) from /proc over this process and every descendant "
+        "(Ray's GCS, raylet, workers, the DPER actor): PSS from smaps_rollup (the all-processes total that counts "
+        "a shared page once), VmRSS and RssAnon from status. The memory-mapped columns are file-backed pages: "
+        "in the RSS of each process that touches them, evictable by the kernel; RssAnon is what cannot be evicted.",
+        f"fits 24 GiB (peak PSS sum < 24 GiB): {mem.peak_pss < 24 * gib}."]
     return sec
 
 
@@ -949,7 +991,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     g.add_argument("--algos", nargs="+", help="registered algorithm names (default: all registered)")
     g.add_argument("--learner-episodes", type=int, default=1000, help="synthetic episodes per map")
     g.add_argument("--batch-episodes", type=int, default=32, help="episodes per batch (paper: 32)")
-    g.add_argument("--updates", type=int, default=20, help="updates per side and round")
+    g.add_argument("--updates", type=int, default=10, help="updates per side and round")
     g.add_argument("--repeats", type=int, default=5, help="rounds (sides alternated); also the sum-tree rounds")
     g.add_argument("--warmup", type=int, default=5, help="warm-up updates per side")
     g = p.add_argument_group("stage2")
