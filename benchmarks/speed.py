@@ -36,7 +36,7 @@ Prints one Markdown table per section, the exact command and the machine (CPU mo
 torch threads, load average, versions); with ``--out FOLDER`` also writes ``speed.json``,
 ``speed.csv`` (long format: section, row, column, value) and ``speed.md`` there, each
 atomically (temporary file + ``os.replace``). Synthetic datasets are generated once per (map,
-episodes, seed) into ``--data-dir`` (default ``<data dir>/synthetic``) and reused. Everything
+episodes, seed) into ``--data-dir`` (default ``<data dir>/cache/speed``) and reused. Everything
 is seeded from ``--seed``. No timing threshold is checked here: run it on an idle machine.
 """
 
@@ -982,7 +982,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--sections", nargs="+", default=DEFAULT_SECTIONS, choices=ALL_SECTIONS + ["all"])
     p.add_argument("--out", help="folder for speed.json, speed.csv and speed.md (written atomically)")
     p.add_argument("--data-dir", help="where synthetic datasets are generated once and reused "
-                                      "(default <data dir>/synthetic, i.e. $RLLIB_SIT_DATA_DIR or ./offline_data)")
+                                      "(default <data dir>/cache/speed: $RLLIB_SIT_DATA_DIR or ./offline_data, git-ignored)")
     p.add_argument("--seed", type=int, default=0, help="seeds the datasets, the algorithms and the samplers")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: what a 1-CPU Tune trial gets)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
@@ -1012,11 +1012,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     g = p.add_argument_group("sweep (optional)")
     g.add_argument("--sweep-episodes", type=int, default=1000, help="2s3z low dataset size (generated with the "
                                                                      "simulator on first use)")
-    g.add_argument("--sweep-ardnem-updates", type=int, default=500)
-    g.add_argument("--sweep-agent-updates", type=int, default=500)
-    g.add_argument("--sweep-ardnem-per-iteration", type=int, default=250)
-    g.add_argument("--sweep-agent-per-iteration", type=int, default=250)
-    g.add_argument("--sweep-eval-episodes", type=int, default=8)
+    g.add_argument("--sweep-ardnem-updates", type=int, default=2000)
+    g.add_argument("--sweep-agent-updates", type=int, default=1500)
+    g.add_argument("--sweep-ardnem-per-iteration", type=int, default=1000)
+    g.add_argument("--sweep-agent-per-iteration", type=int, default=500)
+    g.add_argument("--sweep-eval-episodes", type=int, default=32)
     g.add_argument("--sweep-concurrent", type=int, default=2, help="grid trials at a time")
     g.add_argument("--sweep-single-threads", type=int, default=2, help="torch threads of the single run "
                                                                         "(sit_2s3z.yaml: 2)")
@@ -1047,7 +1047,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.data_dir is None:
         from rllib_sit.data.paths import data_dir
 
-        args.data_dir = str(data_dir() / "synthetic")
+        args.data_dir = str(data_dir() / "cache" / "speed")
     args.data_dir = os.path.abspath(args.data_dir)
     return args
 
