@@ -10,7 +10,7 @@ Sections (``--sections``; default ``learner stage2 sumtree read envs``; ``all`` 
 
 learner  Per-update cost of every registered algorithm, each of its update phases (SIT: Stage I
          and Stage III; MABCQ: behaviour + BCQ; OMAC: value + policy), on synthetic episodes of
-         the map's shapes (2s3z; FACMAC on HalfCheetah 2l): ``train()`` per update and
+         the map's shapes (2s3z; FACMAC on HalfCheetah 2l): ``training_step()`` per update and
          ``learner_group.update`` per update, beside a plain PyTorch loop that runs the learner's
          own loss code (``compute_losses_for_module`` / ``compute_joint_losses``) on the same
          modules and the same recorded batches. Warm-up, then ``--repeats`` rounds of
@@ -372,8 +372,9 @@ PHASE_LABELS = {("SIT", "ardnem"): "Stage I (ardnem)", ("SIT", "agents"): "Stage
 
 
 def time_phase(algo, phase, plain: PlainLoop, args) -> Dict[str, float]:
-    """Warm-up (recording the batches ``train()`` makes), then ``repeats`` rounds of ``updates``
-    updates per side (train(), learner_group.update, plain), the order rotating each round."""
+    """Warm-up (one ``train()``, recording the batches it makes), then ``repeats`` rounds of
+    ``updates`` updates per side (training_step(), learner_group.update, plain), the order rotating
+    each round."""
     k, warm = args.updates, max(args.warmup, 1)
     recorded: List[Dict[str, Dict[str, np.ndarray]]] = []
     original = algo.update_learners
@@ -397,7 +398,7 @@ def time_phase(algo, phase, plain: PlainLoop, args) -> Dict[str, float]:
 
     def run_train():
         phase.per_iteration = k
-        algo.train()
+        algo.training_step()  # what train() runs per iteration, without RLlib's per-iteration results
 
     def run_learner():
         for b in batches:
@@ -426,8 +427,8 @@ def section_learner(args, ctx) -> Section:
     from rllib_sit.algorithms import ALGORITHMS
 
     sec = Section("learner", "Per-update cost: RLlib vs a plain PyTorch loop (ms per update, median)",
-                  ["algorithm (phase)", "map", "batch", "train() ms", "learner_group.update ms", "plain PyTorch ms",
-                   "train()/plain", "update/plain", "grad check"])
+                  ["algorithm (phase)", "map", "batch", "training_step() ms", "learner_group.update ms",
+                   "plain PyTorch ms", "training_step/plain", "update/plain", "grad check"])
     names = args.algos or list(ALGORITHMS)
     unknown = [n for n in names if n not in ALGORITHMS]
     if unknown:
@@ -456,10 +457,10 @@ def section_learner(args, ctx) -> Section:
                 label = f"{name} {PHASE_LABELS.get((name, phase.name), f'({phase.name})')}"
                 sec.add(**{"algorithm (phase)": label, "map": env_id.split(":")[1],
                            "batch": f"{args.batch_episodes} ep ({t['batch_rows']:.0f} rows)",
-                           "train() ms": t["train"], "learner_group.update ms": t["learner"],
-                           "plain PyTorch ms": t["plain"], "train()/plain": ratio(t["train"], t["plain"]),
+                           "training_step() ms": t["train"], "learner_group.update ms": t["learner"],
+                           "plain PyTorch ms": t["plain"], "training_step/plain": ratio(t["train"], t["plain"]),
                            "update/plain": ratio(t["learner"], t["plain"]), "grad check": t["grad_diff"]})
-                print(f"[speed] learner: {label}: train {t['train']:.1f} / update {t['learner']:.1f} / "
+                print(f"[speed] learner: {label}: training_step {t['train']:.1f} / update {t['learner']:.1f} / "
                       f"plain {t['plain']:.1f} ms", flush=True)
                 # finish this phase (one update) so that the next one (and any one-shot phase
                 # between, e.g. SIT's Stage II) runs
@@ -474,11 +475,12 @@ def section_learner(args, ctx) -> Section:
         f"HalfCheetah 2l), {args.batch_episodes} episodes per batch ('rows': the rows of all modules' batches; "
         f"SIT Stage I: real timesteps), {args.threads} torch thread(s); warm-up {args.warmup}, then "
         f"{args.repeats} rounds x {args.updates} updates per side, sides alternated; median.",
-        "train(): `algo.train()` with the phase's `per_iteration` = updates, divided by the updates: batch "
-        "sampling (SIT Stage III: the DPER actor round trip, prefetched), `learner_group.update` (NumPy -> "
-        "torch, forward, the learner's losses, one backward per loss term, RLlib's per-optimizer clipping and "
-        "non-finite check, optimizer steps, target networks, metrics), the iteration's bookkeeping; no evaluation.",
-        "learner_group.update: `algo.update_learners(batch)` on batches recorded from train() (no sampling).",
+        "training_step(): `algo.training_step()` (what `train()` runs per iteration) with the phase's "
+        "`per_iteration` = updates, divided by the updates: batch sampling (SIT Stage III: the DPER actor round "
+        "trip, prefetched), `learner_group.update` (NumPy -> torch, forward, the learner's losses, one backward "
+        "per loss term, RLlib's per-optimizer clipping and non-finite check, optimizer steps, target networks, "
+        "metrics), the phase bookkeeping and metrics logging; no evaluation, not RLlib's per-iteration results.",
+        "learner_group.update: `algo.update_learners(batch)` on batches recorded from `train()` (no sampling).",
         "plain PyTorch: the same batches and the same module objects; NumPy -> torch as RLlib converts; "
         "`forward_train`; the learner's own `compute_losses_for_module` / `compute_joint_losses` (its metric "
         "logging swallowed; its `.item()` reads stay); per term `torch.autograd.grad` w.r.t. its optimizers' "
@@ -486,8 +488,8 @@ def section_learner(args, ctx) -> Section:
         "Own optimizers of the learner's class and settings.",
         "grad check: max relative difference of the (clipped) gradients one RLlib update and one plain update "
         "compute from the same weights, torch RNG state and batch (0 up to float round-off = the same math).",
-        "Goal (issue): RLlib <= 1.15x plain, read on update/plain (same batches); train()/plain adds batch "
-        "sampling, which the plain loop does not do."]
+        "Goal (issue): RLlib <= 1.15x plain, read on update/plain (same batches); training_step/plain adds "
+        "batch sampling, which the plain loop does not do."]
     return sec
 
 

@@ -61,7 +61,8 @@ def test_sections_rows_and_numbers(tiny_run):
     for name in ALGORITHMS:
         assert any(label.startswith(name + " ") for label in labels), (name, labels)
     for row in learner["rows"]:
-        for c in ("train() ms", "learner_group.update ms", "plain PyTorch ms", "train()/plain", "update/plain"):
+        for c in ("training_step() ms", "learner_group.update ms", "plain PyTorch ms", "training_step/plain",
+                  "update/plain"):
             assert isinstance(row[c], float), (row, c)
         # the plain loop is the same math as the RLlib update (same gradients from the same weights)
         assert row["grad check"] < 1e-4, row
