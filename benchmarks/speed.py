@@ -66,7 +66,6 @@ import numpy as np
 DEFAULT_SECTIONS = ["learner", "stage2", "sumtree", "read", "envs"]
 OPTIONAL_SECTIONS = ["sweep", "memory"]
 ALL_SECTIONS = DEFAULT_SECTIONS + OPTIONAL_SECTIONS
-CONTINUOUS_ALGOS = {"FACMAC"}  # planned on a continuous map (their configs reject discrete actions)
 DISCRETE_MAP, CONTINUOUS_MAP, MEMORY_MAP = "smac:2s3z", "mamujoco:halfcheetah_2l", "smac:1c3s5z"
 ENVS = ["smac:2s3z", "mpe:cn_3ls3l", "mamujoco:halfcheetah_2l"]
 SWEEP_GRID = 12  # tuned_examples/sit_2s3z_sweep.yaml: alpha 3 x beta 2 x eta 2
@@ -315,6 +314,14 @@ class PlainLoop:
                             pt.mul_(1.0 - tau).add_(p, alpha=tau)
 
 
+def algorithm_map(name: str) -> str:
+    """2s3z, or HalfCheetah 2l for an algorithm whose config rejects discrete actions (FACMAC), as
+    the benchmark runner plans them (``profiles.algorithm_fits_map``)."""
+    from rllib_sit.experiments.profiles import algorithm_fits_map
+
+    return DISCRETE_MAP if algorithm_fits_map(name, continuous=False) else CONTINUOUS_MAP
+
+
 def algorithm_config(name: str, path: str, args, cache_root: str):
     import importlib
 
@@ -323,7 +330,7 @@ def algorithm_config(name: str, path: str, args, cache_root: str):
     module, cls = ALGORITHMS[name]
     algo_cls = getattr(importlib.import_module(module), cls)
     cfg = (algo_cls.get_default_config()
-           .environment(CONTINUOUS_MAP if name in CONTINUOUS_ALGOS else DISCRETE_MAP)
+           .environment(algorithm_map(name))
            .offline_data(input_=path)
            .training(batch_size_episodes=args.batch_episodes, column_cache_dir=cache_root,
                      validate_dataset="schema", num_torch_threads=args.threads)
@@ -437,7 +444,7 @@ def section_learner(args, ctx) -> Section:
     cache_root = tempfile.mkdtemp(prefix="speed_cache_", dir=ctx.tmp)
     paths = {}
     for name in names:
-        env_id = CONTINUOUS_MAP if name in CONTINUOUS_ALGOS else DISCRETE_MAP
+        env_id = algorithm_map(name)
         if env_id not in paths:
             paths[env_id] = synthetic_dataset(args.data_dir, env_id, args.learner_episodes, args.seed)
         algo = algorithm_config(name, paths[env_id], args, cache_root).build_algo()
