@@ -60,12 +60,12 @@ def main() -> None:
 
     if args.all_low_medium:
         jobs = []
-        for env_id in load_specs():
+        for env_id, spec in load_specs().items():
             try:
                 load_pool(env_id)
             except FileNotFoundError:
                 continue
-            jobs += [(env_id, "low"), (env_id, "medium")]
+            jobs += [(env_id, q) for q in ("low", "medium") if q in spec.datasets]  # SIT's maps only
     else:
         jobs = [(e, q) for e in args.env for q in (args.quality or ["low"])]
     root = args.out_root or tempfile.mkdtemp(prefix="rllib_sit_bench_")

@@ -227,6 +227,32 @@ def test_quick_profile_plan_is_what_the_doc_says():
     assert plan.estimate(datasets_to_generate=2)["total_s"] < 3600
 
 
+def test_planner_skips_what_each_config_rejects():
+    """The planner's skip rule is each config's own ``action_spaces``: the cells it plans on a
+    continuous map are exactly the algorithms whose config builds modules for a continuous env."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "algorithms"))
+    from tiny_fixtures import TinyContinuousEnv, TinyCoopEnv
+
+    from rllib_sit.algorithms import ALGORITHMS
+
+    for continuous, info in ((True, TinyContinuousEnv().info), (False, TinyCoopEnv().info)):
+        for name, (module, cls) in ALGORITHMS.items():
+            import importlib
+
+            cfg = getattr(importlib.import_module(module), cls).get_default_config()
+            try:
+                cfg.check_action_space(info)
+                builds = True
+            except ValueError as e:
+                assert "actions" in str(e) and info.env_id in str(e)
+                builds = False
+            assert P.algorithm_fits_map(name, continuous) == builds, (name, continuous)
+    assert not P.algorithm_fits_map("OMAC", True) and not P.algorithm_fits_map("QMIX", True)
+    assert not P.algorithm_fits_map("FACMAC", False) and P.algorithm_fits_map("SIT", True)
+    plan = build_plan("quick", maps=["mamujoco:halfcheetah_2l"], qualities=["low"], seeds=[0])
+    assert {c.algo.name for c in plan.cells} == {a for a in P.TABLE1_ALGORITHMS if a not in ("QMIX", "OMAC")}
+
+
 def test_algorithm_variants_and_bad_names():
     got = parse_algorithms(["SIT[alpha=0.2|5,prioritized=False]", "MABC"], registered=["SIT", "MABC"])
     assert [a.label for a in got] == ["SIT[alpha=0.2,prioritized=False]", "SIT[alpha=5,prioritized=False]", "MABC"]

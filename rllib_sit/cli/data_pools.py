@@ -67,7 +67,7 @@ def run_list(args: argparse.Namespace) -> int:
         print("|---|---|---|---|---|---|")
         for r in rows:
             rng = "—" if r["range"] is None else f"{r['range'][0]} to {r['range'][1]}"
-            ok = "yes" if r["in_range"] else "**no**"
+            ok = {True: "yes", False: "**no**", None: "no paper range"}[r["in_range"]]
             print(f"| {r['env']} | {r['level']} | {rng} | {r['member']} | "
                   f"{_fmt_return(r['mean'], r['std'], r['n'])} | {ok} |")
         return 0
@@ -101,7 +101,7 @@ def run_show(args: argparse.Namespace) -> int:
     for lvl, members in card["levels"].items():
         for m in members:
             mr = m.get("measured_return") or {}
-            flag = "" if mr.get("in_range", True) else "  OUT OF RANGE" + (" (stand-in)" if mr.get("stand_in") else "")
+            flag = "" if mr.get("in_range") is not False else "  OUT OF RANGE" + (" (stand-in)" if mr.get("stand_in") else "")
             print(f"  {lvl:7s} {m['kind']:9s} {json.dumps(m.get('params', {}))}  "
                   f"-> {_fmt_return(mr.get('mean'), mr.get('std'), mr.get('n'))}{flag}")
             if m.get("how"):

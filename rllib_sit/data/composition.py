@@ -7,7 +7,14 @@ uses, in which share of the episodes::
     99.5% [s1:r, ...] + 0.5% [s1:m, ...]
 
 Each bracketed *component* names every agent of the environment exactly once. Percentages must
-sum to 100. :func:`parse_composition` parses and validates such a string (one ``ValueError``
+sum to 100. A component may end with options ``name=value`` (space separated); the only one is
+``noise=σ``, σ in [0, 1]: the behaviour actions of that component's episodes are perturbed
+(:data:`COMPONENT_OPTIONS`; the offline decentralized MARL paper's MAMuJoCo recipe adds "a small
+noise to the policies")::
+
+    20% [l1:r, l2:r] + 35% [l1:m, l2:e] noise=0.1 + 35% [l1:e, l2:m] noise=0.1 + 10% [l1:e, l2:e] noise=0.1
+
+:func:`parse_composition` parses and validates such a string (one ``ValueError``
 naming the bad part and what was expected); :meth:`Composition.episode_counts` splits an episode
 budget over the components deterministically (largest remainder, ties to the earlier component).
 
@@ -31,6 +38,12 @@ from rllib_sit.data.schema import LEVELS
 
 LEVEL_WORDS = {"r": "random", "m": "medium", "e": "expert"}
 _PCT_TOL = 1e-6
+# Component options ``name=value`` written after a component's brackets: name -> what it means.
+COMPONENT_OPTIONS = {
+    "noise": "action noise sigma in [0, 1]: continuous actions get Gaussian noise of std "
+             "sigma * (high - low) / 2, clipped to the action box; discrete actions are replaced, with "
+             "probability sigma, by a uniformly random available action",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +52,7 @@ class Component:
 
     percent: float
     levels: Tuple[Tuple[str, str], ...]  # (agent id, level letter) in the order written
+    noise: float = 0.0  # option noise=σ (COMPONENT_OPTIONS); 0 = the pool policies unchanged
 
     def level_of(self, agent: str) -> str:
         return dict(self.levels)[agent]
@@ -49,7 +63,8 @@ class Component:
         return [LEVELS[d[a]] for a in agents]
 
     def to_string(self) -> str:
-        return f"{_fmt_pct(self.percent)}% [" + ", ".join(f"{a}:{l}" for a, l in self.levels) + "]"
+        text = f"{_fmt_pct(self.percent)}% [" + ", ".join(f"{a}:{l}" for a, l in self.levels) + "]"
+        return text + (f" noise={self.noise:g}" if self.noise > 0 else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +107,30 @@ def _fmt_pct(p: float) -> str:
     return f"{p:g}"
 
 
-_COMPONENT_RE = re.compile(r"^\s*(?P<pct>[0-9]*\.?[0-9]+)\s*%\s*\[(?P<body>[^\[\]]*)\]\s*$")
+_COMPONENT_RE = re.compile(r"^\s*(?P<pct>[0-9]*\.?[0-9]+)\s*%\s*\[(?P<body>[^\[\]]*)\]\s*(?P<opts>[^\[\]]*?)\s*$")
+
+
+def _parse_options(text: str, k: int) -> Dict[str, float]:
+    """``name=value`` options after component ``k``'s brackets (see :data:`COMPONENT_OPTIONS`)."""
+    out: Dict[str, float] = {}
+    for item in text.split():
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise ValueError(f"composition component {k}: option {item!r} must look like 'name=value' "
+                             f"with name one of {sorted(COMPONENT_OPTIONS)}")
+        if name not in COMPONENT_OPTIONS:
+            raise ValueError(f"composition component {k}: unknown option {name!r}; expected one of "
+                             f"{sorted(COMPONENT_OPTIONS)} ({name}=... after the brackets)")
+        if name in out:
+            raise ValueError(f"composition component {k}: option {name!r} is given twice")
+        try:
+            x = float(value)
+        except ValueError:
+            x = float("nan")
+        if not 0.0 <= x <= 1.0:  # also rejects nan
+            raise ValueError(f"composition component {k}: option {name}={value!r}; expected a number in [0, 1]")
+        out[name] = x
+    return out
 
 
 def parse_composition(text: str, agents: Optional[Sequence[str]] = None) -> Composition:
@@ -107,14 +145,16 @@ def parse_composition(text: str, agents: Optional[Sequence[str]] = None) -> Comp
         ValueError: naming the bad part (component, agent, level, percentage) and what was expected.
     """
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"composition: expected a string like '50% [a1:r, a2:m] + 50% [a1:m, a2:m]', got {text!r}")
+        raise ValueError(f"composition: expected a string like '50% [a1:r, a2:m] + 50% [a1:m, a2:m]' "
+                         f"(options after a component's brackets: noise=0.1), got {text!r}")
     expected = list(agents) if agents is not None else None
     comps: List[Component] = []
     for k, part in enumerate(text.split("+"), start=1):
         m = _COMPONENT_RE.match(part)
         if not m:
             raise ValueError(f"composition component {k} {part.strip()!r} is malformed; expected "
-                             f"'P% [agent:level, ...]' with level one of {sorted(LEVELS)}")
+                             f"'P% [agent:level, ...]' with level one of {sorted(LEVELS)}, optionally "
+                             f"followed by options name=value ({sorted(COMPONENT_OPTIONS)})")
         pct = float(m.group("pct"))
         if not 0.0 < pct <= 100.0:
             raise ValueError(f"composition component {k} {part.strip()!r}: percentage {pct:g}% must be in (0, 100]")
@@ -142,7 +182,8 @@ def parse_composition(text: str, agents: Optional[Sequence[str]] = None) -> Comp
                              f"name all agents {expected}")
         # store in the environment's agent order
         order = {a: i for i, a in enumerate(expected)}
-        comps.append(Component(pct, tuple(sorted(levels, key=lambda al: order[al[0]]))))
+        opts = _parse_options(m.group("opts"), k)
+        comps.append(Component(pct, tuple(sorted(levels, key=lambda al: order[al[0]])), opts.get("noise", 0.0)))
     total = sum(c.percent for c in comps)
     if abs(total - 100.0) > _PCT_TOL:
         raise ValueError(f"composition percentages sum to {total:g}%, expected 100% "
@@ -185,12 +226,24 @@ class DatasetSpec:
 
 @dataclasses.dataclass(frozen=True)
 class EnvSpec:
-    """The specs of one environment: agents, pool return ranges, datasets by quality."""
+    """The specs of one environment: agents, pool return ranges, datasets by quality.
+
+    ``pool_ranges`` holds only the levels the paper gives a return range for (SIT: all three; the
+    offline decentralized MARL paper's differential game: none, its data is uniform random).
+    """
 
     env_id: str
     agents: List[str]
     pool_ranges: Dict[str, Tuple[float, float]]
     datasets: Dict[str, DatasetSpec]
+
+    def levels_used(self) -> List[str]:
+        """Pool levels (random/medium/expert) that some dataset of this environment uses."""
+        used = {LEVEL_WORDS[l] for d in self.datasets.values() for l in d.composition.levels_used()}
+        return [lvl for lvl in POOL_LEVELS if lvl in used]
+
+
+_DATASET_FIELDS = {"composition", "paper_average_return", "source", "note"}
 
 
 def _parse_env_spec(env_id: str, d: dict, where: str) -> EnvSpec:
@@ -199,13 +252,28 @@ def _parse_env_spec(env_id: str, d: dict, where: str) -> EnvSpec:
     for key in ("agents", "pool_ranges", "datasets"):
         if key not in d:
             raise ValueError(f"{where}: {env_id}: missing field {key!r}")
+    if not (isinstance(d["agents"], list) and d["agents"]):
+        raise ValueError(f"{where}: {env_id}.agents must be a non-empty list of agent ids, got {d['agents']!r}")
     agents = [str(a) for a in d["agents"]]
+    pr = d["pool_ranges"]
+    if pr is None:
+        pr = {}
+    if not isinstance(pr, dict):
+        raise ValueError(f"{where}: {env_id}.pool_ranges must be a mapping level -> [low, high] "
+                         f"(levels {list(POOL_LEVELS)}; {{}} when the paper gives no range), got {pr!r}")
     ranges: Dict[str, Tuple[float, float]] = {}
-    for lvl in POOL_LEVELS:
-        r = d["pool_ranges"].get(lvl)
-        if not (isinstance(r, (list, tuple)) and len(r) == 2 and float(r[0]) < float(r[1])):
+    for lvl, r in pr.items():
+        if lvl not in POOL_LEVELS:
+            raise ValueError(f"{where}: {env_id}: pool_ranges.{lvl}: unknown pool level {lvl!r}; "
+                             f"expected some of {list(POOL_LEVELS)}")
+        if not (isinstance(r, (list, tuple)) and len(r) == 2
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in r)
+                and float(r[0]) < float(r[1])):
             raise ValueError(f"{where}: {env_id}: pool_ranges.{lvl} must be [low, high] with low < high, got {r!r}")
         ranges[lvl] = (float(r[0]), float(r[1]))
+    if not isinstance(d["datasets"], dict):
+        raise ValueError(f"{where}: {env_id}.datasets must be a mapping quality -> {{composition: ...}}, "
+                         f"got {d['datasets']!r}")
     datasets: Dict[str, DatasetSpec] = {}
     for quality, q in d["datasets"].items():
         if not isinstance(q, dict) or "composition" not in q:
@@ -215,6 +283,13 @@ def _parse_env_spec(env_id: str, d: dict, where: str) -> EnvSpec:
         except ValueError as e:
             raise ValueError(f"{where}: {env_id}.datasets.{quality}: {e}") from None
         avg = q.get("paper_average_return")
+        if avg is not None and (isinstance(avg, bool) or not isinstance(avg, (int, float))):
+            raise ValueError(f"{where}: {env_id}.datasets.{quality}.paper_average_return must be a number or "
+                             f"null, got {avg!r}")
+        unknown = sorted(set(q) - _DATASET_FIELDS)
+        if unknown:
+            raise ValueError(f"{where}: {env_id}.datasets.{quality}: unknown field(s) {unknown}; expected some "
+                             f"of {sorted(_DATASET_FIELDS)}")
         datasets[str(quality)] = DatasetSpec(env_id, str(quality), comp, None if avg is None else float(avg),
                                              str(q.get("source", "")), str(q.get("note", "")).strip())
     return EnvSpec(env_id, agents, ranges, datasets)

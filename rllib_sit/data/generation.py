@@ -34,7 +34,7 @@ import numpy as np
 
 from rllib_sit._version import __version__
 from rllib_sit.data import schema as S
-from rllib_sit.data.composition import Composition, dataset_spec, parse_composition
+from rllib_sit.data.composition import COMPONENT_OPTIONS, Composition, dataset_spec, parse_composition
 from rllib_sit.data.paths import datasets_dir, display_path
 from rllib_sit.data.pool_card import Pool, load_pool
 
@@ -70,8 +70,28 @@ def component_assignment(composition: Composition, n_episodes: int, seed: int) -
 # Rolling out one chunk (runs inside a Ray task, or inline with num_workers=0)
 # ------------------------------------------------------------------------------------------------
 
-def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int) -> dict:
-    """Episode ``k``: agent i acts with a member of level ``level_names[i]``, all seeded from (seed, k)."""
+def noisy_action(env, i: int, action, noise: float, rng: np.random.Generator):
+    """Agent ``i``'s ``action`` perturbed by the composition option ``noise=σ``
+    (:data:`rllib_sit.data.composition.COMPONENT_OPTIONS`): continuous actions get Gaussian noise of
+    std ``σ (high - low) / 2``, clipped to the action box; a discrete action is replaced, with
+    probability σ, by a uniformly random available action. ``noise == 0`` returns ``action``
+    unchanged and draws nothing from ``rng``."""
+    if noise <= 0:
+        return action
+    info = env.info
+    if info.discrete:
+        if rng.random() < noise:
+            return int(rng.choice(np.flatnonzero(env.action_masks()[i] > 0)))
+        return action
+    low, high = np.asarray(info.action_low, np.float64), np.asarray(info.action_high, np.float64)
+    a = np.asarray(action, np.float64) + rng.normal(0.0, noise * (high - low) / 2.0, info.act_dim)
+    return np.clip(a, low, high).astype(np.float32)
+
+
+def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int,
+                 noise: float = 0.0) -> dict:
+    """Episode ``k``: agent i acts with a member of level ``level_names[i]`` (actions perturbed by
+    ``noise``, see :func:`noisy_action`), all seeded from (seed, k)."""
     from rllib_sit.data.episode import rollout_episode
 
     n = env.info.n_agents
@@ -85,7 +105,7 @@ def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], see
         acts.append(choices[int(member_rng.integers(len(choices)))])
 
     def joint(env_, obs):
-        out = [acts[i](env_, i, rngs[i], obs) for i in range(n)]
+        out = [noisy_action(env_, i, acts[i](env_, i, rngs[i], obs), noise, rngs[i]) for i in range(n)]
         return np.asarray(out, np.int64) if env_.info.discrete else np.stack(out).astype(np.float32)
 
     levels = [S.LEVELS[l[0]] for l in level_names]
@@ -102,7 +122,7 @@ def rollout_chunk(env_fn: Callable, pool: Pool, composition: Composition, assign
     for k in range(start, stop):
         comp = composition.components[int(assignment[k])]
         level_names = [words[comp.level_of(a)] for a in env.info.agents]
-        rows.append(_episode_row(env, policies, level_names, seed, k))
+        rows.append(_episode_row(env, policies, level_names, seed, k, comp.noise))
     env.close()
     return rows
 
@@ -270,6 +290,8 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
     }
     if spec is not None and spec.note:
         card["note"] = spec.note
+    if any(c.noise > 0 for c in comp.components):
+        card["component_options"] = {"noise": COMPONENT_OPTIONS["noise"]}
     pool_warnings = [w for l in comp.levels_used() for w in pool.warnings(l)]
     if pool_warnings:
         card["pool_warnings"] = pool_warnings
@@ -328,7 +350,7 @@ def _exclusive(lock_path: Path):
 
 
 def decentralize(path: os.PathLike, out: os.PathLike, agents: Optional[Sequence[str]] = None,
-                 overwrite: bool = False) -> Dict[str, str]:
+                 overwrite: bool = False, card_extra: Optional[dict] = None) -> Dict[str, str]:
     """Split a joint dataset into one single-agent dataset per agent (decentralized MARL).
 
     Following the offline decentralized MARL paper (papers/offline_decentralized_marl_vd_tn.md,
@@ -336,7 +358,9 @@ def decentralize(path: os.PathLike, out: os.PathLike, agents: Optional[Sequence[
     i's dataset B_i holds its own observations, its own actions and action masks, its policy level
     and statistics, the team reward and the global state, but no other agent's observation or
     action. Every per-agent dataset is schema v1 with N = 1 (``EnvInfo.agents == [agent]``) and
-    is written to ``<out>/<agent>/``; its card adds ``decentralized_agent`` and ``source_dataset``.
+    is written to ``<out>/<agent>/``; its card adds ``decentralized_agent``, ``decentralized_mode``
+    (``"shared"``: every agent's dataset comes from the same joint episodes) and ``source_dataset``,
+    then ``card_extra``. :func:`decentralize_independent` gives each agent its own episodes.
 
     Returns ``{agent: path}``.
     """
@@ -369,7 +393,66 @@ def decentralize(path: os.PathLike, out: os.PathLike, agents: Optional[Sequence[
         card = {k: v for k, v in ds.card.items()
                 if k not in ("n_episodes", "return_mean", "return_std", "return_min", "return_max", "agents",
                              "agent_types")}
-        card.update({"decentralized_agent": a, "source_dataset": str(Path(path).resolve()),
-                     "quality": f"{ds.card.get('quality')}/{a}"})
+        card.update({"decentralized_agent": a, "decentralized_mode": "shared",
+                     "source_dataset": str(Path(path).resolve()), "quality": f"{ds.card.get('quality')}/{a}"})
+        card.update(card_extra or {})
         result[a] = str(write_dataset(rows(), str(out / a), meta, card=card, overwrite=overwrite))
+    return result
+
+
+INDEPENDENT_STREAM = 0xDEC
+
+
+def independent_seed(seed: int, agent_index: int) -> int:
+    """Seed of the joint run that agent ``agent_index``'s independent dataset is cut from: ``seed``
+    itself for the first agent, ``SeedSequence([seed, 0xDEC, agent_index])`` (one uint32) otherwise."""
+    if agent_index == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), INDEPENDENT_STREAM, int(agent_index)]).generate_state(1)[0])
+
+
+def decentralize_independent(path: os.PathLike, out: os.PathLike, overwrite: bool = False,
+                             num_workers: Optional[int] = None, progress: bool = True,
+                             pool: Optional[Pool] = None, env_fn: Optional[Callable] = None) -> Dict[str, str]:
+    """Per-agent datasets from *independent* runs (the offline decentralized MARL paper: "the
+    datasets are fully independent without any common information").
+
+    The joint dataset at ``path`` fixes the recipe (env, quality or composition, episode count,
+    seed). The first agent's dataset is split from it; agent i's (i >= 1) from a fresh joint run of
+    the same recipe with seed :func:`independent_seed` ``(seed, i)``, generated in a temporary folder
+    next to ``out`` and deleted once agent i's part is written. So every agent's dataset has the
+    recipe's composition, but no two share an episode. Costs one extra generation per agent after
+    the first. Cards add ``decentralized_mode: "independent"`` and ``source_seed``.
+
+    Returns ``{agent: path}`` (``<out>/<agent>/``).
+    """
+    import tempfile
+
+    from rllib_sit.data import read_dataset
+
+    ds = read_dataset(str(path), validate="schema")
+    card, agents = ds.card, list(ds.meta.env.agents)
+    missing = [k for k in ("env", "quality", "composition", "seed", "n_episodes") if k not in card]
+    if missing:
+        raise ValueError(f"decentralize_independent: {path}/card.json lacks {missing}; expected a dataset written "
+                         "by generate_dataset (its card names the recipe to re-run)")
+    env_id, quality, seed = card["env"], card["quality"], int(card["seed"])
+    composition = card["composition"]
+    try:  # a spec quality keeps its name, paper average and note in the new runs' cards
+        if str(dataset_spec(env_id, quality).composition) == composition:
+            composition = None
+    except ValueError:
+        pass
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {"decentralized_mode": "independent", "source_seed": seed}
+    result = decentralize(path, out, agents=agents[:1], overwrite=overwrite, card_extra=extra)
+    for i, agent in enumerate(agents[1:], start=1):
+        seed_i = independent_seed(seed, i)
+        with tempfile.TemporaryDirectory(dir=out, prefix=f".joint-{agent}-") as tmp:
+            joint = generate_dataset(env_id, quality=quality, composition=composition,
+                                     n_episodes=int(card["n_episodes"]), seed=seed_i, out=Path(tmp) / "joint",
+                                     num_workers=num_workers, progress=progress, pool=pool, env_fn=env_fn)
+            result.update(decentralize(joint, out, agents=[agent], overwrite=overwrite,
+                                       card_extra={**extra, "source_seed": seed_i, "source_dataset": None}))
     return result

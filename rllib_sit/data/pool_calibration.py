@@ -221,8 +221,12 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
     actions, then variants, then a degraded controller; medium: the controller with a bisected
     skill; expert: the controller at full skill, else a bisected skill). Every chosen member is
     then measured on ``eval_episodes`` fresh episodes (seeds ``seed``..``seed+eval_episodes-1``;
-    calibration uses seeds from 1,000,000 + ``seed``). A level that no candidate reaches is listed
-    under ``missing_levels`` with the best return seen.
+    calibration uses seeds from 1,000,000 + ``seed``); a member whose evaluation falls outside the
+    range gives way to the next candidate that calibrates and evaluates inside it (if none does, the
+    first is kept with ``in_range: false``). A level that no candidate reaches is listed under
+    ``missing_levels``. A level without a paper range in the data spec is built only if a dataset of
+    the specs uses it: its first fixed candidate (random: uniform actions), measured, ``in_range:
+    null``.
     """
     from rllib_sit.envs.registry import make_env, parse_env_id
 
@@ -238,35 +242,66 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
     cands = default_candidates(env, _find_heuristic(family))
     levels: Dict[str, List[PoolMember]] = {}
     missing: Dict[str, str] = {}
+    used = spec.levels_used()
     for lvl in POOL_LEVELS:
+        if lvl not in spec.pool_ranges:
+            # The paper gives no return range (e.g. the differential game's uniform-random data):
+            # a level the specs use is its first fixed candidate as defined (random: uniform), measured;
+            # a level nobody uses is not built.
+            fixed = [c for c in cands[lvl] if c.knob is None]
+            if lvl in used and fixed:
+                mem = fixed[0].member(how=fixed[0].how + " (the paper gives no return range for this level: "
+                                                          "taken as defined, not calibrated)")
+                mem.measured = measure(env, mem.build(), eval_episodes, seed)
+                mem.measured["in_range"] = None
+                levels[lvl] = [mem]
+                log(f"{env_id}: {lvl:6s} {mem.kind:9s} {mem.params} -> {mem.measured['mean']:.2f} ± "
+                    f"{mem.measured['std']:.2f} (no paper range)")
+            else:
+                missing[lvl] = ("the paper gives no return range for this level and no dataset of the specs uses it"
+                                if lvl not in used else "no candidate without a calibration knob for this level")
+                log(f"{env_id}: {lvl} not built: {missing[lvl]}")
+            continue
+        lo, hi = spec.pool_ranges[lvl]
         log(f"{env_id}: {lvl} level, range {spec.pool_ranges[lvl]}")
+        chosen: Optional[PoolMember] = None
+        outside: Optional[PoolMember] = None  # calibrated in range, but its evaluation is not
         for cand in cands[lvl]:
             found = calibrate(env, cand, spec.pool_ranges[lvl], cal_episodes, 1_000_000 + seed, log=log)
-            if found is not None:
-                levels[lvl] = [found[0]]
+            if found is None:
+                continue
+            mem = found[0]
+            mem.measured = measure(env, mem.build(), eval_episodes, seed)
+            mem.measured["in_range"] = bool(lo <= mem.measured["mean"] <= hi)
+            if mem.measured["in_range"]:
+                chosen = mem
                 break
-        else:
+            # the fresh evaluation seeds disagree with the calibration probe: try the next candidate
+            log(f"    evaluation {mem.measured['mean']:.2f} outside [{lo}, {hi}]; trying the next candidate")
+            outside = outside or mem
+        if chosen is None and outside is not None:
+            chosen = outside  # kept as measured (in_range false), as before
+        if chosen is None:
             missing[lvl] = (f"no candidate ({', '.join(c.kind + ('/' + c.knob if c.knob else '') for c in cands[lvl])}"
                             f") reached the range {list(spec.pool_ranges[lvl])}")
             log(f"{env_id}: {lvl} MISSING: {missing[lvl]}")
             if lvl == "expert" and cands[lvl]:
                 # stand-in: the best policy available, flagged, so that datasets naming this level can
                 # still be generated (their cards carry a warning)
-                stand_in = cands[lvl][0].member(how=cands[lvl][0].how + "; STAND-IN: below the paper's expert range")
-                levels[lvl] = [stand_in]
-    for lvl, members in levels.items():
-        lo, hi = spec.pool_ranges[lvl]
-        for mem in members:
-            res = measure(env, mem.build(), eval_episodes, seed)
-            res["in_range"] = bool(lo <= res["mean"] <= hi)
-            if lvl in missing and res["in_range"]:  # calibration probe was unlucky; the fresh seeds agree
-                del missing[lvl]
-                mem.how = mem.how.split("; STAND-IN")[0] + " (calibration probe fell just outside the range; " \
-                    "the evaluation episodes are inside it)"
-            elif lvl in missing:
-                res["stand_in"] = True
-            mem.measured = res
-            log(f"{env_id}: {lvl:6s} {mem.kind:9s} {mem.params} -> {res['mean']:.2f} ± {res['std']:.2f} "
+                chosen = cands[lvl][0].member(how=cands[lvl][0].how + "; STAND-IN: below the paper's expert range")
+                res = measure(env, chosen.build(), eval_episodes, seed)
+                res["in_range"] = bool(lo <= res["mean"] <= hi)
+                if res["in_range"]:  # calibration probe was unlucky; the fresh seeds agree
+                    del missing[lvl]
+                    chosen.how = chosen.how.split("; STAND-IN")[0] + " (calibration probe fell just outside the " \
+                        "range; the evaluation episodes are inside it)"
+                else:
+                    res["stand_in"] = True
+                chosen.measured = res
+        if chosen is not None:
+            levels[lvl] = [chosen]
+            res = chosen.measured
+            log(f"{env_id}: {lvl:6s} {chosen.kind:9s} {chosen.params} -> {res['mean']:.2f} ± {res['std']:.2f} "
                 f"in range [{lo}, {hi}]: {res['in_range']}")
     card = {
         "env": env_id,

@@ -192,7 +192,7 @@ class Pool:
         level = LEVEL_WORDS.get(level, level)
         out = []
         for m in self.members(level):
-            if m.measured is not None and not m.measured.get("in_range", True):
+            if m.measured is not None and m.measured.get("in_range") is False:  # None: the paper gives no range
                 out.append(f"{self.env_id} {level} member {m.kind} {m.params} measured "
                            f"{m.measured.get('mean')} outside the paper's {level} range "
                            f"{self.card.get('paper_ranges', {}).get(level)}: "

@@ -32,9 +32,6 @@ TABLE1_COLUMNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("Behaviour", ()), ("MABC", ("MABC",)), ("QMIX/FacMAC", ("QMIX", "FACMAC")), ("MABCQ", ("MABCQ",)),
     ("MACQL", ("MACQL",)), ("ICQ", ("ICQ",)), ("OMAC", ("OMAC",)), ("SIT", ("SIT",)))
 TABLE1_ALGORITHMS: Tuple[str, ...] = tuple(a for _, algos in TABLE1_COLUMNS for a in algos)
-# Algorithms that accept one action space only (their configs reject the other one).
-DISCRETE_ONLY = frozenset({"QMIX"})
-CONTINUOUS_ONLY = frozenset({"FACMAC"})
 # Families whose maps have continuous actions (for planning without building the env).
 CONTINUOUS_FAMILIES = frozenset({"mamujoco"})
 
@@ -146,8 +143,17 @@ def is_continuous_map(map_id: str) -> bool:
 
 
 def algorithm_fits_map(algorithm: str, continuous: bool) -> bool:
-    """False for QMIX on a continuous map and FACMAC on a discrete one (the configs reject them)."""
-    return not ((continuous and algorithm in DISCRETE_ONLY) or (not continuous and algorithm in CONTINUOUS_ONLY))
+    """Whether ``algorithm``'s config accepts the map's action space (its ``action_spaces``: QMIX and
+    OMAC discrete only, FACMAC continuous only). Unregistered names fit everything."""
+    import importlib
+
+    from rllib_sit.algorithms import ALGORITHMS
+
+    if algorithm not in ALGORITHMS:
+        return True
+    module, cls = ALGORITHMS[algorithm]
+    config_class = type(getattr(importlib.import_module(module), cls).get_default_config())
+    return ("continuous" if continuous else "discrete") in config_class.action_spaces
 
 
 def policy_iteration_size(agent_updates: int, eval_points: int) -> int:

@@ -243,16 +243,7 @@ def test_defaults():
 
 def test_discrete_env_is_refused_by_name():
     with pytest.raises(ValueError, match="FACMACConfig: env='tiny:coop' is invalid.*QMIX"):
-        FACMACConfig().agent_module_spec(TinyCoopEnv().info, "tank", ["b0"])
-
-
-def test_run_facmac_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("FACMAC") is FACMAC
+        FACMACConfig().build_module_specs(TinyCoopEnv().info)
 
 
 def test_every_tuned_example_validates():

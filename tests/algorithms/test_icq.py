@@ -488,14 +488,6 @@ def test_every_tuned_example_validates():
 
 # -- Ray: registration, build → train → evaluate, checkpoints ----------------------------------------
 
-def test_run_icq_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("ICQ") is ICQ
-
 
 def _mixer_weights_on(algo, batch):
     mixer = algo.learner_group._learner.module[MIXER_MODULE_ID].unwrapped().mixer

@@ -130,16 +130,6 @@ def test_defaults_are_table_11_shared_rows():
         (5e-4, 64, 15000, 32, "rmsprop", 10.0)
 
 
-def test_run_mabc_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("MABC") is MABC
-    assert get_trainable_cls("BC") is not MABC  # RLlib's own BC untouched
-
-
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
 

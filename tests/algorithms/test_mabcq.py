@@ -493,15 +493,6 @@ def test_config_validation_names_the_parameter(key, value):
         cfg.validate()
 
 
-def test_run_mabcq_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("MABCQ") is MABCQ
-
-
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
 

@@ -390,16 +390,6 @@ def test_defaults_are_table_11():
         (5e-4, 64, 32, 100, 15000, 32, "rmsprop", 10.0, 0.99)
 
 
-def test_run_macql_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("MACQL") is MACQL
-    assert get_trainable_cls("CQL") is not MACQL  # RLlib's own CQL untouched
-
-
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
 

@@ -131,9 +131,3 @@ def test_validation_names_the_parameter(kwargs, name):
         OMACConfig().training(**kwargs).validate()
 
 
-def test_run_name_resolves_to_this_package(ray_session):
-    import rllib_sit
-    from ray.tune.registry import get_trainable_cls
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("OMAC") is OMAC

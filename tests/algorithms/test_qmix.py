@@ -250,16 +250,7 @@ def test_defaults_are_table_11_shared_rows_and_pymarl():
 
 def test_continuous_env_is_refused_by_name():
     with pytest.raises(ValueError, match="QMIXConfig: env='tinycont:coop' is invalid.*FACMAC"):
-        QMIXConfig().agent_module_spec(TinyContinuousEnv().info, "leg", ["l0", "l1"])
-
-
-def test_run_qmix_resolves_to_this_package(ray_session):
-    from ray.tune.registry import get_trainable_cls
-
-    import rllib_sit
-
-    rllib_sit.register_all()
-    assert get_trainable_cls("QMIX") is QMIX
+        QMIXConfig().build_module_specs(TinyContinuousEnv().info)
 
 
 def test_every_tuned_example_validates():

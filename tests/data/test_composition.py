@@ -14,6 +14,8 @@ from rllib_sit.data.composition import (
 from rllib_sit.data.paths import resources_dir
 
 AGENTS_2S3Z = ["s1", "s2", "z1", "z2", "z3"]
+SIT_MAPS = ["smac:2s3z", "smac:3s_vs_5z", "smac:2s_vs_1sc", "smac:8m", "smac:1c3s5z", "smac:10m_vs_11m",
+            "mpe:cn_3ls3l", "mpe:cn_4ls4l", "mpe:pp_3p1p", "mamujoco:halfcheetah_2l", "mamujoco:walker_2l"]
 
 
 def test_parse_two_components():
@@ -79,8 +81,9 @@ def test_validation_errors(text, agents, message):
 
 def test_every_paper_composition_is_in_the_specs():
     specs = load_specs()
-    assert len(specs) == 11
-    for env_id, spec in specs.items():
+    assert set(SIT_MAPS) <= set(specs)  # + the offline decentralized MARL paper's maps (test_vdtn_specs.py)
+    for env_id in SIT_MAPS:
+        spec = specs[env_id]
         assert {"low", "medium"} <= set(spec.datasets), env_id
         for q in spec.datasets.values():
             assert q.composition.agents == spec.agents
@@ -99,7 +102,8 @@ def test_every_paper_composition_is_in_the_specs():
 
 def test_dataset_spec_unknown_quality_and_env():
     assert dataset_spec("smac:8m", "medium").paper_average_return == 9.85
-    with pytest.raises(ValueError, match=r"unknown quality 'extreme' for smac:8m; expected one of \['low', 'medium'\]"):
+    with pytest.raises(ValueError, match=r"unknown quality 'extreme' for smac:8m; expected one of \['low', 'medium', "
+                                         r"'vdtn-expert', 'vdtn-medium', 'vdtn-random'\]"):
         dataset_spec("smac:8m", "extreme")
     with pytest.raises(ValueError, match=r"no data spec for environment 'smac:9m'"):
         dataset_spec("smac:9m", "low")

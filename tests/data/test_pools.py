@@ -249,7 +249,7 @@ def test_cli_list(tmp_path, capsys):
     out = capsys.readouterr().out
     for env_id in SIT_MAPS:
         assert env_id in out
-    assert "(11 pool cards in" in out
+    assert f"({len(list(pools_dir().glob('*.json')))} pool cards in" in out  # SIT maps + VD+TN maps
     write_card(tmp_path, {"random": [{"kind": "uniform", "params": {},
                                       "measured_return": {"mean": 1.25, "std": 0.5, "n": 50, "in_range": True}}]})
     assert sit_main(["data", "pools", "list", "--dir", str(tmp_path), "--markdown"]) == 0
@@ -331,4 +331,43 @@ def test_cli_build_passes_arguments_and_writes_to_dir(no_calibration, tmp_path, 
     assert f"smac:2s3z: wrote {tmp_path / 'smac_2s3z.json'}" in out and "missing levels: ['random']" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mpe_cn_3ls3l.json", "smac_2s3z.json"]
     assert sit_main(["data", "pools", "build", "--all", "--dir", str(tmp_path)]) == 0
-    assert {c["env_id"] for c in no_calibration[2:]} == set(SIT_MAPS)
+    assert {c["env_id"] for c in no_calibration[2:]} == set(load_specs()) >= set(SIT_MAPS)
+
+
+def test_build_pool_evaluation_must_confirm_and_levels_without_range(tmp_path, monkeypatch):
+    """A member that calibrates inside the range but evaluates outside it (smac:3s_vs_3z's full-skill
+    expert: 20.00 on the calibration seeds, 20.01 on the evaluation seeds, SIT's range ends at 20)
+    gives way to the next candidate; a level without a paper range is built only if a dataset uses
+    it (as its fixed candidate, in_range null), else listed as missing with the reason."""
+    from rllib_sit.data.composition import DatasetSpec, EnvSpec, parse_composition
+
+    comp = parse_composition("50% [a1:r, a2:r] + 50% [a1:e, a2:e]", ["a1", "a2"])
+    spec = EnvSpec("toy:pool", ["a1", "a2"], {"expert": (14.0, 20.0)},
+                   {"q": DatasetSpec("toy:pool", "q", comp, None)})
+    fn = {"fn": "test_pools:heuristic"}
+    cands = {"random": [Candidate("uniform", {}, "uniform")], "medium": [],
+             "expert": [Candidate("heuristic", {**fn, "skill": 1.0}, "full skill"),
+                        Candidate("heuristic", {**fn, "skill": 1.0}, "calibrated skill", knob="skill")]}
+
+    def fake_measure(env, policy, n_episodes, seed):  # policy = the member's params (build patched)
+        mean = 20.0 * policy.get("skill", 0.1) + (0.0 if seed >= 1_000_000 else 0.01)
+        return {"mean": round(mean, 3), "std": 0.0, "n": n_episodes, "first10_mean": round(mean, 3)}
+
+    monkeypatch.setattr(pool_calibration, "env_spec", lambda env_id: spec)
+    monkeypatch.setattr("rllib_sit.envs.registry.make_env", lambda env_id: ToyEnv())
+    monkeypatch.setattr(pool_calibration, "default_candidates", lambda env, heuristic: cands)
+    monkeypatch.setattr(pool_calibration, "measure", fake_measure)
+    monkeypatch.setattr(PoolMember, "build", lambda self, base_dir=None: dict(self.params))
+    logged = []
+    card = pool_calibration.build_pool("toy:pool", directory=tmp_path, log=logged.append)
+    (expert,) = card["levels"]["expert"]
+    assert expert["params"]["skill"] == 0.875 and expert["measured_return"]["in_range"] is True
+    assert expert["measured_return"]["mean"] == pytest.approx(17.51)
+    assert any("evaluation 20.01 outside [14.0, 20.0]; trying the next candidate" in x for x in logged)
+    (rnd,) = card["levels"]["random"]
+    assert rnd["kind"] == "uniform" and rnd["measured_return"]["in_range"] is None
+    assert "no return range" in rnd["how"]
+    assert set(card["levels"]) == {"random", "expert"}
+    assert card["missing_levels"] == {"medium": "the paper gives no return range for this level and no dataset "
+                                                "of the specs uses it"}
+    assert read_pool_card("toy:pool", tmp_path)["paper_ranges"] == {"expert": [14.0, 20.0]}

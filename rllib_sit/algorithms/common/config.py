@@ -49,6 +49,11 @@ class OfflineMARLConfig(AlgorithmConfig):
     # Names of the settings ``training()`` accepts beyond RLlib's (subclasses extend this tuple).
     _training_keys: Tuple[str, ...] = ("dataset", "column_cache_dir", "validate_dataset", "num_torch_threads",
                                        "batch_size_episodes", "optimizer", "optimizer_eps", "module_mapping")
+    # Action spaces the algorithm implements ("discrete": SMAC, MPE; "continuous": MAMuJoCo). The
+    # base rejects a dataset of another kind before building modules; the benchmark planner skips it.
+    action_spaces: Tuple[str, ...] = ("discrete", "continuous")
+    # Appended to that error, e.g. which algorithm to run instead.
+    action_space_hint: str = ""
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
@@ -250,7 +255,16 @@ class OfflineMARLConfig(AlgorithmConfig):
         """Learner-only modules beside the agents' (ARDNEM, mixers, VAEs): ``{module id: spec}``."""
         return {}
 
+    def check_action_space(self, info: EnvInfo) -> None:
+        """One clear error when the dataset's action space is not one ``action_spaces`` lists."""
+        kind = "discrete" if info.discrete else "continuous"
+        if kind not in self.action_spaces:
+            hint = f" ({self.action_space_hint})" if self.action_space_hint else ""
+            self.bad("env", info.env_id, f"an env with {' or '.join(self.action_spaces)} actions; "
+                     f"this one has {kind} actions{hint}")
+
     def build_module_specs(self, info: EnvInfo) -> MultiRLModuleSpec:
+        self.check_action_space(info)
         by_agent = self.agent_module_ids(info)
         modules: Dict[str, List[str]] = {}
         for agent, mid in by_agent.items():

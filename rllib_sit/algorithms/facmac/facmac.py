@@ -43,6 +43,8 @@ class FACMACConfig(OfflineMARLConfig):
     (oxwhirl/facmac ``src/config/algs/facmac_mamujoco.yaml``) and learner.
     """
 
+    action_spaces = ("continuous",)
+    action_space_hint = "FACMAC is the continuous baseline; run: QMIX is the discrete one"
     _training_keys = OfflineMARLConfig._training_keys + (
         "actor_lr", "critic_lr", "optimizer_eps", "action_reg", "target_update_tau", "target_update_interval",
         "rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed", "agent_updates",
@@ -87,9 +89,6 @@ class FACMACConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.facmac.torch.default_facmac_torch_rl_module import FACMACAgentTorchRLModule
 
-        if info.discrete:
-            self.bad("env", info.env_id, "an env with continuous actions (FACMAC is the continuous baseline; "
-                     "run: QMIX is the discrete one)")
         obs_space, act_space = self.spaces(info)
         return RLModuleSpec(module_class=FACMACAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
                             model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden,

@@ -29,6 +29,8 @@ PHASE_VALUE, PHASE_POLICY = "value", "policy"
 class OMACConfig(OfflineMARLConfig):
     """Configuration of :class:`OMAC`; defaults from the OMAC paper's Table 2 (appendix A.3)."""
 
+    action_spaces = ("discrete",)
+    action_space_hint = "OMAC is implemented for SMAC and MPE"
     _training_keys = OfflineMARLConfig._training_keys + (
         "lr", "critic_lr", "expectile", "beta", "exp_adv_max", "target_update_tau", "hidden", "cca_hidden",
         "value_updates", "policy_updates", "value_updates_per_iteration", "policy_updates_per_iteration")
@@ -70,8 +72,6 @@ class OMACConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import OMACAgentTorchRLModule
 
-        if not info.discrete:
-            self.bad("env", info.env_id, "an env with discrete actions (OMAC is implemented for SMAC and MPE)")
         obs_space, act_space = self.spaces(info)
         return RLModuleSpec(module_class=OMACAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
                             model_config=dict(self.env_model_config(info), rnn_hidden=self.hidden))

@@ -49,6 +49,8 @@ class QMIXConfig(OfflineMARLConfig):
     setting (the Q-networks and the mixer).
     """
 
+    action_spaces = ("discrete",)
+    action_space_hint = "QMIX is the discrete baseline; run: FACMAC is the continuous one"
     _training_keys = OfflineMARLConfig._training_keys + (
         "rnn_hidden", "mixing_embed_dim", "hypernet_embed", "double_q", "target_update_interval",
         "agent_updates", "agent_updates_per_iteration")
@@ -79,9 +81,6 @@ class QMIXConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.qmix.torch.default_qmix_torch_rl_module import QMIXAgentTorchRLModule
 
-        if not info.discrete:
-            self.bad("env", info.env_id, "an env with discrete actions (QMIX is the discrete baseline; "
-                     "run: FACMAC is the continuous one)")
         obs_space, act_space = self.spaces(info)
         return RLModuleSpec(module_class=QMIXAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
                             model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden))
