@@ -46,8 +46,8 @@ def tiny(name, path, env=TINY_ENV_ID, **training):
     if name != "VDTN_TD3BC":
         kw["num_sampled_actions"] = 3
     kw.update(training)
-    return (CONFIGS[name]().environment(env).offline_data(input_=path).training(**kw)
-            .evaluation(evaluation_duration=2).debugging(seed=0))
+    cfg = CONFIGS[name]().environment(env).training(**kw).evaluation(evaluation_duration=2).debugging(seed=0)
+    return cfg if path is None else cfg.offline_data(input_=path)
 
 
 def _params(algo, mid, attr):
@@ -101,7 +101,8 @@ def test_train_and_evaluate_continuous(cont_dataset, name):
 
 
 def test_td3bc_rejects_discrete_actions(dataset):
-    with pytest.raises(ValueError, match="VDTN_TD3BC: tiny:coop has discrete actions"):
+    with pytest.raises(ValueError, match="VDTNTD3BCConfig: env='tiny:coop' is invalid; expected an env with "
+                                         "continuous actions; this one has discrete actions .*use VDTN_BCQ or VDTN_CQL"):
         tiny("VDTN_TD3BC", dataset).build_algo()
 
 
@@ -169,20 +170,15 @@ def test_run_names_resolve_to_this_package(ray_session):
         assert get_trainable_cls(name) is cls
 
 
-# Maps whose data specs come from the data-spec branch (smac 3m/3s_vs_3z/3s_vs_4z, random/medium/expert):
-# until it is merged their tuned examples validate but cannot generate a dataset.
-PENDING_SPECS = {"smac:3m", "smac:3s_vs_3z", "smac:3s_vs_4z"}
-
-
 def test_every_tuned_example_validates():
     from rllib_sit.cli.rllib_cmd import load_experiments
     from rllib_sit.data.composition import dataset_spec
 
     files = sorted(glob.glob(os.path.join(TUNED, "vdtn_*.yaml")))
     names = {os.path.basename(f)[:-5] for f in files}
-    for m in ("8m", "3m", "3s_vs_3z", "3s_vs_4z", "cn_3ls3l", "halfcheetah_2l", "walker_2l"):
+    for m in ("8m", "3m", "3s_vs_3z", "3s_vs_4z", "cn_4ls4l", "cn_3ls3l", "dg", "halfcheetah_2l", "walker_2l"):
         assert {f"vdtn_bcq_{m}", f"vdtn_cql_{m}"} <= names, m
-    assert {"vdtn_td3bc_halfcheetah_2l", "vdtn_td3bc_walker_2l"} <= names
+    assert {"vdtn_td3bc_dg", "vdtn_td3bc_halfcheetah_2l", "vdtn_td3bc_walker_2l"} <= names
     for f in files:
         for exp in load_experiments(f).values():
             run, env = exp["run"], exp["env"]
@@ -194,10 +190,9 @@ def test_every_tuned_example_validates():
             if family == "mamujoco":
                 assert cfg.optimism == {"mamujoco:halfcheetah_2l": 0.8, "mamujoco:walker_2l": 0.48}[env]
                 assert (cfg.hidden, cfg.batch_size) == ([64, 64], 1024)
-            try:
-                dataset_spec(env, cfg.dataset["quality"])
-            except (KeyError, ValueError):
-                assert env in PENDING_SPECS, f"{f}: no data spec for {env} {cfg.dataset}"
+            dataset_spec(env, cfg.dataset["quality"])  # the quality exists in the data specs
+            if family == "smac" or env in ("mpe:dg", "mpe:cn_4ls4l", "mamujoco:halfcheetah_2l"):
+                assert cfg.dataset["quality"].startswith("vdtn-")  # the paper's own dataset recipe
 
 
 def test_rllib_train_file_then_evaluate(ray_session, tmp_path, capsys):
@@ -230,3 +225,47 @@ def test_rllib_train_file_then_evaluate(ray_session, tmp_path, capsys):
     assert main(["evaluate", ckpts[-1], "--episodes", "2", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[out.index("{"):])["num_episodes"] == 2
+
+
+# -- the paper's per-agent datasets ----------------------------------------------------------------
+
+def test_train_on_per_agent_datasets(dataset, tmp_path):
+    """``agent_datasets``: a folder of ``decentralize()``'d per-agent datasets (N = 1 each): one store
+    and sampler per agent, the joint EnvInfo in the env's agent order, train, evaluate, checkpoint."""
+    from rllib_sit.data.generation import decentralize
+
+    parts = decentralize(dataset, str(tmp_path / "dec"))
+    assert sorted(parts) == ["a0", "a1", "b0"]
+    cfg = tiny("VDTN_CQL", None, agent_datasets=str(tmp_path / "dec"), tn_estimator="count")
+    info = cfg.dataset_info()
+    assert info.agents == ["a0", "a1", "b0"] and info.agent_types == ["scout", "scout", "tank"]
+    algo = cfg.build_algo()
+    try:
+        assert isinstance(algo.sampler, V.PerAgentSamplers)
+        assert {m: s.agent_modules for m, s in algo.sampler.samplers.items()} == {"a0": ["a0"], "a1": ["a1"],
+                                                                                 "b0": ["b0"]}
+        for _ in range(2):
+            r = algo.train()
+        assert r["phases"]["current"] == "done" and np.isfinite(r["learners"]["b0"][V.TD_LOSS])
+        ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
+        nxt = algo.sampler.sample(4)
+        assert np.isfinite(algo.evaluate()["env_runners"]["episode_return_mean"])
+    finally:
+        algo.stop()
+    restored = VDTN_CQL.from_checkpoint(ckpt)
+    try:
+        again = restored.sampler.sample(4)
+        for m in nxt:
+            np.testing.assert_array_equal(again[m][V.EPISODE_INDEX], nxt[m][V.EPISODE_INDEX])
+    finally:
+        restored.stop()
+
+
+def test_agent_datasets_must_be_single_agent_datasets_of_the_env(dataset, tmp_path):
+    cfg = tiny("VDTN_CQL", None, agent_datasets={"a0": dataset, "a1": dataset, "b0": dataset})
+    with pytest.raises(ValueError, match="VDTNCQLConfig: agent_datasets=.* the dataset of agent 'a0' alone"):
+        cfg.dataset_info()
+    with pytest.raises(ValueError, match="VDTNCQLConfig: agent_datasets=.*a folder holding one dataset"):
+        tiny("VDTN_CQL", None, agent_datasets=str(tmp_path)).dataset_info()
+    with pytest.raises(ValueError, match="VDTNCQLConfig: agent_datasets=3"):
+        tiny("VDTN_CQL", None, agent_datasets=3).validate()

@@ -52,7 +52,7 @@ class VDTNConfig(OfflineMARLConfig):
         "use_value_deviation", "use_transition_normalization", "optimism", "vd_terminal", "vd_min_denominator",
         "tn_estimator", "tn_include_reward", "vae_latent_dim", "vae_lr", "vae_kl_weight", "hidden", "batch_size",
         "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval",
-        "double_q")
+        "double_q", "agent_datasets")
 
     algo_name = "VDTN"
 
@@ -79,6 +79,9 @@ class VDTNConfig(OfflineMARLConfig):
         self.target_update_tau = 0.005  # BCQ / TD3: Polyak τ = 0.005 (the paper names none)
         self.target_update_interval = 1  # used only when target_update_tau is None (hard copies)
         self.double_q = False  # Eq. 1: π̂ induced by the target Q̂ (True: online arg max, discrete BCQ code)
+        # The paper's per-agent datasets B_i: a folder of ``<agent>/`` datasets (what ``rllib-sit data
+        # generate --decentralize [independent]`` writes) or ``{agent: path}``; None: slice the joint dataset.
+        self.agent_datasets = None
 
     def validate_settings(self) -> None:
         if self.module_mapping != "agent_id":
@@ -98,6 +101,63 @@ class VDTNConfig(OfflineMARLConfig):
             self.check_range("target_update_tau", 0.0, 1.0)
             if not self.target_update_tau > 0:
                 self.bad("target_update_tau", self.target_update_tau, "None or a number in (0, 1]")
+        if self.agent_datasets is not None and not (
+                isinstance(self.agent_datasets, str)
+                or (isinstance(self.agent_datasets, dict) and self.agent_datasets
+                    and all(isinstance(k, str) and isinstance(v, str) for k, v in self.agent_datasets.items()))):
+            self.bad("agent_datasets", self.agent_datasets, "None, a folder of <agent>/ datasets or {agent: path}")
+
+    # -- the paper's per-agent datasets ------------------------------------------------------------
+    def agent_dataset_paths(self) -> Dict[str, str]:
+        """``{agent: dataset path}`` of ``agent_datasets`` (empty when the joint dataset is sliced)."""
+        if self.agent_datasets is None:
+            return {}
+        if isinstance(self.agent_datasets, dict):
+            return dict(self.agent_datasets)
+        import os
+
+        root = self.agent_datasets
+        if not os.path.isdir(root):
+            self.bad("agent_datasets", root, "a folder holding one dataset folder per agent (<agent>/card.json)")
+        paths = {d: os.path.join(root, d) for d in sorted(os.listdir(root))
+                 if os.path.exists(os.path.join(root, d, "card.json"))}
+        if not paths:
+            self.bad("agent_datasets", root, "a folder holding one dataset folder per agent (<agent>/card.json)")
+        return paths
+
+    def dataset_path(self) -> str:
+        paths = self.agent_dataset_paths()
+        return next(iter(paths.values())) if paths else super().dataset_path()
+
+    def dataset_info(self):
+        """With ``agent_datasets``: the joint EnvInfo of the per-agent datasets (one agent each, same env)."""
+        paths = self.agent_dataset_paths()
+        if not paths:
+            return super().dataset_info()
+        import dataclasses
+
+        from rllib_sit.data.episode_store import dataset_env_info
+
+        infos = {a: dataset_env_info(p) for a, p in paths.items()}
+        first = next(iter(infos.values()))
+        for a, info in infos.items():
+            if info.agents != [a]:
+                self.bad("agent_datasets", paths[a], f"the dataset of agent {a!r} alone (its agents are {info.agents})")
+            same = dataclasses.replace(info, agents=first.agents, agent_types=first.agent_types)
+            if same != first:
+                self.bad("agent_datasets", paths[a], f"a dataset of the same env as the others ({first.env_id}, "
+                         f"obs_dim {first.obs_dim}, ...); got {info}")
+        order = list(infos)
+        if isinstance(self.env, str):  # the env's agent order (and every agent present)
+            from rllib_sit.envs.registry import make_env
+
+            env = make_env(self.env, **(self.env_config or {}))
+            env_agents = list(env.info.agents)
+            env.close()
+            if sorted(env_agents) != sorted(order):
+                self.bad("agent_datasets", self.agent_datasets, f"one dataset per agent of {self.env}: {env_agents}")
+            order = env_agents
+        return dataclasses.replace(first, agents=order, agent_types=[infos[a].agent_types[0] for a in order])
 
     @property
     def uses_tn_vae(self) -> bool:
@@ -128,11 +188,24 @@ class VDTN(OfflineMARLAlgorithm):
 
     def setup_algorithm(self) -> None:
         cfg = self.config
-        self.sampler = V.AgentTransitionSampler(self.store.columns, cfg.agent_module_order(self.env_info),
-                                                seed=cfg.seed)
+        paths = cfg.agent_dataset_paths()
+        if paths:  # the paper's B_i: one dataset (store, sampler) per agent
+            from rllib_sit.data.episode_store import EpisodeStore
+
+            self.env_info = cfg.dataset_info()
+            stores = {a: EpisodeStore.open(p, validate=cfg.validate_dataset, cache_root=cfg.column_cache_dir)
+                      for a, p in paths.items()}
+            samplers = {a: V.AgentTransitionSampler(stores[a].columns, [a], seed=cfg.seed + i)
+                        for i, a in enumerate(self.env_info.agents)}
+            self.sampler = V.PerAgentSamplers(samplers)
+        else:  # one joint dataset, each agent's columns sliced out
+            samplers = {None: V.AgentTransitionSampler(self.store.columns, cfg.agent_module_order(self.env_info),
+                                                       seed=cfg.seed)}
+            self.sampler = samplers[None]
         if cfg.use_transition_normalization and cfg.tn_estimator == "count":
-            self.sampler.set_step_values({V.TN_LOG_WEIGHT: V.count_transition_log_weights(
-                self.sampler, include_reward=cfg.tn_include_reward)})
+            for s in samplers.values():
+                s.set_step_values({V.TN_LOG_WEIGHT: V.count_transition_log_weights(
+                    s, include_reward=cfg.tn_include_reward)})
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -261,6 +334,9 @@ class VDTNTD3BCConfig(VDTNConfig):
     _training_keys = VDTNConfig._training_keys + ("td3_alpha", "actor_lr", "policy_noise", "noise_clip",
                                                   "policy_delay")
     algo_name = "VDTN_TD3BC"
+    action_spaces = ("continuous",)  # the base rejects a discrete dataset before building modules
+    action_space_hint = ("TD3+BC differentiates a deterministic actor through the critic; use VDTN_BCQ or "
+                         "VDTN_CQL for discrete actions")
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or VDTN_TD3BC)
@@ -286,10 +362,6 @@ class VDTNTD3BCConfig(VDTNConfig):
     def module_class(self, info):
         from rllib_sit.algorithms.vdtn.torch import default_vdtn_torch_rl_module as M
 
-        if info.discrete:
-            raise ValueError(f"VDTN_TD3BC: {info.env_id} has discrete actions; TD3+BC needs continuous actions "
-                             f"(a deterministic actor through the critic). Use VDTN_BCQ or VDTN_CQL for "
-                             f"discrete-action environments.")
         return M.VDTNTD3BCModule
 
     def module_model_config(self, info) -> Dict:

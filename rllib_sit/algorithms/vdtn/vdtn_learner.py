@@ -157,6 +157,25 @@ class AgentTransitionSampler:
         self.rng.bit_generator.state = state["rng"]
 
 
+class PerAgentSamplers:
+    """One :class:`AgentTransitionSampler` per agent, each on its own dataset B_i (N = 1), with the
+    same ``sample``/checkpoint interface as a joint one."""
+
+    def __init__(self, samplers: Mapping[str, AgentTransitionSampler]):
+        self.samplers = dict(samplers)
+        self.modules = list(self.samplers)
+
+    def sample(self, batch_size: int, modules: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, np.ndarray]]:
+        return {m: self.samplers[m].sample(batch_size)[m] for m in (modules or self.modules)}
+
+    def get_state(self) -> Dict[str, Any]:
+        return {m: s.get_state() for m, s in self.samplers.items()}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        for m, s in self.samplers.items():
+            s.set_state(state[m])
+
+
 def _row_ids(x: np.ndarray, decimals: int) -> np.ndarray:
     """An integer id per distinct row of ``x [n, d]`` (rows equal after rounding share an id)."""
     x = np.round(np.ascontiguousarray(x, np.float64), decimals) + 0.0  # + 0.0: -0.0 == 0.0
