@@ -266,10 +266,13 @@ def test_td3bc_losses_match_numpy_and_actor_is_delayed(cont_path):
     pi = np.tanh(np_mlp(mod.actor[:-1], o))
     q_pi = qf(mod.q1, o, pi)
     actor = -np.mean(lvd * 2.5 / np.abs(q_pi).mean() * q_pi) + np.mean(((pi - a) ** 2).sum(1))
-    assert losses["actor"].item() == pytest.approx(actor, rel=1e-4)  # update 0: 0 % policy_delay == 0
-    learner._module_updates["l0"] = 1
-    assert "actor" not in learner.compute_losses_for_module(module_id="l0", config=learner.config, batch=_t(b),
+    assert losses["actor"].item() == pytest.approx(actor, rel=1e-4)  # no actor_update mark: always
+    skip = _t(dict(b, **{V.ACTOR_UPDATE: np.zeros(5, np.float32)}))  # a delayed step: critics only
+    assert "actor" not in learner.compute_losses_for_module(module_id="l0", config=learner.config, batch=skip,
                                                             fwd_out=out)
+    again = _t(dict(b, **{V.ACTOR_UPDATE: np.ones(5, np.float32)}))
+    assert "actor" in learner.compute_losses_for_module(module_id="l0", config=learner.config, batch=again,
+                                                        fwd_out=out)
 
 
 def test_bcq_perturbation_objective_is_lambda_weighted(cont_path):

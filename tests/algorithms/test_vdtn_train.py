@@ -94,6 +94,8 @@ def test_train_and_evaluate_continuous(cont_dataset, name):
             assert np.isfinite(r["learners"][m][V.TD_LOSS])
         key = {"VDTN_BCQ": V.PERTURBATION_LOSS, "VDTN_CQL": V.CQL_PENALTY, "VDTN_TD3BC": V.ACTOR_LOSS}[name]
         assert np.isfinite(r["learners"]["l0"][key])
+        if name == "VDTN_TD3BC":  # the actor moved in TD batches 0 and 2 of 4 (policy_delay = 2)
+            assert algo._td_batches == 4 and algo.get_extra_state() == {"td_batches": 4}
         ev = algo.evaluate()["env_runners"]
         assert ev["episode_len_mean"] == 5 and np.isfinite(ev["episode_return_mean"])
     finally:

@@ -209,6 +209,7 @@ class VDTN(OfflineMARLAlgorithm):
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
+        self._td_batches = 0  # TD batches drawn so far (TD3+BC's actor delay; checkpointed)
         fit = cfg.fit_updates if cfg.needs_fit() else 0
         return [Phase(V.PHASE_FIT, lambda n: self.update_loop(lambda: self._batch(False), n), fit,
                       cfg.updates_per_iteration),
@@ -218,9 +219,20 @@ class VDTN(OfflineMARLAlgorithm):
     def _batch(self, td: bool):
         batch = self.sampler.sample(self.config.batch_size)
         if td:
+            delay = int(getattr(self.config, "policy_delay", 1))
+            actor = float(self._td_batches % delay == 0)  # TD3's delayed actor: every `delay`-th TD batch
+            self._td_batches += 1
             for b in batch.values():
                 b[V.TD_PHASE] = np.ones(len(b[V.REWARD]), np.float32)
+                if delay > 1:
+                    b[V.ACTOR_UPDATE] = np.full(len(b[V.REWARD]), actor, np.float32)
         return batch
+
+    def get_extra_state(self):
+        return {"td_batches": self._td_batches}
+
+    def set_extra_state(self, state) -> None:
+        self._td_batches = int(state.get("td_batches", 0))
 
 
 # ---------------------------------------------------------------------------------------------

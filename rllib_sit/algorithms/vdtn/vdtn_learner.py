@@ -26,11 +26,12 @@ AVAIL = K.AVAIL_ACTIONS          # [B, n]         a_i^t's availability mask (dis
 NEXT_AVAIL = "next_avail_actions"  # [B, n]       availability at t+1 (discrete)
 TN_LOG_WEIGHT = "tn_log_weight"  # [B]            log λ_tn from the count estimator (batch column)
 TD_PHASE = "td_phase"            # [B]            present (ones) in TD-phase batches only
+ACTOR_UPDATE = "actor_update"    # [B]            TD3+BC: 1 in the TD batches that also update the actor
 EPISODE_INDEX = K.EPISODE_INDEX  # [B]            k (row of the episode store)
 STEP_INDEX = "step_index"        # [B]            t
 
 BATCH_KEYS = (OBS, NEXT_OBS, ACTIONS, REWARD, TERMINATED, BOOTSTRAP, AVAIL, NEXT_AVAIL, TN_LOG_WEIGHT, TD_PHASE,
-              EPISODE_INDEX, STEP_INDEX)
+              ACTOR_UPDATE, EPISODE_INDEX, STEP_INDEX)
 
 # -- forward outputs -------------------------------------------------------------------------
 Q_TAKEN = K.Q_TAKEN              # Q_i(s, a_i) (online) [B]; TD3+BC: the first critic

@@ -259,7 +259,8 @@ def td3bc_actor_loss(q_pi: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor
 
 
 class VDTNTD3BCTorchLearner(VDTNTorchLearner):
-    """Twin critics in one ``q`` optimizer; ``actor`` (``actor_lr``) updated every ``policy_delay`` updates."""
+    """Twin critics in one ``q`` optimizer; ``actor`` (``actor_lr``) updated in the TD batches the algorithm
+    marks with ``actor_update`` = 1 (every ``policy_delay``-th; unmarked batches always update it)."""
 
     def q_parameters(self, module):
         return list(module.q1.parameters()) + list(module.q2.parameters())
@@ -275,7 +276,7 @@ class VDTNTD3BCTorchLearner(VDTNTorchLearner):
     def policy_losses(self, module_id, config, batch, out, weights, metrics):
         last = getattr(self, "_last_actor_loss", {})
         self._last_actor_loss = last
-        if self.module_updates(module_id) % int(config.policy_delay) != 0:  # TD3's delayed actor
+        if V.ACTOR_UPDATE in batch and not bool(batch[V.ACTOR_UPDATE][0] > 0):  # TD3's delayed actor
             if module_id in last:  # report the last actor update's value (no NaN between them)
                 metrics[V.ACTOR_LOSS] = last[module_id]
             return {}
