@@ -20,7 +20,7 @@ the paper's ablation rows (BCQ, BCQ w/ λ_vd, BCQ w/ λ_tn, MABCQ).
 Usage::
 
     config = (VDTNBCQConfig().environment("smac:8m")
-              .training(dataset={"quality": "medium", "episodes": 10000, "seed": 0}, optimism=0.99)
+              .training(dataset={"quality": "vdtn-medium", "episodes": 10000, "seed": 0}, optimism=0.99)
               .evaluation(evaluation_interval=5, evaluation_duration=32))
     algo = config.build_algo()
     algo.train()
