@@ -16,6 +16,8 @@ Hyper-parameters are each algorithm's config defaults (the papers' values, as in
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
@@ -32,8 +34,6 @@ TABLE1_COLUMNS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("Behaviour", ()), ("MABC", ("MABC",)), ("QMIX/FacMAC", ("QMIX", "FACMAC")), ("MABCQ", ("MABCQ",)),
     ("MACQL", ("MACQL",)), ("ICQ", ("ICQ",)), ("OMAC", ("OMAC",)), ("SIT", ("SIT",)))
 TABLE1_ALGORITHMS: Tuple[str, ...] = tuple(a for _, algos in TABLE1_COLUMNS for a in algos)
-# Families whose maps have continuous actions (for planning without building the env).
-CONTINUOUS_FAMILIES = frozenset({"mamujoco"})
 
 # SIT's ablation switches (Figure 4a/b) as algorithm variants, with the paper's legend names.
 ABLATIONS: Dict[str, str] = {
@@ -138,8 +138,18 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
+@functools.lru_cache(maxsize=None)
 def is_continuous_map(map_id: str) -> bool:
-    return map_id.split(":", 1)[0] in CONTINUOUS_FAMILIES
+    """Whether ``map_id``'s actions are continuous, as its env says (MAMuJoCo, MPE's differential game)."""
+    from rllib_sit.envs.registry import make_env
+
+    env = make_env(map_id)
+    try:
+        return not env.info.discrete
+    finally:
+        close = getattr(env, "close", None)
+        if close is not None:
+            close()
 
 
 def algorithm_fits_map(algorithm: str, continuous: bool) -> bool:
