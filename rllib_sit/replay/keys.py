@@ -18,6 +18,13 @@ FILLED = "filled"              # [B, L]   float 0/1    step t is real (not paddi
 NEXT_FILLED = "next_filled"    # [B, L]   float 0/1    step t+1 is real
 EPISODE_INDEX = "episode_index"  # [B]                 k (row of the episode store)
 
+# -- one agent's one-step transitions (AgentTransitionSampler; OBS, ACTIONS, REWARD, TERMINATED,
+# AVAIL_ACTIONS and EPISODE_INDEX as above, shapes [B, ...]) ---------------------------------
+NEXT_OBS = "next_obs"          # [B, obs_dim]          o_i^{t+1}
+BOOTSTRAP = "bootstrap"        # [B]      float 0/1    s′ is a real, non-terminal next step
+NEXT_AVAIL_ACTIONS = "next_avail_actions"  # [B, n_actions]  availability at t+1 (discrete)
+STEP_INDEX = "step_index"      # [B]                   t
+
 # -- joint episodes (all agents; JointEpisodeSampler) ----------------------------------------
 OBS = "obs"                    # [B, L+1, N, obs_dim]
 STATE = "state"                # [B, L+1, state_dim]
