@@ -33,6 +33,19 @@ def gather_agent(x: torch.Tensor, agent_index: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, 2, idx).squeeze(2)
 
 
+def split_env_obs(batch):
+    """``(obs [B, obs_dim] float, avail [B, n] | None, time_rank)`` of an EnvRunner batch: the env's
+    obs dict (``{"obs", "action_mask"}`` / ``{"obs"}``) or a plain array, with RLlib's time rank of 1
+    (``[B, 1, ...]``, dropped here; ``time_rank`` says whether it was there) or none."""
+    obs = batch[Columns.OBS]
+    o, avail = (obs[OBS_KEY], obs.get(ACTION_MASK_KEY)) if isinstance(obs, dict) else (obs, None)
+    time_rank = o.dim() == 3
+    if time_rank:
+        o = o[:, 0]
+        avail = None if avail is None else avail[:, 0]
+    return o.float(), avail, time_rank
+
+
 class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
     """See the module docstring."""
 
@@ -100,14 +113,9 @@ class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
         the mean (``explore``: of a Gaussian sample) in [-1, 1], which RLlib's default
         ``normalize_actions=True`` maps onto the action box; the state keeps the box action.
         """
-        obs = batch[Columns.OBS]
-        o, avail = (obs[OBS_KEY], obs.get(ACTION_MASK_KEY)) if isinstance(obs, dict) else (obs, None)
-        time_rank = o.dim() == 3
-        if time_rank:
-            o = o[:, 0]
-            avail = None if avail is None else avail[:, 0]
+        o, avail, time_rank = split_env_obs(batch)
         state = batch[Columns.STATE_IN]
-        out, h = self.actor.step(o.float(), state["prev_action"], state["h"], avail)
+        out, h = self.actor.step(o, state["prev_action"], state["h"], avail)
         if self.discrete:
             a = torch.distributions.Categorical(logits=out).sample() if explore else out.argmax(-1)
             prev = a

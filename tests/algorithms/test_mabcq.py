@@ -39,13 +39,7 @@ TUNED = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")
 GAMMA = 0.99
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a loaded 2-core machine two threads make these tiny GRUs ~20x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_mabcq(path, env=TINY_ENV_ID, **training):

@@ -34,12 +34,7 @@ VARIANTS = {"plain": dict(use_value_deviation=False, use_transition_normalizatio
             "vd+tn": dict(use_value_deviation=True, use_transition_normalization=True, tn_estimator="count")}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # -- NumPy reference ------------------------------------------------------------------------------

@@ -26,12 +26,7 @@ CONFIGS = {"VDTN_BCQ": VDTNBCQConfig, "VDTN_CQL": VDTNCQLConfig, "VDTN_TD3BC": V
 CLASSES = {"VDTN_BCQ": VDTN_BCQ, "VDTN_CQL": VDTN_CQL, "VDTN_TD3BC": VDTN_TD3BC}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import torch
 from ray.rllib.core.columns import Columns
@@ -25,48 +24,17 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from rllib_sit.algorithms.mabcq import mabcq_learner as N
-from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
 from rllib_sit.models.blocks import mlp
+from rllib_sit.models.discrete import bcq_action_filter, masked_argmax  # noqa: F401 (bcq_action_filter re-exported)
 from rllib_sit.models.gru_actor import MASKED_LOGIT, GRUActor
-from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
+from rllib_sit.models.recurrent_agent import (RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent,
+                                              split_env_obs)
 from rllib_sit.replay import keys as K
 
 
 # ---------------------------------------------------------------------------------------------
 # Eq. 12's action filter (discrete BCQ)
 # ---------------------------------------------------------------------------------------------
-
-def bcq_action_filter(behaviour_logits: torch.Tensor, avail: Optional[torch.Tensor], zeta: float) -> torch.Tensor:
-    """Eq. 12's filter: ``allowed[a] = avail[a] and μ(a|τ) / max_{a' available} μ(a'|τ) ≥ ζ``.
-
-    μ is the behaviour model's softmax renormalised over the *available* actions (unavailable
-    logits masked first), so an unavailable action is never the most likely one and never
-    allowed. The comparison is made in log space (log μ(a) − max log μ ≥ log ζ); ζ = 0 allows
-    every available action, ζ = 1 only the most likely one(s). ``behaviour_logits [.., A]``,
-    ``avail [.., A]`` (None: all available) -> bool ``[.., A]``.
-    """
-    ok = torch.ones_like(behaviour_logits, dtype=torch.bool) if avail is None else avail > 0
-    logp = torch.log_softmax(behaviour_logits.masked_fill(~ok, MASKED_LOGIT), -1)
-    best = logp.masked_fill(~ok, -math.inf).amax(-1, keepdim=True)
-    log_zeta = math.log(zeta) if zeta > 0 else -math.inf
-    return ok & (logp - best >= log_zeta)
-
-
-def masked_argmax(values: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """arg max of ``values [.., A]`` over the ``allowed`` actions (index 0 where none is)."""
-    return values.masked_fill(~allowed, -math.inf).argmax(-1)
-
-
-def _obs_parts(batch):
-    """(obs [B, od], avail [B, A] | None, time_rank) of an EnvRunner batch (RLlib time rank 1 or none)."""
-    obs = batch[Columns.OBS]
-    o, avail = (obs[OBS_KEY], obs.get(ACTION_MASK_KEY)) if isinstance(obs, dict) else (obs, None)
-    time_rank = o.dim() == 3
-    if time_rank:
-        o = o[:, 0]
-        avail = None if avail is None else avail[:, 0]
-    return o.float(), avail, time_rank
-
 
 # ---------------------------------------------------------------------------------------------
 # Discrete: recurrent Q-network + recurrent behaviour model
@@ -121,7 +89,7 @@ class MABCQDiscreteAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRL
     def _act(self, batch, explore: bool) -> Dict[str, Any]:
         """Greedy: arg max of Q_i over the actions that pass :func:`bcq_action_filter` under μ_i
         (the same filter as the TD target). ``explore``: a sample of softmax(Q_i) over them."""
-        o, avail, time_rank = _obs_parts(batch)
+        o, avail, time_rank = split_env_obs(batch)
         state = batch[Columns.STATE_IN]
         q, h = self.actor.step(o, state["prev_action"], state["h"])
         mu_logits, h_mu = self.behaviour.step(o, state["prev_action"], state["h_mu"], avail)
@@ -288,7 +256,7 @@ class MABCQContinuousAgentTorchRLModule(TargetNetworksMixin, TorchRLModule, Infe
     def _act(self, batch, explore: bool) -> Dict[str, Any]:
         """BCQ's action selection: n VAE samples perturbed by ξ, the one with the highest Q_i
         (``explore``: one of the n at random). Output in [-1, 1] (RLlib maps it onto the box)."""
-        o, _, time_rank = _obs_parts(batch)
+        o, _, time_rank = split_env_obs(batch)
         state = batch[Columns.STATE_IN]
         x = torch.cat([o, self.unit(state["prev_action"])], -1)
         h = self.q.step(x, state["h"])

@@ -32,11 +32,10 @@ from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from rllib_sit.algorithms.vdtn import vdtn_learner as V
-from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
 from rllib_sit.models.blocks import mlp
-from rllib_sit.models.recurrent_agent import TargetNetworksMixin
+from rllib_sit.models.discrete import bcq_action_filter, masked_argmax
+from rllib_sit.models.recurrent_agent import TargetNetworksMixin, split_env_obs
 
-NEG_INF = -math.inf
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
@@ -76,31 +75,6 @@ class ActionVAE(nn.Module):
         mean, log_std = self.encoder(torch.cat([s, a], -1)).split(self.latent, -1)
         std = log_std.clamp(-4.0, 15.0).exp()
         return self.decode(s, mean + std * torch.randn_like(std)), mean, std
-
-
-def bcq_filter(logits: torch.Tensor, avail: Optional[torch.Tensor], threshold: float) -> torch.Tensor:
-    """Discrete BCQ's filter: ``avail[a] and μ(a|s) / max_{a' available} μ(a'|s) ≥ τ`` (μ renormalised
-    over the available actions; compared in log space). ``[.., n]`` -> bool ``[.., n]``."""
-    ok = torch.ones_like(logits, dtype=torch.bool) if avail is None else avail > 0
-    logp = torch.log_softmax(logits.masked_fill(~ok, -1e9), -1)
-    best = logp.masked_fill(~ok, NEG_INF).amax(-1, keepdim=True)
-    log_tau = math.log(threshold) if threshold > 0 else NEG_INF
-    return ok & (logp - best >= log_tau)
-
-
-def masked_argmax(values: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    return values.masked_fill(~allowed, NEG_INF).argmax(-1)
-
-
-def _obs_parts(batch):
-    """(obs [B, od], avail [B, n] | None, time_rank) of an EnvRunner batch."""
-    obs = batch[Columns.OBS]
-    o, avail = (obs[OBS_KEY], obs.get(ACTION_MASK_KEY)) if isinstance(obs, dict) else (obs, None)
-    time_rank = o.dim() == 3
-    if time_rank:
-        o = o[:, 0]
-        avail = None if avail is None else avail[:, 0]
-    return o.float(), avail, time_rank
 
 
 class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
@@ -186,7 +160,7 @@ class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
         raise NotImplementedError
 
     def _act(self, batch, explore: bool) -> Dict[str, Any]:
-        o, avail, time_rank = _obs_parts(batch)
+        o, avail, time_rank = split_env_obs(batch)
         a = self.act(o, avail, explore)
         return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a}
 
@@ -253,7 +227,7 @@ class VDTNDiscreteBCQModule(VDTNDiscreteModule):
         self.threshold = float(self.model_config["bcq_threshold"])
 
     def allowed(self, o, avail):
-        return bcq_filter(self.behaviour(o), avail, self.threshold)
+        return bcq_action_filter(self.behaviour(o), avail, self.threshold)
 
     def forward_generative(self, batch):
         return {V.BEHAVIOUR_LOGITS: self.behaviour(batch[V.OBS].float())}
