@@ -1,15 +1,26 @@
 """OMAC: Eq. 2/5/6/8 against NumPy recomputations, coupled credit assignment (Eq. 3) positivity and
-coupling, the two phases, evaluation and checkpoints on the tiny env (Ray once per module)."""
+coupling, the two phases, evaluation and checkpoints on the tiny env (Ray once per module); the
+continuous variant (this package's design): the learner's Eq. 5/6/8 on a tiny continuous batch against
+NumPy, the tanh-Gaussian log π and the CCA weights on scaled box actions against NumPy, Q_tot = V_tot
+when every Q_i = V_i, padded steps, and build → train → evaluate → restore on ``tinycont:coop``."""
+
+import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from tiny_fixtures import TINY_ENV_ID
+from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
 
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.omac import OMAC, OMACConfig
-from rllib_sit.algorithms.omac.torch.omac_torch_learner import (advantage_weighted_actor_loss, coupled_factorization,
-                                                                coupled_td_loss, expectile_value_loss)
+from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import Q_TARGET_TAKEN, V, V_SHARE, W_Q, W_V
+from rllib_sit.algorithms.omac.torch.omac_torch_learner import (OMACTorchLearner, advantage_weighted_actor_loss,
+                                                                coupled_factorization, coupled_td_loss,
+                                                                expectile_value_loss)
+from rllib_sit.envs.base import EnvInfo
+from rllib_sit.replay import keys as K
 
 RNG = np.random.default_rng(0)
 
@@ -83,7 +94,6 @@ def _config(dataset, **kw):
 
 
 def test_cca_weights_are_nonnegative_and_coupled(dataset):
-    from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
     from rllib_sit.data.episode_store import dataset_env_info
 
     spec = _config(dataset).extra_module_specs(dataset_env_info(dataset))[MIXER_MODULE_ID]
@@ -131,3 +141,225 @@ def test_validation_names_the_parameter(kwargs, name):
         OMACConfig().training(**kwargs).validate()
 
 
+
+
+# -- continuous actions (MAMuJoCo; this package's design) ------------------------------------------
+
+LOW, HIGH = -2.0, 2.0  # a box other than [-1, 1]: the scaling to [-1, 1] matters
+CONT_INFO = EnvInfo(env_id="box:test", agents=["l0", "l1"], agent_types=["leg", "leg"], obs_dim=3, state_dim=4,
+                    episode_limit=4, discrete=False, act_dim=2, action_low=LOW, action_high=HIGH)
+
+
+def _cont_modules(seed=0):
+    torch.manual_seed(seed)
+    cfg = OMACConfig().training(hidden=8, cca_hidden=6)
+    agent = cfg.agent_module_spec(CONT_INFO, "leg", ["l0", "l1"]).build()
+    agent.make_target_networks()
+    mixer = cfg.extra_module_specs(CONT_INFO)[MIXER_MODULE_ID].build()
+    return agent, mixer
+
+
+def _cont_batch(seed=0):
+    """2 joint episodes of 2 agents (one module "leg"), L = 4: episode 0 ends by termination after 3
+    steps (step 3 is padding), episode 1 is cut by the time limit after 4."""
+    rng = np.random.default_rng(seed)
+    B, L, N, od, A = 2, 4, 2, 3, 2
+    obs = rng.normal(size=(B, L + 1, N, od)).astype(np.float32)
+    acts = rng.uniform(0.9 * LOW, 0.9 * HIGH, size=(B, L, N, A)).astype(np.float32)
+    filled = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], np.float32)
+    joint = {K.OBS: obs, K.ACTIONS: acts, K.REWARD: rng.normal(size=(B, L)).astype(np.float32),
+             K.TERMINATED: np.array([[0, 0, 1, 0], [0, 0, 0, 0]], np.float32), K.FILLED: filled,
+             K.NEXT_FILLED: np.array([[1, 1, 0, 0], [1, 1, 1, 0]], np.float32)}
+    rows = [(b, i) for b in range(B) for i in range(N)]  # episode-major, as the joint sampler
+    prev = np.concatenate([np.zeros((B, 1, N, A), np.float32), acts], 1)  # a^{t-1}: 0 at t = 0
+    agent = {K.OBS_ALL: np.stack([obs[b] for b, _ in rows]), K.AGENT_INDEX: np.array([i for _, i in rows]),
+             K.ACTIONS: np.stack([acts[b, :, i] for b, i in rows]),
+             K.PREV_ACTIONS: np.stack([prev[b, :, i] for b, i in rows]),
+             K.FILLED: np.stack([filled[b] for b, _ in rows])}
+    return agent, joint
+
+
+def _torch(d):
+    return {k: torch.as_tensor(v) for k, v in d.items()}
+
+
+def _fake_learner(**training):
+    noop = SimpleNamespace(log_value=lambda *a, **k: None, log_dict=lambda *a, **k: None)
+    return SimpleNamespace(config=OMACConfig().training(**training), metrics=noop,
+                           agent_modules=lambda: ["leg", "leg"])
+
+
+def _cont_losses(agent, mixer, agent_batch, joint_batch, **training):
+    """The learner's own ``compute_joint_losses`` (value phase, then policy phase) on the two modules."""
+    fake = _fake_learner(**training)
+    ab, jb = _torch(agent_batch), _torch(joint_batch)
+    fwd = {"leg": agent.forward_train(ab), MIXER_MODULE_ID: mixer.forward_train(jb)}
+    value = OMACTorchLearner.compute_joint_losses(fake, batch={"leg": ab, MIXER_MODULE_ID: jb}, fwd_out=fwd)
+    policy = OMACTorchLearner.compute_joint_losses(fake, batch={"leg": ab}, fwd_out={"leg": fwd["leg"]})
+    return fwd, {k: t[0].item() for k, t in {**value, **policy}.items()}
+
+
+def np_tanh_gaussian_logp(pre_mean, log_std, a, low, high):
+    """log density of a box action under low + (tanh(u) + 1)(high − low)/2, u ~ N(mean, std²), by hand."""
+    out = np.zeros(a.shape[:-1])
+    for idx in np.ndindex(*a.shape[:-1]):
+        total = 0.0
+        for d in range(a.shape[-1]):
+            y = 2.0 * (a[idx][d] - low) / (high - low) - 1.0
+            u = math.atanh(y)
+            s = math.exp(log_std[d])
+            total += (-0.5 * ((u - pre_mean[idx][d]) / s) ** 2 - math.log(s) - 0.5 * math.log(2 * math.pi)
+                      - math.log(1.0 - y * y) - math.log((high - low) / 2.0))
+        out[idx] = total
+    return out
+
+
+def np_cca(mixer, obs, acts):
+    """Eq. 3 in NumPy from the mixer's weights, the joint action scaled to [-1, 1]: (w^v, w^q, V_share)."""
+    P = {k: v.detach().double().numpy() for k, v in mixer.state_dict().items()}
+
+    def mlp(x, prefix, layers):
+        for j, last in layers:
+            x = x @ P[f"{prefix}.{j}.weight"].T + P[f"{prefix}.{j}.bias"]
+            x = x if last else np.maximum(x, 0)
+        return x
+
+    o = obs.reshape(*obs.shape[:-2], -1).astype(np.float64)
+    a = (2.0 * (acts - LOW) / (HIGH - LOW) - 1.0).reshape(*acts.shape[:-2], -1)
+    h_v = mlp(o, "f_v1", [(0, False), (2, False)])
+    h_q = mlp(np.concatenate([o, a], -1), "f_q1", [(0, False), (2, False)])
+    w_v = np.abs(h_v @ P["f_v2.weight"].T + P["f_v2.bias"])
+    w_q = np.abs(np.concatenate([h_v, h_q], -1) @ P["f_q2.weight"].T + P["f_q2.bias"])
+    vs = mlp(o, "v_share", [(0, False), (2, False), (4, True)])[..., 0]
+    return w_v, w_q, vs
+
+
+def test_continuous_losses_eq5_eq6_eq8_against_numpy():
+    agent, mixer = _cont_modules()
+    ab, jb = _cont_batch()
+    tau, gamma, beta, clip = 0.7, 0.9, 2.0, 3.0
+    fwd, got = _cont_losses(agent, mixer, ab, jb, expectile=tau, gamma=gamma, beta=beta, exp_adv_max=clip)
+    f = {k: v.detach().double().numpy() for k, v in fwd["leg"].items()}
+    m = {k: v.detach().double().numpy() for k, v in fwd[MIXER_MODULE_ID].items()}
+    # the CCA weights and V_share on the scaled continuous joint action (Eq. 3)
+    w_v, w_q, vs = np_cca(mixer, jb[K.OBS][:, :4], jb[K.ACTIONS])
+    np.testing.assert_allclose(m[W_Q], w_q, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m[W_V][:, :4], w_v, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(m[V_SHARE][:, :4], vs, rtol=1e-4, atol=1e-6)
+    # log π_i(a_data | τ_i): the tanh-Gaussian density of the box action, by hand
+    with torch.no_grad():
+        pre = agent.actor(torch.as_tensor(ab[K.OBS_ALL][np.arange(4), :4, ab[K.AGENT_INDEX]]),
+                          torch.as_tensor(ab[K.PREV_ACTIONS][:, :4])).double().numpy()
+    log_std = agent.actor.log_std.detach().double().numpy()
+    logp = np_tanh_gaussian_logp(pre, log_std, ab[K.ACTIONS].astype(np.float64), LOW, HIGH)
+    np.testing.assert_allclose(f[K.LOGP], logp, rtol=1e-4, atol=1e-4)
+    filled_rows, B, L, N = ab[K.FILLED], 2, 4, 2
+    # Eq. 5 per real step of every agent's trajectory
+    num = den = 0.0
+    for r in range(4):
+        for t in range(L):
+            if filled_rows[r, t]:
+                u = f[Q_TARGET_TAKEN][r, t] - f[V][r, t]
+                num += (tau if u >= 0 else 1 - tau) * u * u
+                den += 1
+    assert got["leg/value"] == pytest.approx(num / den, rel=1e-5)
+    # Eq. 2 + Eq. 6: row b * N + i is agent i of episode b
+    num = den = 0.0
+    for b in range(B):
+        for t in range(L):
+            if not jb[K.FILLED][b, t]:
+                continue
+            vi = [f[V][b * N + i, t] for i in range(N)]
+            qi = [f[K.Q_TAKEN][b * N + i, t] for i in range(N)]
+            v_tot = sum(m[W_V][b, t, i] * vi[i] for i in range(N)) + m[V_SHARE][b, t]
+            q_tot = v_tot + sum(m[W_Q][b, t, i] * (qi[i] - vi[i]) for i in range(N))
+            v_next = sum(m[W_V][b, t + 1, i] * f[V][b * N + i, t + 1] for i in range(N)) + m[V_SHARE][b, t + 1]
+            boot = (1 - jb[K.TERMINATED][b, t]) * jb[K.NEXT_FILLED][b, t]
+            num += (jb[K.REWARD][b, t] + gamma * boot * v_next - q_tot) ** 2
+            den += 1
+    assert got["q"] == pytest.approx(num / den, rel=1e-5)
+    # Eq. 8: −mean of min(exp(β (Q_i − V_i)), clip) · log π_i(a_data) over the real steps
+    num = den = 0.0
+    for r in range(4):
+        for t in range(L):
+            if filled_rows[r, t]:
+                num += min(math.exp(beta * (f[K.Q_TAKEN][r, t] - f[V][r, t])), clip) * logp[r, t]
+                den += 1
+    assert got["leg/actor"] == pytest.approx(-num / den, rel=1e-4)
+
+
+def test_continuous_padded_steps_change_nothing():
+    agent, mixer = _cont_modules()
+    ab, jb = _cont_batch()
+    _, base = _cont_losses(agent, mixer, ab, jb)
+    ab2, jb2 = {k: v.copy() for k, v in ab.items()}, {k: v.copy() for k, v in jb.items()}
+    # episode 0 (rows 0, 1) has 3 real steps: its step 3 and o^4 are padding
+    jb2[K.ACTIONS][0, 3], jb2[K.REWARD][0, 3], jb2[K.OBS][0, 4] = 1.9, 50.0, 50.0
+    for r in (0, 1):
+        ab2[K.ACTIONS][r, 3], ab2[K.PREV_ACTIONS][r, 4], ab2[K.OBS_ALL][r, 4] = 1.9, 1.9, 50.0
+    _, padded = _cont_losses(agent, mixer, ab2, jb2)
+    assert set(padded) == set(base) == {"leg/value", "q", "leg/actor"}
+    for k in base:
+        assert padded[k] == pytest.approx(base[k], rel=1e-6), k
+
+
+def test_continuous_coupled_factorization_identity_and_nonnegative_weights():
+    """Q_tot = V_tot when every Q_i = V_i (any continuous joint action); Q_tot ≤ V_tot when every
+    Q_i ≤ V_i (Property 1's argument with the in-sample V_i); w^v, w^q ≥ 0."""
+    _, mixer = _cont_modules()
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(64, 2, 3, generator=g)
+    acts = LOW + (HIGH - LOW) * torch.rand(64, 2, 2, generator=g)
+    w_v, w_q, vs = mixer.weights(obs, acts)
+    assert (w_v >= 0).all() and (w_q >= 0).all() and w_q.shape == (64, 2)
+    v = torch.randn(64, 2, generator=g)
+    v_tot, q_tot = coupled_factorization(v, v.clone(), w_v, w_q, vs)
+    torch.testing.assert_close(q_tot, v_tot)
+    _, q_tot_low = coupled_factorization(v, v - torch.rand(64, 2, generator=g), w_v, w_q, vs)
+    assert (q_tot_low <= v_tot + 1e-6).all()
+    # w^q depends on the continuous action (the action reaches the CCA network)
+    assert not torch.allclose(mixer.weights(obs, -acts)[1], w_q)
+
+
+def test_continuous_config_builds_modules_for_a_box_env():
+    cfg = OMACConfig()
+    cfg.check_action_space(CONT_INFO)  # no error: continuous is accepted
+    agent, _ = _cont_modules()
+    assert not agent.discrete and set(agent.get_non_inference_attributes()) == {"q", "v", "target_q"}
+    # greedy acting = tanh of the mean, in [-1, 1] (RLlib maps it onto the box)
+    from ray.rllib.core.columns import Columns
+
+    state = {k: v.unsqueeze(0).expand(3, *v.shape) for k, v in agent.get_initial_state().items()}
+    out = agent.forward_inference({Columns.OBS: {"obs": torch.randn(3, 1, 3)}, Columns.STATE_IN: state})
+    a = out[Columns.ACTIONS]
+    assert a.shape == (3, 1, 2) and (a.abs() <= 1).all()
+    h = out[Columns.STATE_OUT]["h"]
+    torch.testing.assert_close(a[:, 0], torch.tanh(agent.actor.mean(h)))
+
+
+def test_continuous_train_evaluate_and_restore(ray_session, tmp_path):
+    from rllib_sit.data.synthetic import make_random_dataset
+
+    register_tiny_continuous_env()
+    path = make_random_dataset(TinyContinuousEnv(), 12, str(tmp_path / "cont"), seed=0)
+    algo = (OMACConfig().environment(TINY_CONT_ENV_ID).offline_data(input_=path)
+            .training(value_updates=2, policy_updates=2, value_updates_per_iteration=2, policy_updates_per_iteration=2,
+                      batch_size_episodes=4, hidden=16, cca_hidden=8)
+            .evaluation(evaluation_duration=2).debugging(seed=0)).build_algo()
+    try:
+        r1 = algo.train()
+        assert r1["phases"]["value_updates_done"] == 2 and np.isfinite(r1["learners"][MIXER_MODULE_ID]["q_loss"])
+        assert np.isfinite(r1["learners"]["leg"]["value_loss"])
+        r2 = algo.train()
+        assert r2["phases"]["policy_updates_done"] == 2 and np.isfinite(r2["learners"]["leg"]["actor_loss"])
+        ev = algo.evaluate()["env_runners"]
+        assert ev["num_episodes"] == 2 and np.isfinite(ev["episode_return_mean"])
+        ckpt = algo.save_to_path(str(tmp_path / "omac_cont"))
+    finally:
+        algo.stop()
+    restored = OMAC.from_checkpoint(ckpt)
+    try:
+        assert restored.schedule.done == {"value": 2, "policy": 2}
+        assert restored.evaluate()["env_runners"]["episode_return_mean"] == pytest.approx(ev["episode_return_mean"])
+    finally:
+        restored.stop()

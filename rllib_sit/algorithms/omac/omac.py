@@ -6,7 +6,9 @@ advantage-weighted policy extraction (Eq. 8) — Algorithm 1's two loops as two 
 Phase ``value``   ``value_updates`` updates of V_i (Eq. 5) and of Q_i, w^v, w^q, V_share (Eq. 6).
 Phase ``policy``  ``policy_updates`` updates of every π_i (Eq. 8) with Q_i and V_i fixed.
 
-Discrete actions (SMAC, MPE). Usage::
+Discrete actions (SMAC, MPE) as in the paper; continuous actions (MAMuJoCo) with Q_i(τ_i, a_i) taking
+the action as input and a tanh-Gaussian π_i — this package's design (the paper evaluates SMAC only),
+see docs/algorithms/omac.md. Usage::
 
     config = OMACConfig().environment("smac:2s3z").training(dataset={"quality": "medium", "episodes": 1000})
     algo = config.build_algo()
@@ -29,8 +31,7 @@ PHASE_VALUE, PHASE_POLICY = "value", "policy"
 class OMACConfig(OfflineMARLConfig):
     """Configuration of :class:`OMAC`; defaults from the OMAC paper's Table 2 (appendix A.3)."""
 
-    action_spaces = ("discrete",)
-    action_space_hint = "OMAC is implemented for SMAC and MPE"
+    action_spaces = ("discrete", "continuous")
     _training_keys = OfflineMARLConfig._training_keys + (
         "lr", "critic_lr", "expectile", "beta", "exp_adv_max", "target_update_tau", "hidden", "cca_hidden",
         "value_updates", "policy_updates", "value_updates_per_iteration", "policy_updates_per_iteration")
