@@ -153,8 +153,8 @@ def is_continuous_map(map_id: str) -> bool:
 
 
 def algorithm_fits_map(algorithm: str, continuous: bool) -> bool:
-    """Whether ``algorithm``'s config accepts the map's action space (its ``action_spaces``: QMIX and
-    OMAC discrete only, FACMAC continuous only). Unregistered names fit everything."""
+    """Whether ``algorithm``'s config accepts the map's action space (its ``action_spaces``: QMIX
+    discrete only, FACMAC continuous only). Unregistered names fit everything."""
     import importlib
 
     from rllib_sit.algorithms import ALGORITHMS

@@ -363,3 +363,25 @@ def test_continuous_train_evaluate_and_restore(ray_session, tmp_path):
         assert restored.evaluate()["env_runners"]["episode_return_mean"] == pytest.approx(ev["episode_return_mean"])
     finally:
         restored.stop()
+
+
+def test_tuned_examples_cover_the_sit_maps_and_validate():
+    """One ``omac_<map>.yaml`` per map of the SIT examples, MAMuJoCo included, each with Table 2's values."""
+    import glob
+    import os
+
+    from rllib_sit.cli.rllib_cmd import load_experiments
+
+    tuned = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")
+    files = sorted(glob.glob(os.path.join(tuned, "omac_*.yaml")))
+    maps = {os.path.basename(f)[len("sit_"):] for f in glob.glob(os.path.join(tuned, "sit_*.yaml"))
+            if "_quick" not in f and "_sweep" not in f}
+    assert {os.path.basename(f)[len("omac_"):] for f in files} == maps
+    assert {"halfcheetah_2l.yaml", "walker_2l.yaml"} <= maps
+    for f in files:
+        for exp in load_experiments(f).values():
+            assert exp["run"] == "OMAC"
+            cfg = OMACConfig().update_from_dict(dict(exp["config"], env=exp["env"]))
+            cfg.validate()
+            assert (cfg.expectile, cfg.beta, cfg.lr, cfg.critic_lr, cfg.hidden, cfg.cca_hidden) == \
+                (0.7, 1.0, 5e-4, 5e-4, 256, 64)
