@@ -1,4 +1,8 @@
-"""OMAC's losses (paper Eq. 2, 5, 6, 8) on the base's joint-loss path (Adam, Table 2)."""
+"""OMAC's losses (paper Eq. 2, 5, 6, 8) on the base's joint-loss path (Adam, Table 2).
+
+The same code serves discrete and continuous actions: the agent modules put Q_i and Q̄_i at the
+dataset's action (one-hot gather or an action input), V_i and log π_i (log-softmax or the
+tanh-Gaussian density of the box action) under the same keys."""
 
 from __future__ import annotations
 
@@ -34,8 +38,9 @@ def coupled_td_loss(q_tot, v_tot_next, reward, terminated, next_filled, filled, 
 
 
 def advantage_weighted_actor_loss(logp, q_taken, v, filled, beta: float, exp_max: float) -> torch.Tensor:
-    """Eq. 8 (as a loss to minimise): −E[exp(β (Q_i − V_i)) log π_i(a_i | o_i)], exp(·) clipped at
-    ``exp_max`` (not in the paper; IQL's clip), Q_i and V_i fixed."""
+    """Eq. 8 (as a loss to minimise): −E[exp(β (Q_i − V_i)) log π_i(a_i | o_i)] at the dataset's a_i
+    (discrete or continuous), exp(·) clipped at ``exp_max`` (not in the paper; IQL's clip), Q_i and
+    V_i fixed."""
     w = torch.exp(beta * (q_taken - v).detach()).clamp(max=exp_max)
     return -masked_mean(w * logp, filled)
 
