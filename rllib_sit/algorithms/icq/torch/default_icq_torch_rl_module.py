@@ -15,38 +15,12 @@ from __future__ import annotations
 from typing import Any, Dict
 
 import torch
-from torch import nn
 
 from rllib_sit.algorithms.icq.icq_learner import PI_PROBS, Q_BASELINE, Q_VALUES
-from rllib_sit.models.blocks import mlp
 from rllib_sit.models.gru_actor import GRUActor
+from rllib_sit.models.recurrent_q import RecurrentActionValue
 from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
 from rllib_sit.replay import keys as K
-
-
-class RecurrentActionValue(nn.Module):
-    """Continuous Q_i(τ_i^t, a): GRU trunk over (o^t, a^{t-1}) then ``mlp([h_t ; a]) -> 1``.
-
-    Actions (current and previous) are given scaled to [-1, 1].
-    """
-
-    def __init__(self, obs_dim: int, act_dim: int, rnn_hidden: int = 64, hidden: int = 32):
-        super().__init__()
-        self.hidden = rnn_hidden
-        self.fc_in = nn.Linear(obs_dim + act_dim, rnn_hidden)
-        self.gru = nn.GRU(rnn_hidden, rnn_hidden, batch_first=True)
-        self.head = mlp(rnn_hidden + act_dim, [hidden], 1)
-
-    def trunk(self, obs: torch.Tensor, prev_actions: torch.Tensor) -> torch.Tensor:
-        """``obs [B, T, od]``, ``prev_actions [B, T, A]`` (in [-1, 1]) -> GRU outputs ``[B, T, H]``."""
-        x = torch.relu(self.fc_in(torch.cat([obs, prev_actions], -1)))
-        h0 = torch.zeros(1, obs.shape[0], self.hidden, dtype=obs.dtype, device=obs.device)
-        return self.gru(x, h0)[0]
-
-    def value(self, h: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """``h [..., H]``, ``actions [..., A]`` (in [-1, 1]; leading dims broadcast) -> Q ``[...]``."""
-        h = h.expand(*actions.shape[:-1], h.shape[-1])
-        return self.head(torch.cat([h, actions], -1)).squeeze(-1)
 
 
 class ICQAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
@@ -64,7 +38,7 @@ class ICQAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         if self.discrete:
             self.critic = GRUActor(mc["obs_dim"], self.n_actions, mc["rnn_hidden"])
         else:
-            self.critic = RecurrentActionValue(mc["obs_dim"], self.act_dim, mc["rnn_hidden"],
+            self.critic = RecurrentActionValue(mc["obs_dim"] + self.act_dim, self.act_dim, mc["rnn_hidden"],
                                                mc.get("critic_hidden", 32))
         self.n_action_samples = int(mc.get("n_action_samples", 10))
 

@@ -27,6 +27,7 @@ from rllib_sit.algorithms.mabcq import mabcq_learner as N
 from rllib_sit.models.blocks import mlp
 from rllib_sit.models.discrete import bcq_action_filter, masked_argmax  # noqa: F401 (bcq_action_filter re-exported)
 from rllib_sit.models.gru_actor import MASKED_LOGIT, GRUActor
+from rllib_sit.models.recurrent_q import RecurrentActionValue
 from rllib_sit.models.recurrent_agent import (RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent,
                                               split_env_obs)
 from rllib_sit.replay import keys as K
@@ -106,32 +107,6 @@ class MABCQDiscreteAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRL
 # Continuous: recurrent Q(τ, a) + BCQ's VAE and perturbation model
 # ---------------------------------------------------------------------------------------------
 
-class RecurrentActionQ(nn.Module):
-    """Q_i(τ_i, a): ``fc -> ReLU -> GRU(hidden)`` over the step inputs x^t = (o^t, a^{t-1}) gives h^t;
-    the head ``MLP([h^t, a])`` gives the value of any action a (n candidates share one unroll)."""
-
-    def __init__(self, in_dim: int, act_dim: int, hidden: int):
-        super().__init__()
-        self.hidden = hidden
-        self.fc_in = nn.Linear(in_dim, hidden)
-        self.gru = nn.GRU(hidden, hidden, batch_first=True)
-        self.head = mlp(hidden + act_dim, [hidden], 1)
-
-    def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, T, in]`` -> h ``[B, T, hidden]``."""
-        out, _ = self.gru(torch.relu(self.fc_in(x)), x.new_zeros(1, x.shape[0], self.hidden))
-        return out
-
-    def step(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """One step: ``x [B, in]``, ``h [B, hidden]`` -> h'."""
-        _, h = self.gru(torch.relu(self.fc_in(x)).unsqueeze(1), h.unsqueeze(0))
-        return h.squeeze(0)
-
-    def value(self, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """``h [.., hidden]``, ``a [.., A]`` (in [-1, 1]) -> Q ``[..]``."""
-        return self.head(torch.cat([h, a], -1)).squeeze(-1)
-
-
 class VAEEncoder(nn.Module):
     """BCQ's encoder: ``(x, a) -> (mean, std)`` of z, log-std clamped to [−4, 15] as in BCQ."""
 
@@ -188,7 +163,7 @@ class MABCQContinuousAgentTorchRLModule(TargetNetworksMixin, TorchRLModule, Infe
         self.num_samples = int(mc["num_sampled_actions"])
         latent = int(mc.get("vae_latent_dim") or 2 * self.act_dim)
         in_dim = int(mc["obs_dim"]) + self.act_dim
-        self.q = RecurrentActionQ(in_dim, self.act_dim, int(mc["rnn_hidden"]))
+        self.q = RecurrentActionValue(in_dim, self.act_dim, int(mc["rnn_hidden"]))
         self.vae_encoder = VAEEncoder(in_dim, self.act_dim, latent, int(mc["vae_hidden"]))
         self.vae_decoder = VAEDecoder(in_dim, self.act_dim, latent, int(mc["vae_hidden"]))
         self.perturb = Perturbation(in_dim, self.act_dim, int(mc["perturb_hidden"]), float(mc["perturbation_scale"]))
@@ -216,7 +191,7 @@ class MABCQContinuousAgentTorchRLModule(TargetNetworksMixin, TorchRLModule, Infe
             a = self.vae_decoder(xs, self.sample_latent(xs.shape[:-1], x))
         return perturb(xs, a)
 
-    def best_candidate(self, q: RecurrentActionQ, h: torch.Tensor, cand: torch.Tensor):
+    def best_candidate(self, q: RecurrentActionValue, h: torch.Tensor, cand: torch.Tensor):
         """Eq. 12's max over the candidates: ``h [.., H]``, ``cand [.., n, A]`` -> (value [..], action [.., A])."""
         values = q.value(h.unsqueeze(-2).expand(*cand.shape[:-1], h.shape[-1]), cand)
         best = values.argmax(-1, keepdim=True)

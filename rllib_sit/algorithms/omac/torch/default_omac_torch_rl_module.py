@@ -17,8 +17,8 @@ import torch
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from rllib_sit.algorithms.icq.torch.default_icq_torch_rl_module import RecurrentActionValue
 from rllib_sit.models.gru_actor import GRUActor
+from rllib_sit.models.recurrent_q import RecurrentActionValue
 from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
 from rllib_sit.replay import keys as K
 
@@ -63,7 +63,7 @@ class OMACAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
             self.q = GRUActor(mc["obs_dim"], self.n_actions, mc["rnn_hidden"])
             self.v = GRUActor(mc["obs_dim"], self.n_actions, mc["rnn_hidden"], out_dim=1)
         else:  # head width = the GRU width (Table 2's hidden dimension 256 for the local value networks)
-            self.q = RecurrentActionValue(mc["obs_dim"], self.act_dim, mc["rnn_hidden"], mc["rnn_hidden"])
+            self.q = RecurrentActionValue(mc["obs_dim"] + self.act_dim, self.act_dim, mc["rnn_hidden"], mc["rnn_hidden"])
             self.v = RecurrentStateValue(mc["obs_dim"], self.act_dim, mc["rnn_hidden"])
 
     def get_non_inference_attributes(self):
