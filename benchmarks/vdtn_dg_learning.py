@@ -14,7 +14,8 @@ Datasets: ``vdtn-random`` of ``mpe:dg`` and ``mpe:dg_partial`` (uniform random, 
 setting not named here is the algorithm's default = Table 12 / Appendix B (ε = 0.9 for MPE,
 (256, 256), batch 100, γ = 0.99). Evaluation: greedy team return, ``--eval-episodes`` episodes after
 each of ``--eval-points`` equal parts of the TD updates; a seed's value is its last evaluation.
-Prints a Markdown table (per seed, mean ± std over seeds, the paper's Table 9) and the commands.
+Prints Markdown tables (per seed, mean ± std over seeds, the paper's Table 9; the return at every
+evaluation point, mean ± std over seeds) and the command.
 """
 
 from __future__ import annotations
@@ -85,6 +86,26 @@ def table(args) -> str:
     return "\n".join(lines)
 
 
+def curve_table(args) -> str:
+    """Mean ± std over the finished seeds of every evaluation point (``curves.csv``)."""
+    rows = [r for r in read_rows(os.path.join(args.out, "curves.csv")) if r["quality"] == QUALITY
+            and int(r["seed"]) in args.seeds]
+    points = sorted({int(r["policy_updates"]) for r in rows})
+    if not points:
+        return ""
+    head = ["observation", "algorithm", *[f"{u} updates" for u in points]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in args.maps:
+        for v in args.variants:
+            cells = []
+            for u in points:
+                vals = [float(r["return_mean"]) for r in rows
+                        if r["algorithm"] == label(v) and r["map"] == m and int(r["policy_updates"]) == u]
+                cells.append(f"{np.mean(vals):.2f} ± {np.std(vals):.2f} (n={len(vals)})" if vals else "—")
+            lines.append("| " + " | ".join([MAPS.get(m, m), TITLES[v], *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["both", "plain"])
@@ -111,7 +132,8 @@ def main(argv=None) -> int:
                 print(f"seed {seed}: rllib-sit benchmark exited with {rc}", file=sys.stderr)
                 return rc
     print("\n".join(["", "Command: python benchmarks/vdtn_dg_learning.py " + shlex.join(argv or sys.argv[1:]),
-                     "", table(args), ""]))
+                     "", table(args), "", "Greedy return at each evaluation (mean ± std over seeds):", "",
+                     curve_table(args), ""]))
     return 0
 
 
