@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shlex
 import subprocess
@@ -106,6 +107,38 @@ def curve_table(args) -> str:
     return "\n".join(lines)
 
 
+DIAGNOSTICS = ("q_mean", "lambda_vd_mean", "lambda_vd_clipped", "lambda_tn_min", "lambda_tn_max")
+
+
+def last_learner_stats(checkpoint: str):
+    """The trial's last ``learners/<agent>/...`` values (``result.json`` next to its checkpoint), averaged
+    over the agents."""
+    path = os.path.join(os.path.dirname(checkpoint.rstrip("/")), "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    learners = json.loads(lines[-1]).get("learners", {})
+    per_agent = [v for k, v in learners.items() if isinstance(v, dict) and "q_mean" in v]
+    return {k: float(np.mean([a[k] for a in per_agent if k in a])) for k in DIAGNOSTICS} if per_agent else None
+
+
+def diagnostics_table(args) -> str:
+    """Learner statistics at the end of training (last update's batch; mean over agents, then seeds)."""
+    rows = [r for r in read_rows(os.path.join(args.out, "results.csv")) if r["quality"] == QUALITY
+            and int(r["seed"]) in args.seeds]
+    head = ["observation", "algorithm", "Q mean", "λ_vd mean", "λ_vd at the clip", "λ_tn min", "λ_tn max"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in args.maps:
+        for v in args.variants:
+            stats = [st for r in rows if r["algorithm"] == label(v) and r["map"] == m
+                     for st in [last_learner_stats(r["checkpoint"])] if st]
+            if stats:
+                cells = [f"{np.mean([st[k] for st in stats]):.2f}" for k in DIAGNOSTICS]
+                lines.append("| " + " | ".join([MAPS.get(m, m), TITLES[v], *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["both", "plain"])
@@ -133,7 +166,8 @@ def main(argv=None) -> int:
                 return rc
     print("\n".join(["", "Command: python benchmarks/vdtn_dg_learning.py " + shlex.join(argv or sys.argv[1:]),
                      "", table(args), "", "Greedy return at each evaluation (mean ± std over seeds):", "",
-                     curve_table(args), ""]))
+                     curve_table(args), "", "Learner statistics after the last update (mean over agents and seeds):",
+                     "", diagnostics_table(args), ""]))
     return 0
 
 
