@@ -251,8 +251,8 @@ def test_planner_skips_what_each_config_rejects():
     assert not P.algorithm_fits_map("QMIX", True)
     assert not P.algorithm_fits_map("FACMAC", False) and P.algorithm_fits_map("SIT", True)
     # the action space of a map is its env's, not its family's: MPE's differential game is continuous
-    assert [P.is_continuous_map(m) for m in ("mpe:dg", "mpe:cn_3ls3l", "mamujoco:halfcheetah_2l", "smac:2s3z")] \
-        == [True, False, True, False]
+    assert [P.is_continuous_map(m) for m in ("mpe:dg", "mpe:dg_partial", "mpe:cn_3ls3l", "mamujoco:halfcheetah_2l",
+                                             "smac:2s3z")] == [True, True, False, True, False]
     plan = build_plan("quick", maps=["mamujoco:halfcheetah_2l"], qualities=["low"], seeds=[0])
     assert {c.algo.name for c in plan.cells} == {a for a in P.TABLE1_ALGORITHMS if a != "QMIX"}
     assert "OMAC" in {c.algo.name for c in plan.cells}

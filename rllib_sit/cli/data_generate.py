@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", help="dataset quality from the data specs: low, medium; for smac:2s3z also "
                                           "low-closer-look, balanced-random, balanced-medium, balanced-expert, extreme; "
                                           "the VD+TN paper's vdtn-random, vdtn-medium, vdtn-expert (smac:3m, 8m, "
-                                          "3s_vs_3z, 3s_vs_4z), vdtn-random (mpe:dg, mpe:cn_4ls4l), vdtn-mixture "
+                                          "3s_vs_3z, 3s_vs_4z), vdtn-random (mpe:dg, mpe:dg_partial, mpe:cn_4ls4l), vdtn-mixture "
                                           "(mamujoco:halfcheetah_2l); all: --list")
     parser.add_argument("--composition", help='custom composition, e.g. "70%% [s1:e, s2:r, z1:m, z2:r, z3:e] + '
                                               '30%% [s1:r, s2:r, z1:r, z2:r, z3:r]" (overrides --quality\'s)')

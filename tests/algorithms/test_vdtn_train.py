@@ -175,7 +175,7 @@ def test_every_tuned_example_validates():
     names = {os.path.basename(f)[:-5] for f in files}
     for m in ("8m", "3m", "3s_vs_3z", "3s_vs_4z", "cn_4ls4l", "cn_3ls3l", "dg", "halfcheetah_2l", "walker_2l"):
         assert {f"vdtn_bcq_{m}", f"vdtn_cql_{m}"} <= names, m
-    assert {"vdtn_td3bc_dg", "vdtn_td3bc_halfcheetah_2l", "vdtn_td3bc_walker_2l"} <= names
+    assert {"vdtn_td3bc_dg", "vdtn_td3bc_dg_partial", "vdtn_td3bc_halfcheetah_2l", "vdtn_td3bc_walker_2l"} <= names
     for f in files:
         for exp in load_experiments(f).values():
             run, env = exp["run"], exp["env"]
@@ -188,7 +188,7 @@ def test_every_tuned_example_validates():
                 assert cfg.optimism == {"mamujoco:halfcheetah_2l": 0.8, "mamujoco:walker_2l": 0.48}[env]
                 assert (cfg.hidden, cfg.batch_size) == ([64, 64], 1024)
             dataset_spec(env, cfg.dataset["quality"])  # the quality exists in the data specs
-            if family == "smac" or env in ("mpe:dg", "mpe:cn_4ls4l", "mamujoco:halfcheetah_2l"):
+            if family == "smac" or env in ("mpe:dg", "mpe:dg_partial", "mpe:cn_4ls4l", "mamujoco:halfcheetah_2l"):
                 assert cfg.dataset["quality"].startswith("vdtn-")  # the paper's own dataset recipe
 
 

@@ -30,7 +30,7 @@ SMAC_RECIPES = {"vdtn-random": [(100, "r")], "vdtn-medium": [(50, "m"), (50, "r"
 MIXTURE = [(20, "r", "r", False), (35, "m", "e", True), (35, "e", "m", True), (10, "e", "e", True)]
 NOISE = 0.1
 NEW_DATASETS = [(env, q) for env in VDTN_SMAC for q in SMAC_RECIPES] + [
-    ("mpe:dg", "vdtn-random"), ("mpe:cn_4ls4l", "vdtn-random"), ("mamujoco:halfcheetah_2l", "vdtn-mixture")]
+    ("mpe:dg", "vdtn-random"), ("mpe:dg_partial", "vdtn-random"), ("mpe:cn_4ls4l", "vdtn-random"), ("mamujoco:halfcheetah_2l", "vdtn-mixture")]
 
 
 def uniform_text(agents, level):
@@ -59,10 +59,11 @@ def test_smac_specs_follow_the_paper():
 
 def test_mpe_and_mamujoco_specs_follow_the_paper():
     specs = load_specs()
-    dg = specs["mpe:dg"]
-    assert dg.agents == ["a1", "a2"] and dg.pool_ranges == {}  # the paper gives no DG pool ranges
-    assert str(dg.datasets["vdtn-random"].composition) == "100% [a1:r, a2:r]"
-    assert dg.levels_used() == ["random"]
+    for env_id in ("mpe:dg", "mpe:dg_partial"):  # §5.4: full and partial observation, same recipe
+        dg = specs[env_id]
+        assert dg.agents == ["a1", "a2"] and dg.pool_ranges == {}  # the paper gives no DG pool ranges
+        assert str(dg.datasets["vdtn-random"].composition) == "100% [a1:r, a2:r]"
+        assert dg.levels_used() == ["random"]
     assert str(specs["mpe:cn_4ls4l"].datasets["vdtn-random"].composition) == "100% [ls1:r, ls2:r, ls3:r, ls4:r]"
     comp = specs["mamujoco:halfcheetah_2l"].datasets["vdtn-mixture"].composition
     # two agents: agent 1's parts (own, other) and agent 2's parts (other, own) are the same components
@@ -162,13 +163,14 @@ def test_new_smac_pool_cards_are_in_range(env_id):
     assert all(callable(pool[lvl]) for lvl in ("r", "m", "e"))
 
 
-def test_dg_pool_is_uniform_random_only():
-    card = json.loads(pool_card_path("mpe:dg").read_text())
+@pytest.mark.parametrize("env_id", ["mpe:dg", "mpe:dg_partial"])
+def test_dg_pool_is_uniform_random_only(env_id):
+    card = json.loads(pool_card_path(env_id).read_text())
     (m,) = card["levels"]["random"]
     assert m["kind"] == "uniform" and m["params"] == {}  # uniform in the speed box [-0.1, 0.1]
     assert m["measured_return"]["in_range"] is None and m["measured_return"]["n"] >= 50
     assert set(card["missing_levels"]) == {"medium", "expert"} and card["paper_ranges"] == {}
-    assert load_pool("mpe:dg").warnings("random") == []  # no range is not a stand-in
+    assert load_pool(env_id).warnings("random") == []  # no range is not a stand-in
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,6 +203,19 @@ def test_generate_new_quality_with_decentralize(tmp_path, env_id, quality, capsy
         d = ds.to_numpy()
         np.testing.assert_array_equal(d[S.ACTIONS][:, :, 0], joint[S.ACTIONS][:, :, i])
         np.testing.assert_array_equal(d[S.POLICY_LEVELS][:, 0], joint[S.POLICY_LEVELS][:, i])
+
+
+def test_dg_partial_dataset_is_the_full_one_with_own_positions_only(tmp_path):
+    """§5.4: the partial-observation datasets hold the same transitions, each agent's observation cut to
+    its own position. Same --episodes and --seed: same actions, rewards, flags and state."""
+    full = read_dataset(cli_generate(tmp_path, "mpe:dg", "vdtn-random", episodes=6, seed=3)).to_numpy()
+    part = read_dataset(cli_generate(tmp_path, "mpe:dg_partial", "vdtn-random", episodes=6, seed=3)).to_numpy()
+    assert full[S.OBS].shape[-1] == 2 and part[S.OBS].shape[-1] == 1
+    np.testing.assert_array_equal(part[S.OBS], full[S.OBS][..., :1])
+    for key in set(full) - {S.OBS}:
+        np.testing.assert_array_equal(part[key], full[key], err_msg=key)
+    own = read_dataset(tmp_path / "mpe_dg_partial_vdtn-random-decentralized" / "a2").to_numpy()
+    np.testing.assert_array_equal(own[S.OBS][:, :, 0], full[S.OBS][:, :, 1, :1])  # agent 2 sees x2 only
 
 
 def test_mamujoco_mixture_proportions_per_agent(tmp_path):

@@ -228,3 +228,57 @@ def test_rllib_wrapper_reset_step(env_id):
     # RLlib's convention (its env checker): agents stay listed on the final step, until the next reset.
     assert trunc["__all__"] and not term["__all__"] and env.agents == env.possible_agents
     assert len(set(rew.values())) == 1  # one team reward
+
+
+# ------------------------------------------------------------------------------------------------
+# The differential game of the VD+TN paper (§5.4): mpe:dg (full observation), mpe:dg_partial
+# ------------------------------------------------------------------------------------------------
+
+DG_OBS_DIM = {"mpe:dg": 2, "mpe:dg_partial": 1}
+
+
+@pytest.mark.parametrize("env_id", sorted(DG_OBS_DIM))
+def test_dg_spaces_and_observation(env_id):
+    env = make_env(env_id)
+    assert env.info.env_id == env_id and env.possible_agents == ["a1", "a2"]
+    assert not env.info.discrete and env.info.act_dim == 1 and env.info.obs_dim == DG_OBS_DIM[env_id]
+    obs, _ = env.reset(seed=0)
+    x = env.state()
+    assert x.shape == (2,) == env.state_space.shape  # the global state is [x1, x2] in both settings
+    for i, a in enumerate(env.possible_agents):
+        assert obs[a].shape == (DG_OBS_DIM[env_id],) and obs[a].dtype == np.float32
+        assert env.observation_space(a).contains(obs[a])
+        assert obs[a][0] == x[i]  # own position first
+        if env_id == "mpe:dg":
+            assert obs[a][1] == x[1 - i]  # full: the other agent's position too
+        np.testing.assert_allclose(env.action_space(a).low, [-0.1])
+        np.testing.assert_allclose(env.action_space(a).high, [0.1])
+
+
+def test_dg_full_and_partial_share_dynamics_and_rewards():
+    """Same seed and actions: the same positions, rewards and episode ends; the partial observation is
+    the full one cut to the agent's own position."""
+    full, part = make_env("mpe:dg"), make_env("mpe:dg_partial")
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        of, _ = full.reset(seed=seed)
+        op, _ = part.reset(seed=seed)
+        done = False
+        while not done:
+            np.testing.assert_array_equal(full.state(), part.state())
+            for a in full.possible_agents:
+                np.testing.assert_array_equal(op[a], of[a][:1])
+            act = rng.uniform(-0.15, 0.15, 2)  # also beyond the speed limit (clipped)
+            of, rf, tf, trf, _ = full.step({a: act[i:i + 1] for i, a in enumerate(full.possible_agents)})
+            op, rp, tp, trp, _ = part.step({a: act[i:i + 1] for i, a in enumerate(part.possible_agents)})
+            assert rf == rp and tf == tp and trf == trp
+            done = any(trf.values())
+        np.testing.assert_array_equal(full.agent_stats()["mean_abs_position"],
+                                      part.agent_stats()["mean_abs_position"])
+
+
+def test_dg_partial_is_always_partial():
+    assert make_env("mpe:dg", observe="partial").info.obs_dim == 1  # the kwarg still works on mpe:dg
+    assert make_env("mpe:dg_partial", observe="partial").info.obs_dim == 1
+    with pytest.raises(ValueError, match="mpe:dg_partial: observe is always 'partial'"):
+        make_env("mpe:dg_partial", observe="full")

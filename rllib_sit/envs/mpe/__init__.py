@@ -1,5 +1,6 @@
-"""MPE family: ``mpe:cn_3ls3l``, ``mpe:cn_4ls4l``, ``mpe:pp_3p1p`` (SIT) and ``mpe:dg`` (the
-decentralized-MARL paper's differential game). Importing this package registers the family.
+"""MPE family: ``mpe:cn_3ls3l``, ``mpe:cn_4ls4l``, ``mpe:pp_3p1p`` (SIT) and ``mpe:dg`` /
+``mpe:dg_partial`` (the decentralized-MARL paper's differential game, full / partial observation).
+Importing this package registers the family.
 
 Docs (observations, exact rewards, calibration): docs/envs/mpe_mamujoco.md.
 """
@@ -21,7 +22,17 @@ _SCENARIOS: Dict[str, Callable[..., CoopEnv]] = {
     "cn_4ls4l": lambda **kw: CooperativeNavigation("mpe:cn_4ls4l", n=4, **kw),
     "pp_3p1p": lambda **kw: PredatorPrey("mpe:pp_3p1p", n_predators=3, **kw),
     "dg": lambda **kw: DifferentialGame("mpe:dg", **kw),
+    # VD/TN §5.4's partial-observation DG: the same game, each agent sees only its own position. Its own
+    # id (not only ``mpe:dg`` with observe="partial") so data specs, datasets and benchmarks can name it.
+    "dg_partial": lambda **kw: DifferentialGame("mpe:dg_partial", **_partial(kw)),
 }
+
+
+def _partial(kwargs: dict) -> dict:
+    if kwargs.get("observe", "partial") != "partial":
+        raise ValueError(f"mpe:dg_partial: observe is always 'partial', got {kwargs['observe']!r} "
+                         "(use mpe:dg for the full observation)")
+    return {**kwargs, "observe": "partial"}
 
 
 def make_mpe_env(scenario: str, **kwargs) -> CoopEnv:

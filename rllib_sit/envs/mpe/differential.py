@@ -11,7 +11,10 @@ shared reward is
 (a narrow global optimum r = 1 at the origin, a flat zero ring, and a broad local optimum of
 0.5 * (sqrt(2) - 0.6)^2 ~= 0.33 in the corners). Starts uniform in [-1, 1]^2; 25-step episodes
 (the MPE default; the paper does not give a length). ``observe="full"``: each agent sees
-``[own x, other x]``; ``observe="partial"``: only ``[own x]``. State: ``[x1, x2]``.
+``[own x, other x]``; ``observe="partial"``: only ``[own x]`` (§5.4: "the dataset of each agent only
+contains its own position"). State: ``[x1, x2]``. Registered as ``mpe:dg`` (full; ``observe`` may be
+passed) and ``mpe:dg_partial`` (always partial): same dynamics, rewards and RNG use, so the same seed and
+actions give the same trajectories.
 """
 
 from __future__ import annotations
