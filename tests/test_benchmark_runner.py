@@ -223,8 +223,27 @@ def test_quick_profile_plan_is_what_the_doc_says():
         if c.algo.name == "SIT":
             assert cfg["ardnem_updates"] == 500
         if c.algo.name == "OMAC":
-            assert cfg["value_updates"] == 500
-    assert plan.estimate(datasets_to_generate=2)["total_s"] < 3600
+            assert cfg["value_updates"] == 500 and cfg["hidden"] == 64  # Table 11's shared width
+        else:
+            assert "hidden" not in cfg  # the profile fixes no other algorithm's settings
+    # two one-thread trials at a time (the runner's default on 2 cores)
+    assert plan.estimate(concurrent=2, datasets_to_generate=2)["total_s"] < 3600
+
+
+def test_profile_settings_yield_to_config_and_variants():
+    """A profile's setting (quick: OMAC's width) is under ``--config`` and a variant's own value, and
+    a different value is a different cell (its settings hash changes, so resuming reruns it)."""
+    base = build_plan("quick", algos=["OMAC"], qualities=["low"], seeds=[0])
+    wide = build_plan("quick", algos=["OMAC[hidden=256]"], qualities=["low"], seeds=[0])
+    cfg = build_plan("quick", algos=["OMAC"], qualities=["low"], seeds=[0], config={"hidden": 128})
+    got = [p.cell_config(p.cells[0])["hidden"] for p in (base, wide, cfg)]
+    assert got == [64, 256, 128]
+    assert len({p.settings_hash(p.cells[0]) for p in (base, wide, cfg)}) == 3
+    assert build_plan("paper", algos=["OMAC"], maps=["smac:2s3z"], qualities=["low"], seeds=[0]).profile_settings == {}
+    # the estimate scales OMAC's measured width-256 cost by the square of the width
+    est = [p.estimate(datasets_to_generate=0)["trials_s"] for p in (base, wide)]
+    fixed = P.TRIAL_OVERHEAD_S + 4 * 16 * P.EVAL_STEPS_PER_EPISODE * P.EVAL_STEP_MS / 1000.0
+    assert abs((est[1] - fixed) / (est[0] - fixed) - 16.0) < 1e-9
 
 
 def test_planner_skips_what_each_config_rejects():

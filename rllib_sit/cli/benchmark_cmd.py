@@ -39,9 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-episodes", type=int, help="greedy episodes per evaluation (paper: 32)")
     p.add_argument("--config", help='JSON settings for every algorithm, e.g. \'{"batch_size_episodes": 16}\'')
     p.add_argument("--out", help="output folder (default: results/benchmark/<profile>)")
-    p.add_argument("--max-concurrent-trials", type=int, help="default: #CPUs - 1 (at least 1)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance")
-    p.add_argument("--threads", type=int, help="torch threads per trial (default: #CPUs // concurrent trials)")
+    p.add_argument("--max-concurrent-trials", type=int, help="default: Ray's CPUs - 1 (at least 1): one trial per core "
+                   "when the runner starts Ray")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: the cores + 1, one slot "
+                   "kept for Ray Data reads)")
+    p.add_argument("--threads", type=int, help="torch threads per trial (default: (Ray's CPUs - 1) // concurrent "
+                   "trials, at least 1)")
     p.add_argument("--max-failures", type=int, default=1, help="restarts of a crashed trial (default 1)")
     p.add_argument("--checkpoint-freq", type=int, default=0, help="also checkpoint every N iterations (default: end only)")
     p.add_argument("--setup", action="append", default=[], metavar="MODULE[:FN]|FILE.py[:FN]",
@@ -103,11 +106,11 @@ def run(args) -> int:
     if args.dry_run:
         done = R.ResultStore(os.path.abspath(out)).results() if os.path.isdir(out) else {}
         n_done = sum(1 for c in plan.cells if c.key in done)
-        est = plan.estimate(concurrent=args.max_concurrent_trials or 1)
+        est = plan.estimate(concurrent=args.max_concurrent_trials or runner.default_concurrency())
         print(f"command: {plan.command}")
         print(plan.describe())
         print(f"output: {os.path.abspath(out)}; finished before: {n_done} of {len(plan.cells)} cells")
-        print(f"estimate (2s3z-sized maps, 2 torch threads per trial, docs/benchmarks.md): data "
+        print(f"estimate (2s3z-sized maps, one-thread trials, docs/benchmarks.md): data "
               f"{est['data_s'] / 60:.0f} min + trials {est['trials_s'] / 60:.0f} min = {est['total_s'] / 60:.0f} min")
         return 0
     try:

@@ -208,6 +208,7 @@ class Plan:
     profile: Optional[str] = None
     command: str = ""
     skipped: List[str] = field(default_factory=list)  # (algorithm, map) pairs that cannot run
+    profile_settings: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # label -> the profile's settings
 
     @property
     def algorithms(self) -> List[AlgoSpec]:
@@ -219,9 +220,11 @@ class Plan:
 
     def cell_config(self, cell: Cell) -> Dict[str, Any]:
         """The config settings this benchmark sets for ``cell`` (on top of the algorithm's defaults):
-        its lengths, ``--config``, the variant's overrides, and the policy phase's updates per
-        iteration (one evaluation after each: ``eval_points`` of them)."""
+        its lengths, the profile's settings, ``--config``, the variant's overrides (each over the
+        ones before), and the policy phase's updates per iteration (one evaluation after each:
+        ``eval_points`` of them)."""
         cfg: Dict[str, Any] = dict(self.lengths[cell.algo.label])
+        cfg.update(self.profile_settings.get(cell.algo.label, {}))
         defaults = _default_config(cell.algo.name)
         cfg.update({k: v for k, v in self.config.items() if hasattr(defaults, k)})
         cfg.update(cell.algo.config)
@@ -267,6 +270,7 @@ class Plan:
     def to_json(self) -> Dict[str, Any]:
         return {"profile": self.profile, "command": self.command, "eval_points": self.eval_points,
                 "eval_episodes": self.eval_episodes, "config": self.config, "lengths": self.lengths,
+                "profile_settings": self.profile_settings,
                 "algorithms": {a.label: {"name": a.name, "overrides": a.config} for a in self.algorithms},
                 "datasets": [{"map": d.map, "quality": d.quality, "episodes": d.episodes, "seed": d.seed,
                               "path": d.path} for d in self.datasets],
@@ -375,4 +379,5 @@ def build_plan(profile: Optional[str] = None, *, algos: Optional[Sequence[str]] 
     if not cells:
         raise ValueError(f"the benchmark has no cell to run: {'; '.join(skipped)}")
     return Plan(cells=cells, lengths=lengths, eval_points=ev_points, eval_episodes=ev_episodes,
-                config=dict(config or {}), profile=prof.name, command=command, skipped=skipped)
+                config=dict(config or {}), profile=prof.name, command=command, skipped=skipped,
+                profile_settings={s.label: dict(prof.settings[s.name]) for s in specs if s.name in prof.settings})

@@ -5,13 +5,15 @@
            20,000 ARDNEM updates (Table 10); 32 evaluation episodes at 10 points of training.
 ``quick``  one map (smac:2s3z) × its Table 1 qualities {low, medium} × 3 seeds, 1,000-episode
            datasets, 500 policy updates for every algorithm (SIT + 500 ARDNEM, OMAC + 500 value
-           updates), 16 evaluation episodes at 4 points: estimated 49 min on 2 CPUs
-           (:func:`estimate_seconds`; docs/benchmarks.md shows the estimate).
+           updates), 16 evaluation episodes at 4 points, OMAC at the SIT paper's shared RNN width
+           (64, Table 11) instead of its own 256 (OMAC Table 2): under an hour on 2 CPUs
+           (:func:`estimate_seconds`; docs/benchmarks.md shows the estimate and the measured time).
 ``ablations``, ``balanced``, ``sensitivity``  the quick lengths on the data of the paper's
            Figures 4a/b, 4c and 8 (2s3z).
 
 Hyper-parameters are each algorithm's config defaults (the papers' values, as in
-``tuned_examples/``); a profile sets only lengths and the evaluation schedule.
+``tuned_examples/``); a profile sets lengths, the evaluation schedule and, where it says so
+(``Profile.settings``), a setting that makes an algorithm affordable at its lengths.
 """
 
 from __future__ import annotations
@@ -46,15 +48,17 @@ ABLATIONS: Dict[str, str] = {
 # The α × β × η grid of the paper's Figure 8 (tuned_examples/sit_2s3z_sweep.yaml).
 SENSITIVITY_GRID = "SIT[alpha=0.2|1|5,beta=0.1|1,eta=1|2]"
 
-# Per-update cost on smac:2s3z (batch of 32 episodes, 2 torch threads, idle 2-CPU machine), in ms,
-# for the time estimates. SIT's are measured (docs/algorithms/sit.md, "Speed": Stage I 51 ms,
-# Stage III 63.5 ms inside train()); the others are NOT measured: estimated from the work of one
-# update relative to SIT's Stage III (GRU actor over 32 trajectories per type + GAT critic + target
-# critic, two backward passes): MABC = the actor alone; QMIX/MACQL = a GRU Q-network over all 5
-# agents' trajectories (2.5× the actor's) + its target + a mixer; MABCQ = that + the behaviour
-# GRU; ICQ = a GRU actor + per-agent critics + mixer + targets. FACMAC/OMAC like MACQL/ICQ.
-UPDATE_MS: Dict[str, float] = {"SIT": 63.5, "SIT/ardnem_updates": 51.0, "MABC": 25.0, "QMIX": 55.0, "FACMAC": 70.0,
-                               "MABCQ": 70.0, "MACQL": 60.0, "ICQ": 80.0, "OMAC": 80.0}
+# Per-update cost on smac:2s3z in ms (batch of 32 episodes, ONE torch thread), for the time
+# estimates: measured by ``benchmarks/speed.py --sections learner`` on the idle 2-core VM (commit
+# 2a874d8; docs/benchmarks.md, "Speed -> Results": the RLlib update column). MABCQ's is its behaviour
+# + BCQ update; OMAC's are at its Table 2 width of 256 (value / policy phase).
+UPDATE_MS: Dict[str, float] = {"SIT": 99.0, "SIT/ardnem_updates": 162.0, "MABC": 58.0, "QMIX": 161.0,
+                               "FACMAC": 158.0, "MABCQ": 249.0, "MACQL": 153.0, "ICQ": 256.0,
+                               "OMAC": 1362.0, "OMAC/value_updates": 1815.0}
+# Settings an algorithm's cost scales with: (setting, value measured at, exponent). A recurrent
+# layer's work grows with the square of its width, so OMAC at 64 costs ~(64/256)^2 of the above
+# (an estimate: fixed costs such as the CCA mixer do not shrink).
+COST_SCALING: Dict[str, Tuple[str, float, float]] = {"OMAC": ("hidden", 256.0, 2.0)}
 DEFAULT_UPDATE_MS = 80.0
 TRIAL_OVERHEAD_S = 15.0  # trial process start (torch + RLlib import), algorithm build, checkpoint
 EVAL_STEP_MS = 3.0  # one evaluation step: simulator step + greedy GRU forward of every module
@@ -96,6 +100,8 @@ class Profile:
     eval_episodes: int = 32
     algorithms: Optional[Tuple[str, ...]] = None  # None: every registered Table 1 algorithm
     dataset_seed: int = 0
+    # Non-length settings fixed per algorithm (under --config and a variant's own overrides).
+    settings: Dict[str, Dict[str, object]] = field(default_factory=dict)
 
     def lengths(self, algorithm: str) -> Dict[str, int]:
         """Length settings this profile gives ``algorithm`` (on top of its config defaults)."""
@@ -105,10 +111,13 @@ class Profile:
 
 
 # quick: the same policy-phase length for every algorithm; the pre-training phases (SIT's ARDNEM,
-# OMAC's value phase) as long as it.
+# OMAC's value phase) as long as it. OMAC runs at the SIT paper's shared RNN width (Table 11,
+# "Shared": RNN hidden 64, what every other algorithm here uses): at its own Table 2 width of 256,
+# one OMAC update costs 1.4-1.8 s on one thread (docs/benchmarks.md, Speed), and its six quick
+# trials alone would take ~80 min of the profile's hour.
 _QUICK = dict(seeds=(0, 1, 2), episodes=1000, policy_updates=500,
               pretrain={"SIT": {"ardnem_updates": 500}, "OMAC": {"value_updates": 500}},
-              eval_points=4, eval_episodes=16)
+              settings={"OMAC": {"hidden": 64}}, eval_points=4, eval_episodes=16)
 
 PROFILES: Dict[str, Profile] = {
     "paper": Profile(
@@ -173,15 +182,20 @@ def policy_iteration_size(agent_updates: int, eval_points: int) -> int:
 
 def estimate_seconds(cells: Sequence[Tuple[str, Dict[str, int]]], eval_points: int, eval_episodes: int,
                      datasets_to_generate: int = 0, episodes: int = 0, concurrent: int = 1) -> Dict[str, float]:
-    """Wall-clock estimate on 2s3z-sized maps: ``cells`` = [(algorithm, its length settings)] run
-    ``concurrent`` at a time, each at the per-update costs above (2 torch threads per trial);
-    dataset generation at 2s3z's rate. Returns ``{"data_s", "trials_s", "total_s"}``."""
+    """Wall-clock estimate on 2s3z-sized maps: ``cells`` = [(algorithm, its settings)] run
+    ``concurrent`` at a time, each at the per-update costs above (one torch thread per trial,
+    scaled by ``COST_SCALING``); dataset generation at 2s3z's rate. Returns ``{"data_s",
+    "trials_s", "total_s"}``."""
     trials = 0.0
     for algo, lengths in cells:
-        ms = UPDATE_MS.get(algo, DEFAULT_UPDATE_MS)
+        scale = 1.0
+        if algo in COST_SCALING:
+            key, at, power = COST_SCALING[algo]
+            scale = (float(lengths.get(key, at)) / at) ** power
+        ms = UPDATE_MS.get(algo, DEFAULT_UPDATE_MS) * scale
         t = TRIAL_OVERHEAD_S + lengths.get(policy_keys(algo)[0], 0) * ms / 1000.0
         for key in PRETRAIN_KEYS.get(algo, ()):
-            t += lengths.get(key, 0) * UPDATE_MS.get(f"{algo}/{key}", ms) / 1000.0
+            t += lengths.get(key, 0) * UPDATE_MS.get(f"{algo}/{key}", ms / scale) * scale / 1000.0
         t += eval_points * eval_episodes * EVAL_STEPS_PER_EPISODE * EVAL_STEP_MS / 1000.0
         trials += t
     data = datasets_to_generate * episodes / GENERATION_EPISODES_PER_S

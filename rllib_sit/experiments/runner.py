@@ -2,7 +2,9 @@
 
 One Tune experiment per algorithm (variant), one trial per cell (map × quality × seed) of it,
 at most ``max_concurrent`` trials at a time (default #CPUs − 1: Ray Data reads deadlock when trials
-hold every CPU, DESIGN.md). Datasets are generated (once, cached) on the driver before any trial
+hold every CPU, DESIGN.md). When the runner starts Ray itself it gives it one CPU slot more than
+the machine's cores, so every core runs a one-thread trial and one slot stays free for those reads
+and the driver (which mostly waits): on 2 cores, two trials at a time. Datasets are generated (once, cached) on the driver before any trial
 starts, so trials only read them. Each trial trains its algorithm to the end of its phases,
 evaluates after each policy-training iteration (:mod:`rllib_sit.experiments.callbacks`) and
 checkpoints at the end; the driver writes its row the moment it finishes
@@ -285,10 +287,11 @@ def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None,
 
     Args:
         out: output folder (created); see :mod:`rllib_sit.experiments.results` for its files.
-        max_concurrent: trials at once (default: #CPUs − 1, at least 1).
-        num_cpus: CPUs of the local Ray instance when this starts it.
-        threads: torch threads per trial (default: #CPUs // max_concurrent), unless ``--config`` sets
-            ``num_torch_threads``.
+        max_concurrent: trials at once (default: Ray's CPUs − 1, at least 1: one per core when this
+            starts Ray).
+        num_cpus: CPUs of the local Ray instance when this starts it (default: the cores + 1).
+        threads: torch threads per trial (default: (Ray's CPUs − 1) // max_concurrent, at least 1),
+            unless ``--config`` sets ``num_torch_threads``.
         max_failures: restarts of a crashed trial (from its last checkpoint, else from the start).
         checkpoint_freq: checkpoint every N iterations too (0: only at the end).
         setup: ``--setup`` entries (see :func:`run_setup`).
@@ -323,6 +326,16 @@ def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None,
     return report
 
 
+def default_num_cpus() -> int:
+    """CPU slots of a Ray instance the runner starts: the cores + 1 (one slot for Ray Data reads)."""
+    return (os.cpu_count() or 1) + 1
+
+
+def default_concurrency() -> int:
+    """Trials at a time on a Ray instance the runner starts: one per core."""
+    return default_num_cpus() - 1
+
+
 def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, report: BenchmarkReport, *,
                max_concurrent, num_cpus, threads, max_failures, checkpoint_freq, setup, progress, verbose) -> None:
     import ray
@@ -337,6 +350,8 @@ def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, rep
         if setup:
             runtime_env = {"env_vars": {SETUP_ENV: json.dumps(list(setup))},
                            "worker_process_setup_hook": "rllib_sit.experiments.runner.worker_setup"}
+        if num_cpus is None:
+            num_cpus = default_num_cpus()
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=verbose, runtime_env=runtime_env)
         started = True
     elif setup:
@@ -345,7 +360,7 @@ def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, rep
         rllib_sit.register_all()
         cpus = int(ray.cluster_resources().get("CPU", 1))
         conc = int(max_concurrent or max(1, cpus - 1))
-        n_threads = int(threads or max(1, cpus // conc))
+        n_threads = int(threads or max(1, (cpus - 1) // conc))
         # Datasets first, on the driver, with progress: trials only read them.
         paths: Dict[Tuple[str, str], str] = {}
         for d in {(c.dataset.map, c.dataset.quality): c.dataset for c in todo}.values():
