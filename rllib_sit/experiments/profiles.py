@@ -51,10 +51,14 @@ SENSITIVITY_GRID = "SIT[alpha=0.2|1|5,beta=0.1|1,eta=1|2]"
 # Per-update cost on smac:2s3z in ms (batch of 32 episodes, ONE torch thread), for the time
 # estimates: measured by ``benchmarks/speed.py --sections learner`` on the idle 2-core VM (commit
 # 2a874d8; docs/benchmarks.md, "Speed -> Results": the RLlib update column). MABCQ's is its behaviour
-# + BCQ update; OMAC's are at its Table 2 width of 256 (value / policy phase).
+# + BCQ update; OMAC's are at its Table 2 width of 256 (value / policy phase); VD+TN's per-agent
+# transition batches of 32 episodes.
 UPDATE_MS: Dict[str, float] = {"SIT": 99.0, "SIT/ardnem_updates": 162.0, "MABC": 58.0, "QMIX": 161.0,
                                "FACMAC": 158.0, "MABCQ": 249.0, "MACQL": 153.0, "ICQ": 256.0,
-                               "OMAC": 1362.0, "OMAC/value_updates": 1815.0}
+                               "OMAC": 1362.0, "OMAC/value_updates": 1815.0,
+                               # VD+TN: td phase / fit phase (HalfCheetah 2l for TD3+BC)
+                               "VDTN_BCQ": 36.3, "VDTN_BCQ/fit_updates": 65.7, "VDTN_CQL": 33.8,
+                               "VDTN_CQL/fit_updates": 54.7, "VDTN_TD3BC": 21.7, "VDTN_TD3BC/fit_updates": 19.8}
 # Settings an algorithm's cost scales with: (setting, value measured at, exponent). A recurrent
 # layer's work grows with the square of its width, so OMAC at 64 costs ~(64/256)^2 of the above
 # (an estimate: fixed costs such as the CCA mixer do not shrink).
