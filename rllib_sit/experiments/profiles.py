@@ -7,7 +7,7 @@
            datasets, 500 policy updates for every algorithm (SIT + 500 ARDNEM, OMAC + 500 value
            updates), 16 evaluation episodes at 4 points, OMAC at the SIT paper's shared RNN width
            (64, Table 11) instead of its own 256 (OMAC Table 2): under an hour on 2 CPUs
-           (:func:`estimate_seconds`; docs/benchmarks.md shows the estimate and the measured time).
+           (:func:`estimate_seconds`; docs/benchmarks.md shows the estimate).
 ``ablations``, ``balanced``, ``sensitivity``  the quick lengths on the data of the paper's
            Figures 4a/b, 4c and 8 (2s3z).
 
@@ -196,10 +196,10 @@ def estimate_seconds(cells: Sequence[Tuple[str, Dict[str, int]]], eval_points: i
         if algo in COST_SCALING:
             key, at, power = COST_SCALING[algo]
             scale = (float(lengths.get(key, at)) / at) ** power
-        ms = UPDATE_MS.get(algo, DEFAULT_UPDATE_MS) * scale
-        t = TRIAL_OVERHEAD_S + lengths.get(policy_keys(algo)[0], 0) * ms / 1000.0
+        base = UPDATE_MS.get(algo, DEFAULT_UPDATE_MS)
+        t = TRIAL_OVERHEAD_S + lengths.get(policy_keys(algo)[0], 0) * base * scale / 1000.0
         for key in PRETRAIN_KEYS.get(algo, ()):
-            t += lengths.get(key, 0) * UPDATE_MS.get(f"{algo}/{key}", ms / scale) * scale / 1000.0
+            t += lengths.get(key, 0) * UPDATE_MS.get(f"{algo}/{key}", base) * scale / 1000.0
         t += eval_points * eval_episodes * EVAL_STEPS_PER_EPISODE * EVAL_STEP_MS / 1000.0
         trials += t
     data = datasets_to_generate * episodes / GENERATION_EPISODES_PER_S

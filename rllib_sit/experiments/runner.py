@@ -4,8 +4,8 @@ One Tune experiment per algorithm (variant), one trial per cell (map × quality 
 at most ``max_concurrent`` trials at a time (default #CPUs − 1: Ray Data reads deadlock when trials
 hold every CPU, DESIGN.md). When the runner starts Ray itself it gives it one CPU slot more than
 the machine's cores, so every core runs a one-thread trial and one slot stays free for those reads
-and the driver (which mostly waits): on 2 cores, two trials at a time. Datasets are generated (once, cached) on the driver before any trial
-starts, so trials only read them. Each trial trains its algorithm to the end of its phases,
+and the driver (which mostly waits): on 2 cores, two trials at a time. Datasets are generated
+(once, cached) on the driver before any trial starts, so trials only read them. Each trial trains its algorithm to the end of its phases,
 evaluates after each policy-training iteration (:mod:`rllib_sit.experiments.callbacks`) and
 checkpoints at the end; the driver writes its row the moment it finishes
 (:mod:`rllib_sit.experiments.results`), then the table and figures are redrawn.
