@@ -24,13 +24,18 @@ class AgentTransitionSampler:
             ``terminated``, ``filled`` [+ ``avail_actions``]).
         agent_modules: module id of every agent (length N, one agent per module: ``agent_id`` mapping).
         seed: seed of the sampling RNG.
+        bootstrap_truncated: whether the last step of an episode cut by the time limit (not
+            terminated) bootstraps from the stored observation after it (``obs[length]``), as
+            time-limit ends are treated by the BCQ / TD3+BC code (``not_done = 1 − terminal``) and
+            by pymarl (``episode_limit``); False: y = r there, as at a real termination.
 
     A batch for module m (agent i) holds only agent i's columns (``replay.keys``: OBS, NEXT_OBS, ACTIONS, REWARD, TERMINATED, BOOTSTRAP, ...): its own
     observation at t and t+1, its own action (and masks), the team reward and the flags. Each
     agent draws its own transitions (the datasets of the paper are independent).
     """
 
-    def __init__(self, episodes: Mapping[str, np.ndarray], agent_modules: Sequence[str], seed: int = 0):
+    def __init__(self, episodes: Mapping[str, np.ndarray], agent_modules: Sequence[str], seed: int = 0,
+                 bootstrap_truncated: bool = True):
         self.ep = episodes
         self.agent_modules = list(agent_modules)
         if len(set(self.agent_modules)) != len(self.agent_modules):
@@ -41,10 +46,13 @@ class AgentTransitionSampler:
         filled = np.asarray(self.ep[S.FILLED]) > 0
         self.T = filled.shape[1]
         self.k, self.t = np.nonzero(filled)  # every real step, episode-major
-        nxt = np.zeros_like(filled)
-        nxt[:, :-1] = filled[:, 1:]
         term = np.asarray(self.ep[S.TERMINATED])[self.k, self.t] > 0
-        self.bootstrap = (nxt[self.k, self.t] & ~term).astype(np.float32)
+        if bootstrap_truncated:  # every real step has o[t+1] (the schema stores o^length)
+            self.bootstrap = (~term).astype(np.float32)
+        else:  # only steps followed by another real step
+            nxt = np.zeros_like(filled)
+            nxt[:, :-1] = filled[:, 1:]
+            self.bootstrap = (nxt[self.k, self.t] & ~term).astype(np.float32)
         self.discrete = np.asarray(self.ep[S.ACTIONS]).ndim == 3
         self.rng = np.random.default_rng(seed)
         self.step_values: Dict[str, np.ndarray] = {}

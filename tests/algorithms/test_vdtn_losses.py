@@ -14,7 +14,7 @@ from tiny_fixtures import TinyContinuousEnv, TinyCoopEnv
 
 from rllib_sit.algorithms.vdtn import VDTNBCQConfig, VDTNCQLConfig, VDTNTD3BCConfig
 from rllib_sit.algorithms.vdtn import vdtn_learner as V
-from rllib_sit.algorithms.vdtn.torch.vdtn_torch_learner import (transition_normalization_weights,
+from rllib_sit.algorithms.vdtn.torch.vdtn_torch_learner import (td_target, transition_normalization_weights,
                                                                 value_deviation_weights)
 from rllib_sit.data import schema as S
 from rllib_sit.data.synthetic import make_random_dataset
@@ -376,3 +376,26 @@ def test_joint_slice_equals_the_decentralized_dataset(tmp_path):
     assert set(bj) == set(bo)
     for k in bj:
         np.testing.assert_array_equal(bj[k], bo[k])
+
+
+def test_truncated_episode_ends_bootstrap_only_with_the_switch():
+    """Episode 0 terminates at its 2nd step, episode 1 is cut by the limit T = 3 after 3 steps, episode 2
+    is cut after 2 steps (a shorter limit in another source). With ``bootstrap_truncated`` every step
+    that did not terminate bootstraps from the stored o[t+1]; without it, only steps followed by
+    another step do. The TD target follows (y = r + γ·bootstrap·V̂(s′))."""
+    T = 3
+    obs = np.arange(3 * (T + 1), dtype=np.float32).reshape(3, T + 1, 1, 1)
+    filled = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 0]], np.uint8)
+    term = np.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], np.uint8)
+    cols = {S.OBS: obs, S.ACTIONS: np.zeros((3, T, 1, 1), np.float32), S.REWARD: np.ones((3, T), np.float32),
+            S.TERMINATED: term, S.FILLED: filled}
+    on = V.AgentTransitionSampler(cols, ["x"], bootstrap_truncated=True)
+    off = V.AgentTransitionSampler(cols, ["x"], bootstrap_truncated=False)
+    # real steps, episode-major: (0,0) (0,1) (1,0) (1,1) (1,2) (2,0) (2,1)
+    np.testing.assert_array_equal(on.bootstrap, [1, 0, 1, 1, 1, 1, 1])
+    np.testing.assert_array_equal(off.bootstrap, [1, 0, 1, 1, 0, 1, 0])
+    b = on.gather(np.arange(on.num_transitions), 0)
+    np.testing.assert_array_equal(b[V.NEXT_OBS][:, 0], [1, 2, 5, 6, 7, 9, 10])  # o[t+1], incl. o[length]
+    y = td_target(torch.tensor(b[V.REWARD]), torch.tensor(b[V.BOOTSTRAP]), torch.full((7,), 10.0), 0.5)
+    np.testing.assert_allclose(y.numpy(), [6, 1, 6, 6, 6, 6, 6])
+    assert VDTNTD3BCConfig().bootstrap_truncated is True

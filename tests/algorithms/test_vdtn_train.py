@@ -97,6 +97,24 @@ def test_train_and_evaluate_continuous(cont_dataset, name):
         algo.stop()
 
 
+@pytest.mark.parametrize("bootstrap_truncated", [True, False])
+def test_bootstrap_truncated_reaches_the_sampler(cont_dataset, bootstrap_truncated):
+    """The switch decides whether the last step of a time-limit-cut episode bootstraps: the sampler's
+    flags equal the ones computed from the dataset's own columns (every episode of the tiny env is cut
+    at its limit of 5 steps, none terminates)."""
+    algo = tiny("VDTN_TD3BC", cont_dataset, env=TINY_CONT_ENV_ID, bootstrap_truncated=bootstrap_truncated).build_algo()
+    try:
+        cols = algo.store.columns
+        filled, term = np.asarray(cols[S.FILLED]) > 0, np.asarray(cols[S.TERMINATED]) > 0
+        last = np.zeros_like(filled)
+        last[np.arange(len(filled)), filled.sum(1) - 1] = True  # each episode's final real step
+        expected = ~term if bootstrap_truncated else ~term & ~last
+        assert not term.any() and last.sum() == len(filled)
+        np.testing.assert_array_equal(algo.sampler.bootstrap, expected[filled].astype(np.float32))
+    finally:
+        algo.stop()
+
+
 def test_td3bc_rejects_discrete_actions(dataset):
     with pytest.raises(ValueError, match="VDTNTD3BCConfig: env='tiny:coop' is invalid; expected an env with "
                                          "continuous actions; this one has discrete actions .*use VDTN_BCQ or VDTN_CQL"):
@@ -150,7 +168,8 @@ def test_defaults_cite_the_paper():
                                         ("tn_estimator", "kde"), ("use_value_deviation", "yes"),
                                         ("module_mapping", "agent_type"), ("hidden", [0]), ("hidden", 64),
                                         ("batch_size", 0), ("td_updates", -1), ("vae_latent_dim", 0),
-                                        ("target_update_tau", 0.0), ("bcq_threshold", 1.5), ("lr", 0.0)])
+                                        ("target_update_tau", 0.0), ("bcq_threshold", 1.5), ("lr", 0.0),
+                                        ("bootstrap_truncated", 1)])
 def test_config_validation_names_the_parameter(key, value):
     cfg = VDTNBCQConfig().environment(TINY_ENV_ID).training(**{key: value})
     with pytest.raises(ValueError, match=f"VDTNBCQConfig: {key}="):

@@ -52,7 +52,7 @@ class VDTNConfig(OfflineMARLConfig):
         "use_value_deviation", "use_transition_normalization", "optimism", "vd_terminal", "vd_min_denominator",
         "tn_estimator", "tn_include_reward", "vae_latent_dim", "vae_lr", "vae_kl_weight", "hidden", "batch_size",
         "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval",
-        "double_q", "agent_datasets")
+        "double_q", "agent_datasets", "bootstrap_truncated")
 
     algo_name = "VDTN"
 
@@ -78,6 +78,9 @@ class VDTNConfig(OfflineMARLConfig):
         self.updates_per_iteration = 1000  # schedule only
         self.target_update_tau = 0.005  # BCQ / TD3: Polyak τ = 0.005 (the paper names none)
         self.target_update_interval = 1  # used only when target_update_tau is None (hard copies)
+        # Time-limit ends are not terminations: bootstrap from o[length] there (the BCQ / TD3+BC code's
+        # not_done = 1 - terminal; MPE's DG and CN never terminate). False: y = r at the cut.
+        self.bootstrap_truncated = True
         self.double_q = False  # Eq. 1: π̂ induced by the target Q̂ (True: online arg max, discrete BCQ code)
         # The paper's per-agent datasets B_i: a folder of ``<agent>/`` datasets (what ``rllib-sit data
         # generate --decentralize [independent]`` writes) or ``{agent: path}``; None: slice the joint dataset.
@@ -87,7 +90,8 @@ class VDTNConfig(OfflineMARLConfig):
         if self.module_mapping != "agent_id":
             self.bad("module_mapping", self.module_mapping, "'agent_id' (VD+TN is fully decentralized: one "
                      "module per agent, trained on its own data only)")
-        self.check_bool(["use_value_deviation", "use_transition_normalization", "tn_include_reward", "double_q"])
+        self.check_bool(["use_value_deviation", "use_transition_normalization", "tn_include_reward", "double_q",
+                         "bootstrap_truncated"])
         self.check_range("optimism", 0.0, 1.0)
         self.check_choice("vd_terminal", V.VD_TERMINAL)
         self.check_choice("tn_estimator", V.TN_ESTIMATORS)
@@ -195,12 +199,13 @@ class VDTN(OfflineMARLAlgorithm):
             self.env_info = cfg.dataset_info()
             stores = {a: EpisodeStore.open(p, validate=cfg.validate_dataset, cache_root=cfg.column_cache_dir)
                       for a, p in paths.items()}
-            samplers = {a: V.AgentTransitionSampler(stores[a].columns, [a], seed=cfg.seed + i)
+            samplers = {a: V.AgentTransitionSampler(stores[a].columns, [a], seed=cfg.seed + i,
+                                                    bootstrap_truncated=cfg.bootstrap_truncated)
                         for i, a in enumerate(self.env_info.agents)}
             self.sampler = V.PerAgentSamplers(samplers)
         else:  # one joint dataset, each agent's columns sliced out
             samplers = {None: V.AgentTransitionSampler(self.store.columns, cfg.agent_module_order(self.env_info),
-                                                       seed=cfg.seed)}
+                                                       seed=cfg.seed, bootstrap_truncated=cfg.bootstrap_truncated)}
             self.sampler = samplers[None]
         if cfg.use_transition_normalization and cfg.tn_estimator == "count":
             for s in samplers.values():
