@@ -260,8 +260,21 @@ def test_td3bc_losses_match_numpy_and_actor_is_delayed(cont_path):
     assert losses["q"].item() == pytest.approx(td, rel=1e-4)
     pi = np.tanh(np_mlp(mod.actor[:-1], o))
     q_pi = qf(mod.q1, o, pi)
-    actor = -np.mean(lvd * 2.5 / np.abs(q_pi).mean() * q_pi) + np.mean(((pi - a) ** 2).sum(1))
+    q_term = -np.mean(lvd * 2.5 / np.abs(q_pi).mean() * q_pi)
+    actor = q_term + np.mean((pi - a) ** 2)  # the TD3+BC code's F.mse_loss: mean over batch and action dims
     assert losses["actor"].item() == pytest.approx(actor, rel=1e-4)  # no actor_update mark: always
+    # Speeds in [-0.1, 0.1] (DG): the same unit-scale batch; the BC term is taken in env units (x 0.1²)
+    # by default ("env", the TD3+BC code), in [-1, 1] with bc_units="unit".
+    for units, c in (("env", 0.1), ("unit", 1.0)):
+        lrn = learner if units == "env" else _learner(VDTNTD3BCConfig, cont_path, TinyContinuousEnv().info,
+                                                      optimism=0.6, use_transition_normalization=False,
+                                                      policy_noise=0.0, bc_units="unit")
+        m = lrn.module["l0"].unwrapped()
+        m.load_state_dict(mod.state_dict())
+        m.low, m.high = -0.1, 0.1
+        bs = _t(dict(b, **{V.ACTIONS: (b[V.ACTIONS] * 0.1).astype(np.float32)}))
+        got = lrn.compute_losses_for_module(module_id="l0", config=lrn.config, batch=bs, fwd_out=m._forward_train(bs))
+        assert got["actor"].item() == pytest.approx(q_term + c ** 2 * np.mean((pi - a) ** 2), rel=1e-4), units
     skip = _t(dict(b, **{V.ACTOR_UPDATE: np.zeros(5, np.float32)}))  # a delayed step: critics only
     assert "actor" not in learner.compute_losses_for_module(module_id="l0", config=learner.config, batch=skip,
                                                             fwd_out=out)

@@ -162,6 +162,9 @@ def test_defaults_cite_the_paper():
         (1e-4, 0.6, 1e-4, 1e-4, 0.05, 10)  # Table 12, BCQ columns
     assert (c.lr, c.cql_alpha, c.actor_lr) == (1e-4, 0.2, 1e-4)  # Table 12, CQL
     assert (t.lr, t.actor_lr, t.td3_alpha) == (3e-4, 3e-4, 2.5)  # Table 12, TD3+BC
+    assert (t.bc_units, t.bootstrap_truncated) == ("env", True)  # the TD3+BC code's BC term and not_done
+    with pytest.raises(ValueError, match="VDTNTD3BCConfig: bc_units="):
+        VDTNTD3BCConfig().environment(TINY_CONT_ENV_ID).training(bc_units="raw").validate()
 
 
 @pytest.mark.parametrize("key, value", [("optimism", 1.5), ("optimism", -0.1), ("vd_terminal", "zero"),

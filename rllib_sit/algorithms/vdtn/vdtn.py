@@ -349,7 +349,7 @@ class VDTNTD3BCConfig(VDTNConfig):
     Continuous actions only: building on a discrete-action dataset raises ``ValueError``."""
 
     _training_keys = VDTNConfig._training_keys + ("td3_alpha", "actor_lr", "policy_noise", "noise_clip",
-                                                  "policy_delay")
+                                                  "policy_delay", "bc_units")
     algo_name = "VDTN_TD3BC"
     action_spaces = ("continuous",)  # the base rejects a discrete dataset before building modules
     action_space_hint = ("TD3+BC differentiates a deterministic actor through the critic; use VDTN_BCQ or "
@@ -363,6 +363,10 @@ class VDTNTD3BCConfig(VDTNConfig):
         self.policy_noise = 0.2  # TD3: target policy smoothing σ = 0.2 (actions in [-1, 1])
         self.noise_clip = 0.5  # TD3: noise clipped at 0.5
         self.policy_delay = 2  # TD3: actor updated every 2 critic updates
+        # The BC term (π(s) − a)² in the env's action units, averaged over action dimensions: the TD3+BC
+        # code's F.mse_loss(max_action·tanh, a) (DG's speeds are in [-0.1, 0.1]: a 100x weaker constraint
+        # than in [-1, 1]). "unit": in the [-1, 1] scale of the actor's tanh.
+        self.bc_units = "env"
 
     def validate_settings(self) -> None:
         super().validate_settings()
@@ -370,6 +374,7 @@ class VDTNTD3BCConfig(VDTNConfig):
         self.check_range("policy_noise", 0.0, 10.0)
         self.check_range("noise_clip", 0.0, 10.0)
         self.check_int(["policy_delay"])
+        self.check_choice("bc_units", ("env", "unit"))
 
     def get_default_learner_class(self):
         from rllib_sit.algorithms.vdtn.torch.vdtn_torch_learner import VDTNTD3BCTorchLearner

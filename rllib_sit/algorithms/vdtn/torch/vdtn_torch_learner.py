@@ -251,11 +251,14 @@ class VDTNCQLTorchLearner(VDTNTorchLearner):
 # ---------------------------------------------------------------------------------------------
 
 def td3bc_actor_loss(q_pi: torch.Tensor, pi: torch.Tensor, actions: torch.Tensor, alpha: float,
-                     weights: torch.Tensor) -> torch.Tensor:
-    """TD3+BC's actor with Eq. 2's weights: mean [−λ_tn λ_vd κ Q_1(s, π(s))] + mean (π(s) − a)²,
-    κ = α / mean |Q_1(s, π(s))| (detached). The BC term is unweighted (a constraint, as CQL's)."""
+                     weights: torch.Tensor, action_scale: float = 1.0) -> torch.Tensor:
+    """TD3+BC's actor with Eq. 2's weights: mean [−λ_tn λ_vd κ Q_1(s, π(s))] + mean (c·(π(s) − a))²,
+    κ = α / mean |Q_1(s, π(s))| (detached). ``pi`` and ``actions`` are in [-1, 1]; ``action_scale`` c
+    is (high − low)/2 to take the BC term in the env's action units, as the TD3+BC code does
+    (``F.mse_loss(max_action·tanh(·), a)``: the mean over batch and action dimensions). The BC term
+    is unweighted (a constraint, as CQL's)."""
     kappa = alpha / q_pi.abs().mean().detach().clamp(min=1e-6)
-    return -(weights.detach() * kappa * q_pi).mean() + ((pi - actions) ** 2).sum(-1).mean()
+    return -(weights.detach() * kappa * q_pi).mean() + ((action_scale * (pi - actions)) ** 2).mean()
 
 
 class VDTNTD3BCTorchLearner(VDTNTorchLearner):
@@ -280,6 +283,9 @@ class VDTNTD3BCTorchLearner(VDTNTorchLearner):
             if module_id in last:  # report the last actor update's value (no NaN between them)
                 metrics[V.ACTOR_LOSS] = last[module_id]
             return {}
-        loss = td3bc_actor_loss(out[V.Q_PI], out[V.PI_ACTION], out[V.ACTIONS_UNIT], config.td3_alpha, weights)
+        mod = self.module[module_id].unwrapped()
+        scale = (mod.high - mod.low) / 2.0 if config.bc_units == "env" else 1.0
+        loss = td3bc_actor_loss(out[V.Q_PI], out[V.PI_ACTION], out[V.ACTIONS_UNIT], config.td3_alpha, weights,
+                                action_scale=scale)
         metrics[V.ACTOR_LOSS] = last[module_id] = loss.item()
         return {"actor": loss}
