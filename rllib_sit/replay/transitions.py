@@ -69,6 +69,20 @@ class AgentTransitionSampler:
                                  f"{len(self.agent_modules)}), got {v.shape}")
             self.step_values[key] = np.ascontiguousarray(v, np.float32)
 
+    def obs_moments(self, agent: int, chunk: int = 1 << 20):
+        """Mean and standard deviation (float64, per feature) of agent ``agent``'s observations o_i^t
+        over the real steps, read in chunks of ``chunk`` rows (the columns may be memory-mapped)."""
+        obs = self.ep[S.OBS]
+        total = np.zeros(obs.shape[-1])
+        sq = np.zeros(obs.shape[-1])
+        for lo in range(0, self.num_transitions, chunk):
+            o = np.asarray(obs[self.k[lo:lo + chunk], self.t[lo:lo + chunk], agent], np.float64)
+            total += o.sum(0)
+            sq += np.square(o).sum(0)
+        n = max(self.num_transitions, 1)
+        mean = total / n
+        return mean, np.sqrt(np.maximum(sq / n - np.square(mean), 0.0))
+
     def gather(self, rows: np.ndarray, agent: int) -> Dict[str, np.ndarray]:
         """Transitions ``rows`` (indices into the real steps) of agent ``agent``: only its own columns."""
         ep, k, t = self.ep, self.k[rows], self.t[rows]

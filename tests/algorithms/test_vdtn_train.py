@@ -115,6 +115,45 @@ def test_bootstrap_truncated_reaches_the_sampler(cont_dataset, bootstrap_truncat
         algo.stop()
 
 
+@pytest.mark.parametrize("normalize_obs", [True, False])
+def test_normalize_obs_sets_each_agents_dataset_moments(cont_dataset, normalize_obs, tmp_path):
+    """``normalize_obs`` (TD3+BC's state normalisation): every agent's module holds its own dataset's
+    mean and std + 1e-3 (NumPy over the real steps), its networks read (o − mean) / std, and the
+    evaluation runners and a restored checkpoint carry the same buffers; off: identity."""
+    algo = tiny("VDTN_TD3BC", cont_dataset, env=TINY_CONT_ENV_ID, normalize_obs=normalize_obs).build_algo()
+    try:
+        cols = algo.store.columns
+        filled = np.asarray(cols[S.FILLED]) > 0
+        obs = np.asarray(cols[S.OBS])[:, :filled.shape[1]]
+        for i, m in enumerate(["l0", "l1"]):
+            own = obs[:, :, i][filled].astype(np.float64)
+            mean, std = (own.mean(0), own.std(0) + 1e-3) if normalize_obs else (0.0, 1.0)
+            mod = algo.learner_group._learner.module[m].unwrapped()
+            np.testing.assert_allclose(mod.obs_mean.numpy(), np.broadcast_to(mean, own.shape[1:]), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(mod.obs_std.numpy(), np.broadcast_to(std, own.shape[1:]), rtol=1e-5)
+            o = torch.as_tensor(own[:4], dtype=torch.float32)
+            x = (o - torch.as_tensor(mean, dtype=torch.float32)) / torch.as_tensor(std, dtype=torch.float32)
+            with torch.no_grad():
+                assert torch.allclose(mod.act(mod.norm(o), None, False), mod.actor(x), atol=1e-6)
+        algo.evaluate()
+        runners = algo.eval_env_runner_group.foreach_env_runner(  # every runner that has a module
+            lambda r: {m: r.module[m].obs_std.numpy().copy() for m in ("l0", "l1")} if r.module else None)
+        runners = [r for r in runners if r is not None]
+        assert runners
+        for r in runners:
+            for m in ("l0", "l1"):
+                np.testing.assert_array_equal(r[m], algo.learner_group._learner.module[m].unwrapped().obs_std.numpy())
+        ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
+        want = algo.learner_group._learner.module["l1"].unwrapped().obs_mean.clone()
+    finally:
+        algo.stop()
+    restored = VDTN_TD3BC.from_checkpoint(ckpt)
+    try:
+        assert torch.equal(restored.learner_group._learner.module["l1"].unwrapped().obs_mean, want)
+    finally:
+        restored.stop()
+
+
 def test_td3bc_rejects_discrete_actions(dataset):
     with pytest.raises(ValueError, match="VDTNTD3BCConfig: env='tiny:coop' is invalid; expected an env with "
                                          "continuous actions; this one has discrete actions .*use VDTN_BCQ or VDTN_CQL"):

@@ -52,7 +52,7 @@ class VDTNConfig(OfflineMARLConfig):
         "use_value_deviation", "use_transition_normalization", "optimism", "vd_terminal", "vd_min_denominator",
         "tn_estimator", "tn_include_reward", "vae_latent_dim", "vae_lr", "vae_kl_weight", "hidden", "batch_size",
         "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval",
-        "double_q", "agent_datasets", "bootstrap_truncated")
+        "double_q", "agent_datasets", "bootstrap_truncated", "normalize_obs")
 
     algo_name = "VDTN"
 
@@ -81,6 +81,9 @@ class VDTNConfig(OfflineMARLConfig):
         # Time-limit ends are not terminations: bootstrap from o[length] there (the BCQ / TD3+BC code's
         # not_done = 1 - terminal; MPE's DG and CN never terminate). False: y = r at the cut.
         self.bootstrap_truncated = True
+        # (o − mean) / (std + 1e-3) per agent over its own dataset, in every network (TD3+BC's code does;
+        # the BCQ and CQL code do not): VDTN_TD3BC turns it on.
+        self.normalize_obs = False
         self.double_q = False  # Eq. 1: π̂ induced by the target Q̂ (True: online arg max, discrete BCQ code)
         # The paper's per-agent datasets B_i: a folder of ``<agent>/`` datasets (what ``rllib-sit data
         # generate --decentralize [independent]`` writes) or ``{agent: path}``; None: slice the joint dataset.
@@ -91,7 +94,7 @@ class VDTNConfig(OfflineMARLConfig):
             self.bad("module_mapping", self.module_mapping, "'agent_id' (VD+TN is fully decentralized: one "
                      "module per agent, trained on its own data only)")
         self.check_bool(["use_value_deviation", "use_transition_normalization", "tn_include_reward", "double_q",
-                         "bootstrap_truncated"])
+                         "bootstrap_truncated", "normalize_obs"])
         self.check_range("optimism", 0.0, 1.0)
         self.check_choice("vd_terminal", V.VD_TERMINAL)
         self.check_choice("tn_estimator", V.TN_ESTIMATORS)
@@ -207,10 +210,27 @@ class VDTN(OfflineMARLAlgorithm):
             samplers = {None: V.AgentTransitionSampler(self.store.columns, cfg.agent_module_order(self.env_info),
                                                        seed=cfg.seed, bootstrap_truncated=cfg.bootstrap_truncated)}
             self.sampler = samplers[None]
+        if cfg.normalize_obs:
+            self._set_obs_stats(samplers.values())
         if cfg.use_transition_normalization and cfg.tn_estimator == "count":
             for s in samplers.values():
                 s.set_step_values({V.TN_LOG_WEIGHT: V.count_transition_log_weights(
                     s, include_reward=cfg.tn_include_reward)})
+
+    def _set_obs_stats(self, samplers) -> None:
+        """``normalize_obs``: every agent's module normalises by its own dataset's moments (TD3+BC's
+        ``(s − mean) / (std + 1e-3)``), set on the learners' modules; evaluation syncs them."""
+        stats = {}
+        for s in samplers:
+            for m in s.agent_modules:
+                mean, std = s.obs_moments(s.index[m])
+                stats[m] = (mean, std + V.OBS_STD_FLOOR)
+
+        def apply(learner):
+            for m, (mean, std) in stats.items():
+                learner.module[m].unwrapped().set_obs_stats(mean, std)
+
+        self.learner_group.foreach_learner(apply)
 
     def build_phases(self) -> List[Phase]:
         cfg = self.config
@@ -367,6 +387,7 @@ class VDTNTD3BCConfig(VDTNConfig):
         # code's F.mse_loss(max_action·tanh, a) (DG's speeds are in [-0.1, 0.1]: a 100x weaker constraint
         # than in [-1, 1]). "unit": in the [-1, 1] scale of the actor's tanh.
         self.bc_units = "env"
+        self.normalize_obs = True  # TD3+BC's code: states normalised by the dataset's mean and std
 
     def validate_settings(self) -> None:
         super().validate_settings()

@@ -30,6 +30,7 @@ ACTOR_UPDATE = "actor_update"    # [B]            TD3+BC: 1 in the TD batches th
 EPISODE_INDEX = K.EPISODE_INDEX  # [B]            k (row of the episode store)
 STEP_INDEX = K.STEP_INDEX        # [B]            t
 
+OBS_STD_FLOOR = 1e-3  # TD3+BC: (s − mean) / (std + 1e-3)
 BATCH_KEYS = (OBS, NEXT_OBS, ACTIONS, REWARD, TERMINATED, BOOTSTRAP, AVAIL, NEXT_AVAIL, TN_LOG_WEIGHT, TD_PHASE,
               ACTOR_UPDATE, EPISODE_INDEX, STEP_INDEX)
 

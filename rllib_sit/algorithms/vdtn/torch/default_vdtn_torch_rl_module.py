@@ -95,6 +95,10 @@ class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
         self.a_dim = self.n_actions if self.discrete else self.act_dim  # width of an action feature
         self.low, self.high = float(mc.get("action_low", -1.0)), float(mc.get("action_high", 1.0))
         self.hidden = [int(h) for h in mc["hidden"]]
+        # Observation normalisation (o − mean) / std, set from the agent's dataset by the algorithm when
+        # ``normalize_obs`` (TD3+BC's code); identity otherwise. Buffers: saved, synced to the runners.
+        self.register_buffer("obs_mean", torch.zeros(self.obs_dim))
+        self.register_buffer("obs_std", torch.ones(self.obs_dim))
         self.tn_include_reward = bool(mc.get("tn_include_reward", True))
         self.has_tn_vae = bool(mc.get("tn_vae", False))
         if self.has_tn_vae:
@@ -113,6 +117,15 @@ class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
         return extra + list(self.learner_attributes) + [f"target_{n}" for n in self.target_networks]
 
     # -- helpers ---------------------------------------------------------------------------------
+    def norm(self, o: torch.Tensor) -> torch.Tensor:
+        """The network input of observations ``o``: (o − obs_mean) / obs_std."""
+        return (o.float() - self.obs_mean) / self.obs_std
+
+    def set_obs_stats(self, mean, std) -> None:
+        """Fix the normalisation (``normalize_obs``): the agent's dataset mean and std (+ the floor)."""
+        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
     def unit(self, a: torch.Tensor) -> torch.Tensor:
         """Box actions -> [-1, 1]."""
         return 2.0 * (a - self.low) / (self.high - self.low) - 1.0
@@ -124,7 +137,7 @@ class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
         return self.unit(a.float())
 
     def tn_inputs(self, batch):
-        o, o2 = batch[V.OBS].float(), batch[V.NEXT_OBS].float()
+        o, o2 = self.norm(batch[V.OBS]), self.norm(batch[V.NEXT_OBS])
         a = self.action_feature(batch[V.ACTIONS])
         x1 = torch.cat([o, a], -1)
         parts = [x1] + ([batch[V.REWARD].float().unsqueeze(-1)] if self.tn_include_reward else [])
@@ -161,7 +174,7 @@ class VDTNAgentModule(TargetNetworksMixin, TorchRLModule, InferenceOnlyAPI):
 
     def _act(self, batch, explore: bool) -> Dict[str, Any]:
         o, avail, time_rank = split_env_obs(batch)
-        a = self.act(o, avail, explore)
+        a = self.act(self.norm(o), avail, explore)
         return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a}
 
     def _forward_inference(self, batch, **kwargs):
@@ -195,7 +208,7 @@ class VDTNDiscreteModule(VDTNAgentModule):
         return torch.ones(*o.shape[:-1], self.n_actions, dtype=torch.bool, device=o.device) if avail is None else avail > 0
 
     def forward_td(self, batch) -> Dict[str, Any]:
-        o, o2, a = batch[V.OBS].float(), batch[V.NEXT_OBS].float(), batch[V.ACTIONS].long()
+        o, o2, a = self.norm(batch[V.OBS]), self.norm(batch[V.NEXT_OBS]), batch[V.ACTIONS].long()
         q_all = self.q(o)
         with torch.no_grad():
             allowed = self.allowed(o2, batch.get(V.NEXT_AVAIL))
@@ -230,7 +243,7 @@ class VDTNDiscreteBCQModule(VDTNDiscreteModule):
         return bcq_action_filter(self.behaviour(o), avail, self.threshold)
 
     def forward_generative(self, batch):
-        return {V.BEHAVIOUR_LOGITS: self.behaviour(batch[V.OBS].float())}
+        return {V.BEHAVIOUR_LOGITS: self.behaviour(self.norm(batch[V.OBS]))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,12 +297,12 @@ class VDTNContinuousBCQModule(VDTNAgentModule):
         return values.gather(-1, best.unsqueeze(-1)).squeeze(-1), cand.gather(-2, idx).squeeze(-2)
 
     def forward_generative(self, batch):
-        o, a = batch[V.OBS].float(), self.unit(batch[V.ACTIONS].float())
+        o, a = self.norm(batch[V.OBS]), self.unit(batch[V.ACTIONS].float())
         recon, mean, std = self.generator(o, a)
         return {V.VAE_GENERATOR: (recon, a, mean, std)}
 
     def forward_td(self, batch):
-        o, o2, a = batch[V.OBS].float(), batch[V.NEXT_OBS].float(), self.unit(batch[V.ACTIONS].float())
+        o, o2, a = self.norm(batch[V.OBS]), self.norm(batch[V.NEXT_OBS]), self.unit(batch[V.ACTIONS].float())
         with torch.no_grad():
             v_next, _ = self.best_of_n(self.target_q, self.target_perturb, o2)
             q_taken_target = self.target_q(o, a)
@@ -339,7 +352,7 @@ class VDTNContinuousCQLModule(VDTNAgentModule):
         self.actor = TanhGaussianActor(self.obs_dim, self.act_dim, self.hidden)
 
     def forward_td(self, batch):
-        o, o2, a = batch[V.OBS].float(), batch[V.NEXT_OBS].float(), self.unit(batch[V.ACTIONS].float())
+        o, o2, a = self.norm(batch[V.OBS]), self.norm(batch[V.NEXT_OBS]), self.unit(batch[V.ACTIONS].float())
         B, n, A = o.shape[0], self.num_samples, self.act_dim
         with torch.no_grad():
             a2, _ = self.actor.sample(o2)
@@ -374,7 +387,7 @@ class VDTNTD3BCModule(VDTNAgentModule):
         self.noise_clip = float(self.model_config["noise_clip"])
 
     def forward_td(self, batch):
-        o, o2, a = batch[V.OBS].float(), batch[V.NEXT_OBS].float(), self.unit(batch[V.ACTIONS].float())
+        o, o2, a = self.norm(batch[V.OBS]), self.norm(batch[V.NEXT_OBS]), self.unit(batch[V.ACTIONS].float())
         with torch.no_grad():
             pi2 = self.target_actor(o2)
             noise = (torch.randn_like(pi2) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
