@@ -233,14 +233,15 @@ def dper_state(checkpoint: str) -> Optional[Dict[str, Any]]:
 
 
 def dper_priorities(checkpoint: str, dataset: str, gamma: float = 0.99,
-                    priority_range: Sequence[float] = (0.0, 20.0), column_cache_dir: Optional[str] = None):
-    """Rescaled DPER priorities of every individual trajectory, per agent, from a SIT checkpoint.
+                    priority_range: Sequence[float] = (0.0, 20.0), column_cache_dir: Optional[str] = None,
+                    scale: str = "minmax", return_range: Optional[Sequence[float]] = None):
+    """Scaled DPER priorities of every individual trajectory, per agent, from a SIT checkpoint.
 
     The checkpoint holds Stage II's r̂ ``[K, T, N]`` and the Eq. 7 probabilities, not p̂ itself;
     p̂ = mean over the real steps of the Monte Carlo return of r̂ (Eq. 6) is recomputed with SIT's
     own functions and the dataset's ``filled`` mask (the algorithm's episode order:
-    :class:`EpisodeStore`), then rescaled per agent type onto ``priority_range`` as
-    ``dper_distribution`` does. Returns ``({agent: priorities [K]}, {agent: type},
+    :class:`EpisodeStore`), then mapped per agent type onto ``priority_range`` by the run's
+    ``scale`` (and ``return_range``) as ``dper_distribution`` does. Returns ``({agent: priorities [K]}, {agent: type},
     {type: ESS of the checkpoint's probabilities})`` or None when the checkpoint has no DPER.
     """
     from rllib_sit.algorithms.sit import sit_learner as K
@@ -261,7 +262,7 @@ def dper_priorities(checkpoint: str, dataset: str, gamma: float = 0.99,
     out, types, ess = {}, {}, {}
     for t in dict.fromkeys(info.agent_types):
         cols = [i for i, x in enumerate(info.agent_types) if x == t]
-        scaled = K.rescale_priorities(p_hat[:, cols], *priority_range)
+        scaled = K.scale_priorities(p_hat[:, cols], scale, priority_range, return_range)
         for j, i in enumerate(cols):
             out[info.agents[i]] = scaled[:, j]
             types[info.agents[i]] = t
@@ -276,12 +277,25 @@ def dper_histograms(key, checkpoint: Optional[str], dataset: str, config: Dict[s
     """Histogram rows (DPER_FIELDS) of :func:`dper_priorities` over ``priority_range`` in ``bins`` bins."""
     if not checkpoint:
         return []
+    from rllib_sit.data.composition import load_specs
+
     pr = tuple(config.get("priority_range") or (0.0, 20.0))
-    got = dper_priorities(checkpoint, dataset, float(config.get("gamma", 0.99)), pr, config.get("column_cache_dir"))
+    scale = config.get("priority_scale") or "minmax"
+    rr = config.get("priority_return_range")
+    if scale == "return_range" and rr is None:
+        spec = load_specs().get(config.get("env"))
+        rr = spec.return_range() if spec is not None else None
+    got = dper_priorities(checkpoint, dataset, float(config.get("gamma", 0.99)), pr, config.get("column_cache_dir"),
+                          scale, rr)
     if got is None:
         return []
     pri, types, ess = got
-    edges = np.linspace(pr[0], pr[1], bins + 1)
+    # "return_range" does not fill priority_range (on SMAC it is the identity): bin the values' own span.
+    lo, hi = pr
+    if scale != "minmax":
+        allv = np.concatenate([np.asarray(v, np.float64) for v in pri.values()])
+        lo, hi = float(allv.min()), float(max(allv.max(), allv.min() + 1e-6))
+    edges = np.linspace(lo, hi, bins + 1)
     base = dict(zip(KEY_FIELDS, key))
     rows = []
     for agent, values in pri.items():

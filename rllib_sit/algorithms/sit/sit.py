@@ -53,7 +53,7 @@ class SITConfig(OfflineMARLConfig):
 
     _training_keys = OfflineMARLConfig._training_keys + (
         "ardnem_lr", "ardnem_updates", "ensemble_size", "reward_hidden", "attention_hidden", "alpha",
-        "priority_range", "beta", "eta", "actor_lr", "critic_lr", "agent_updates", "target_update_interval",
+        "priority_range", "priority_scale", "priority_return_range", "beta", "eta", "actor_lr", "critic_lr", "agent_updates", "target_update_interval",
         "critic_hidden", "rnn_hidden", "uncertainty_floor", "decomposition", "use_attention", "ensemble",
         "use_gat", "prioritized", "ardnem_updates_per_iteration", "agent_updates_per_iteration",
         "ardnem_batch_timesteps", "stage2_backend", "stage2_batch_episodes", "uncertainty_floor_mode",
@@ -70,6 +70,11 @@ class SITConfig(OfflineMARLConfig):
         # --- Stage II: DPER (Eq. 7, Table 11) ---
         self.alpha = 0.2  # Table 11: softmax temperature α = 0.2
         self.priority_range = (0.0, 20.0)  # Table 11 / §DPER: priorities linearly rescaled to [0, 20]
+        # §DPER read two ways (docs/algorithms/sit.md "The priority scale"): "minmax" = each type's own
+        # p̂ min/max onto priority_range; "return_range" = the env's return range (Tables 4-6) onto it
+        self.priority_scale = "minmax"
+        # with "return_range": (low, high) episode returns; None = the env's data spec (Tables 4-6)
+        self.priority_return_range = None
         # --- Stage III: agents (Table 11) ---
         self.beta = 0.1  # Table 11: CRR temperature β = 0.1
         self.eta = 1.0  # Table 11: uncertainty weight η = 1
@@ -121,6 +126,16 @@ class SITConfig(OfflineMARLConfig):
             self.bad("priority_range", pr, "(low, high) with low < high, e.g. (0, 20)")
         if self.optimizer != "rmsprop":
             self.bad("optimizer", self.optimizer, "'rmsprop' (SIT Tables 10-11)")
+        self.check_choice("priority_scale", K.PRIORITY_SCALES)
+        rr = self.priority_return_range
+        if rr is not None and (not isinstance(rr, (list, tuple)) or len(rr) != 2
+                               or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in rr)
+                               or not rr[0] < rr[1]):
+            self.bad("priority_return_range", rr, "None (the env's data spec) or (low, high) episode returns "
+                     "with low < high, e.g. (0, 20) on SMAC")
+        if self.priority_scale == "return_range" and rr is None and self.env_return_range() is None:
+            self.bad("priority_return_range", rr, f"(low, high) episode returns: priority_scale='return_range' "
+                     f"and the data specs give no return range for env {self.env!r}")
         self.check_choice("decomposition", DECOMPOSITIONS)
         self.check_choice("stage2_backend", STAGE2_BACKENDS)
         self.check_choice("uncertainty_floor_mode", K.FLOOR_MODES)
@@ -133,6 +148,21 @@ class SITConfig(OfflineMARLConfig):
             self.check_int(["ardnem_num_torch_threads"])
 
     # -- derived ---------------------------------------------------------------------------------
+    def env_return_range(self):
+        """The env's episode-return range from its data spec (Tables 4-6), or None (no spec / range)."""
+        from rllib_sit.data.composition import load_specs
+
+        spec = load_specs().get(self.env) if isinstance(self.env, str) else None
+        return spec.return_range() if spec is not None else None
+
+    @property
+    def resolved_priority_return_range(self):
+        """The return range the "return_range" priority scale maps onto ``priority_range`` (None for "minmax")."""
+        if self.priority_scale != "return_range":
+            return None
+        rr = self.priority_return_range
+        return tuple(float(x) for x in rr) if rr is not None else self.env_return_range()
+
     @property
     def effective_ensemble_size(self) -> int:
         """M, or 1 for the "w/o ensemble" ablation (``ensemble=False``)."""
@@ -401,7 +431,8 @@ class SIT(OfflineMARLAlgorithm):
                                             use_uncertainty=cfg.ensemble, decompose=decompose)
         self.stage2_seconds = time.time() - t0
         probs, self.dper_summary = K.dper_distribution(res[stage2.PRIORITY], self.agent_modules, cfg.alpha,
-                                                       tuple(cfg.priority_range), cfg.prioritized)
+                                                       tuple(cfg.priority_range), cfg.prioritized,
+                                                       cfg.priority_scale, cfg.resolved_priority_return_range)
         u_hat = self._u_hat_floor(res[stage2.R_HAT], res[stage2.U_HAT], probs)
         self._start_dper()
         ray.get([self.dper.set_step_values.remote({K.REWARD_HAT: res[stage2.R_HAT], K.UNCERTAINTY: u_hat}),

@@ -2,7 +2,8 @@
 
 Stage II turns the ARDNEM outputs into sampling probabilities (paper Eq. 4–7):
 ``weighted_reward_stats`` (Eq. 4–5) -> ``monte_carlo_returns`` (Eq. 6) -> ``episode_priorities``
-(p̂ = mean_t ĝ) -> ``rescale_priorities`` (linear to [0, 20]) -> ``softmax_priorities`` (Eq. 7),
+(p̂ = mean_t ĝ) -> ``scale_priorities`` (linear to [0, 20], read one of two ways: ``PRIORITY_SCALES``)
+-> ``softmax_priorities`` (Eq. 7),
 put together per agent type by ``dper_distribution``. These are the functions production runs
 (``stage2.py`` and ``SIT._run_stage2``); the tests recompute them independently.
 """
@@ -38,6 +39,13 @@ U_HAT_CLAMPED_FRACTION = "u_hat_clamped_fraction"  # share of real (step, agent)
 
 # Phase names (Stage I, II, III).
 PHASE_ARDNEM, PHASE_DPER, PHASE_AGENTS = "ardnem", "dper", "agents"
+
+# The two readings of "priorities linearly scaled to a uniform range" (§DPER, Table 11 "Rescaled
+# priority range [0, 20]"): "minmax" maps each agent type's own p̂ (min -> low, max -> high) onto the
+# range, per dataset; "return_range" maps the environment's episode-return range (Tables 4-6: SMAC
+# 0~20, MPE/MAMuJoCo from the random pool's low to the expert pool's high) onto it, the same fixed
+# map for every dataset of a map (the identity on SMAC).
+PRIORITY_SCALES = ("minmax", "return_range")
 
 # Uncertainty floor modes: "absolute" (floor = uncertainty_floor) or "relative"
 # (floor = uncertainty_floor × mean |r̂| over the dataset's real steps and agents).
@@ -83,6 +91,29 @@ def rescale_priorities(p: np.ndarray, low: float = 0.0, high: float = 20.0) -> n
     return low + (p - lo) * (high - low) / (hi - lo)
 
 
+def map_return_range(p: np.ndarray, return_range, low: float = 0.0, high: float = 20.0) -> np.ndarray:
+    """Fixed linear map of ``p`` taking ``return_range = (R_lo, R_hi)`` onto ``[low, high]``.
+
+    Values outside the return range are extrapolated (not clipped): Eq. 7 only needs differences.
+    """
+    r_lo, r_hi = float(return_range[0]), float(return_range[1])
+    if not r_hi > r_lo:
+        raise ValueError(f"return_range={tuple(return_range)!r} is invalid; expected (low, high) with low < high")
+    return low + (np.asarray(p, np.float64) - r_lo) * (high - low) / (r_hi - r_lo)
+
+
+def scale_priorities(p: np.ndarray, scale: str = "minmax", priority_range=(0.0, 20.0),
+                     return_range=None) -> np.ndarray:
+    """p̂ onto ``priority_range`` by the chosen reading (``PRIORITY_SCALES``)."""
+    if scale == "minmax":
+        return rescale_priorities(p, *priority_range)
+    if scale == "return_range":
+        if return_range is None:
+            raise ValueError("priority_scale='return_range' needs the environment's return range; got None")
+        return map_return_range(p, return_range, *priority_range)
+    raise ValueError(f"priority_scale={scale!r} is invalid; expected one of {PRIORITY_SCALES}")
+
+
 def softmax_priorities(p: np.ndarray, alpha: float) -> np.ndarray:
     """Eq. 7: softmax of p̂/α over all individual trajectories of one type, stably in float64."""
     z = np.asarray(p, np.float64) / float(alpha)
@@ -92,13 +123,15 @@ def softmax_priorities(p: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def dper_distribution(priorities: np.ndarray, agent_modules: Sequence[str], alpha: float,
-                      priority_range=(0.0, 20.0), prioritized: bool = True):
+                      priority_range=(0.0, 20.0), prioritized: bool = True, scale: str = "minmax",
+                      return_range=None):
     """Sampling probabilities of every module's individual trajectories and their summary.
 
     ``priorities [K, N]`` (p̂ per episode and agent). For each module (agent type) its trajectories
-    (episode-major, then the type's agents in order: the sampler's leaf order) are rescaled
-    linearly to ``priority_range`` and turned into probabilities by Eq. 7; ``prioritized=False``
-    gives uniform ones. Returns ``({module: probs [K * n_m]}, {module: summary})``.
+    (episode-major, then the type's agents in order: the sampler's leaf order) are mapped linearly
+    onto ``priority_range`` (``scale``: per type min–max, or the fixed map of the environment's
+    ``return_range``) and turned into probabilities by Eq. 7; ``prioritized=False`` gives uniform
+    ones. Returns ``({module: probs [K * n_m]}, {module: summary})``.
     """
     agent_modules = list(agent_modules)
     pri = np.asarray(priorities, np.float64)
@@ -110,7 +143,7 @@ def dper_distribution(priorities: np.ndarray, agent_modules: Sequence[str], alph
     for m in dict.fromkeys(agent_modules):
         cols = [i for i, a in enumerate(agent_modules) if a == m]
         raw = pri[:, cols].reshape(-1)
-        scaled = rescale_priorities(raw, *priority_range)
+        scaled = scale_priorities(raw, scale, priority_range, return_range)
         p = softmax_priorities(scaled, alpha) if prioritized else np.full(raw.size, 1.0 / raw.size)
         probs[m] = p
         summary[m] = {"priority_min": float(scaled.min()), "priority_mean": float(scaled.mean()),
