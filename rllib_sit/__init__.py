@@ -1,13 +1,22 @@
 """rllib_sit: offline cooperative multi-agent RL (SIT and baselines) on Ray RLlib.
 
-Importing the package registers its environments (``"smac:2s3z"``, ``"mpe:cn_3ls3l"``, ...) and
-algorithms (``SIT``, ...) with Ray Tune so that ``config.environment("smac:2s3z")`` and
-``run: SIT`` in tuned-example YAML files resolve.
+Importing the package (or anything in it, e.g. ``from rllib_sit.algorithms.sit import SITConfig``)
+registers its algorithms with Ray Tune by name, so that ``tune.Tuner("SIT", param_space=config)``,
+``ray.tune.registry.get_trainable_cls("SIT")`` and ``run: SIT`` in tuned-example YAML files
+resolve; the names are registered without importing the algorithms (no torch at import time), Tune
+imports a class the first time it resolves its name. The environments (``"smac:2s3z"``,
+``"mpe:cn_3ls3l"``, ...) are registered by every algorithm's setup and by :func:`register_all`.
 """
 
 from rllib_sit._version import __version__
 
 __all__ = ["__version__", "register_all"]
+
+
+def _register_algorithm_names() -> None:
+    from rllib_sit.algorithms import register_algorithms_lazily
+
+    register_algorithms_lazily()
 
 
 def register_all() -> None:
@@ -20,3 +29,6 @@ def register_all() -> None:
     except ImportError:  # algorithms not built yet in this checkout
         return
     register_algorithms()
+
+
+_register_algorithm_names()
