@@ -21,7 +21,8 @@ def gat_attention_weights(h: torch.Tensor, a_src: torch.Tensor, a_dst: torch.Ten
     """
     s_src = h @ a_src  # [..., N]
     s_dst = h @ a_dst  # [..., N]
-    scores = nn.functional.leaky_relu(s_src.unsqueeze(-1) + s_dst.unsqueeze(-2), negative_slope)
+    # .float(): the softmax runs in fp32 when bf16 autocast made the scores bf16 (learner precision="bf16").
+    scores = nn.functional.leaky_relu(s_src.unsqueeze(-1) + s_dst.unsqueeze(-2), negative_slope).float()
     if alive is not None:
         mask = (alive > 0).unsqueeze(-2).expand_as(scores)
         any_alive = mask.any(-1, keepdim=True)
@@ -49,5 +50,6 @@ class GATAggregator(nn.Module):
         own = torch.gather(h, 2, agent_index.view(-1, 1, 1, 1).expand(-1, h.shape[1], 1, h.shape[-1]))
         s_src = own.squeeze(2) @ self.a_src  # [B, T]
         s_dst = h @ self.a_dst  # [B, T, N]
-        w = torch.softmax(nn.functional.leaky_relu(s_src.unsqueeze(-1) + s_dst, 0.2), dim=-1)
+        # .float(): an fp32 softmax under bf16 autocast (the scores come from bf16 matmuls).
+        w = torch.softmax(nn.functional.leaky_relu(s_src.unsqueeze(-1) + s_dst, 0.2).float(), dim=-1)
         return (w.unsqueeze(-1) * h).sum(-2)

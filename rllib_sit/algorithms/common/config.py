@@ -27,6 +27,7 @@ from rllib_sit.data.episode_store import check_dataset_spec, dataset_env_info, r
 from rllib_sit.envs.base import EnvInfo
 
 OPTIMIZERS = ("rmsprop", "adam")
+PRECISIONS = ("fp32", "bf16")  # the learner's autocast (rllib_sit.algorithms.common.torch_learner)
 VALIDATE_DATASET = ("full", "schema", "none")
 
 
@@ -43,12 +44,15 @@ class OfflineMARLConfig(AlgorithmConfig):
       ``offline_data(input_=...)`` (a folder or an ``s3://``/``gs://``/``file://`` URI) is not given;
     * ``column_cache_dir``, ``validate_dataset``, ``num_torch_threads``;
     * ``batch_size_episodes``, ``gamma``, ``grad_clip`` (RLlib's), ``optimizer``;
+    * ``precision``: the learner's forwards and losses in "fp32" or "bf16" mixed precision
+      (``torch.autocast``; parameters, optimizer state and losses stay fp32, inference stays fp32);
     * ``module_mapping``: ``"agent_type"`` (agents of a type share a module) or ``"agent_id"``.
     """
 
     # Names of the settings ``training()`` accepts beyond RLlib's (subclasses extend this tuple).
     _training_keys: Tuple[str, ...] = ("dataset", "column_cache_dir", "validate_dataset", "num_torch_threads",
-                                       "batch_size_episodes", "optimizer", "optimizer_eps", "module_mapping")
+                                       "batch_size_episodes", "optimizer", "optimizer_eps", "module_mapping",
+                                       "precision")
     # Action spaces the algorithm implements ("discrete": SMAC, MPE; "continuous": MAMuJoCo). The
     # base rejects a dataset of another kind before building modules; the benchmark planner skips it.
     action_spaces: Tuple[str, ...] = ("discrete", "continuous")
@@ -65,6 +69,7 @@ class OfflineMARLConfig(AlgorithmConfig):
         self.batch_size_episodes = 32  # pymarl / SIT Tables 10-11: 32 episodes per update
         self.optimizer = "rmsprop"  # pymarl's optimizer (SIT Tables 10-11)
         self.optimizer_eps = None  # None: pymarl's 1e-5 (RMSprop) / torch's 1e-8 (Adam)
+        self.precision = "fp32"  # learner forwards/losses: "fp32" | "bf16" (autocast; not a paper setting)
         self.gamma = 0.99
         self.grad_clip = 10.0  # pymarl: gradient norm clipped at 10
         self.grad_clip_by = "global_norm"
@@ -176,6 +181,7 @@ class OfflineMARLConfig(AlgorithmConfig):
         self.check_int(["batch_size_episodes"])
         self.check_range("gamma", 0.0, 1.0)
         self.check_choice("optimizer", OPTIMIZERS)
+        self.check_choice("precision", PRECISIONS)
         self.check_choice("module_mapping", MODULE_MAPPINGS)
         self.check_choice("validate_dataset", VALIDATE_DATASET)
         if self.grad_clip is not None and (isinstance(self.grad_clip, bool) or not float(self.grad_clip) > 0):

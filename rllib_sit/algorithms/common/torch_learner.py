@@ -15,10 +15,21 @@
   updated after each gradient update of their module, a hard copy every
   ``config.target_update_interval`` updates or Polyak averaging with ``config.target_update_tau``.
   The per-module update counters are part of the learner's checkpointed state.
+* **Precision** (``config.precision``): "fp32", or "bf16" mixed precision — one
+  ``torch.autocast(<learner device type>, torch.bfloat16)`` around every module forward and loss
+  computation of an update (:meth:`OfflineMARLTorchLearner.precision_context`, the one place every
+  algorithm's update goes through). Matmuls (linear layers, ``bmm``/``einsum``) run in bf16; every
+  network's output is cast back to fp32 (:func:`install_fp32_outputs`), so activations between
+  networks, losses, reductions, softmax/logsumexp and returns are fp32; parameters, gradients and
+  optimizer state stay fp32 (no loss scaling is needed: bf16 has fp32's exponent range). On the CPU a
+  GRU runs in fp32 (an fp32 island: CPU autocast runs ``nn.GRU`` in bf16 or fp32 depending on its
+  inputs' dtypes). Inference (EnvRunners, evaluation, SIT's Stage II) stays fp32.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -31,6 +42,55 @@ RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-5
 TARGET_UPDATES_STATE = "module_updates"
 
 LossTargets = List[Tuple[str, str]]  # [(module id, optimizer name), ...]
+# config.precision -> the autocast dtype of the learner's forwards and losses (None: plain fp32).
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def to_fp32(tree: Any) -> Any:
+    """Every floating tensor of ``tree`` (a tensor, dict, list or tuple) as float32; the rest as is."""
+    if isinstance(tree, torch.Tensor):
+        return tree.float() if tree.is_floating_point() and tree.dtype != torch.float32 else tree
+    if isinstance(tree, dict):
+        return type(tree)((k, to_fp32(v)) for k, v in tree.items())
+    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+        return type(tree)(to_fp32(v) for v in tree)
+    return tree
+
+
+def _fp32_output_hook(device_type: str, module, args, output):
+    # Under autocast a network's matmuls produce bf16; what leaves the network is fp32 again.
+    return to_fp32(output) if torch.is_autocast_enabled(device_type) else None
+
+
+def _rnn_fp32_pre_hook(module, args):
+    # fp32 island: under CPU autocast nn.GRU runs in bf16 or fp32 depending on its inputs' dtypes
+    # (bf16 input without h0 -> bf16); run it in fp32 on fp32 inputs, autocast off for its call.
+    if not torch.is_autocast_enabled("cpu"):
+        module._rllib_sit_autocast_off = False
+        return None
+    torch.set_autocast_enabled("cpu", False)
+    module._rllib_sit_autocast_off = True
+    return to_fp32(args)
+
+
+def _rnn_fp32_hook(module, args, output):
+    if getattr(module, "_rllib_sit_autocast_off", False):
+        module._rllib_sit_autocast_off = False
+        torch.set_autocast_enabled("cpu", True)  # (the enclosing torch.autocast restores it on errors)
+    return None
+
+
+def install_fp32_outputs(module: torch.nn.Module, device_type: str) -> List[Any]:
+    """Forward hooks on ``module`` and every submodule: under autocast each one's floating outputs
+    are cast back to fp32 (outside autocast the hooks change nothing); on the CPU, RNNs run in fp32.
+    Returns the hook handles."""
+    handles = []
+    for m in module.modules():
+        if device_type == "cpu" and isinstance(m, torch.nn.RNNBase):
+            handles.append(m.register_forward_pre_hook(_rnn_fp32_pre_hook))
+            handles.append(m.register_forward_hook(_rnn_fp32_hook))
+        handles.append(m.register_forward_hook(functools.partial(_fp32_output_hook, device_type)))
+    return handles
 
 
 def make_optimizer(name: str, params: Sequence[torch.nn.Parameter], lr: float,
@@ -57,6 +117,45 @@ class OfflineMARLTorchLearner(TorchLearner):
             mod = self.module[mid].unwrapped()
             if isinstance(mod, TargetNetworkAPI):
                 mod.make_target_networks()
+        self.precision = getattr(self.config, "precision", "fp32")
+        if self.precision not in AUTOCAST_DTYPES:
+            raise ValueError(f"precision={self.precision!r} is invalid; expected one of {tuple(AUTOCAST_DTYPES)}")
+        if self.precision == "bf16" and self._device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name()} "
+                             f"has none (use precision='fp32')")
+        self._precision_hooks: List[Any] = []
+        if self.precision != "fp32":  # after make_target_networks: the target copies get the hooks too
+            for mid in self.module.keys():
+                self._precision_hooks += install_fp32_outputs(self.module[mid], self._device.type)
+
+    # -- precision -------------------------------------------------------------------------------
+    def precision_context(self):
+        """The one autocast context of the learner's forwards and losses (``config.precision``): a
+        ``torch.autocast`` on the learner's device type for "bf16", nothing for "fp32". Learner-side
+        computations outside :meth:`_uncompiled_update` must run their forwards inside it."""
+        dtype = AUTOCAST_DTYPES[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self._device.type, dtype=dtype)
+
+    def _uncompiled_update(self, batch: Dict, **kwargs):
+        """RLlib's update with the forward pass and the losses inside :meth:`precision_context`;
+        the outputs and losses leave it in fp32, gradients and optimizer steps run outside it."""
+        self._compute_off_policyness(batch)
+        with self.precision_context():
+            fwd_out = self.module.forward_train(batch)
+            if self.precision != "fp32":
+                fwd_out = to_fp32(fwd_out)
+            loss_per_module = self.compute_losses(fwd_out=fwd_out, batch=batch)
+        gradients = self.compute_gradients(loss_per_module)
+        with contextlib.ExitStack() as stack:
+            if self.config.num_learners > 1:
+                for mod in self.module.values():
+                    if isinstance(mod, torch.nn.Module):  # DDP: no gradient sync before the postprocessing
+                        stack.enter_context(mod.no_sync())
+            postprocessed = self.postprocess_gradients(gradients)
+            self.apply_gradients(postprocessed)
+        return fwd_out, loss_per_module, {}
 
     # -- optimizers ------------------------------------------------------------------------------
     def optimizer_groups(self, module_id: str, module, config) -> Dict[str, Tuple[List[torch.nn.Parameter], float]]:
@@ -98,6 +197,8 @@ class OfflineMARLTorchLearner(TorchLearner):
                 losses = self.compute_losses_for_module(module_id=mid, config=self.config.get_config_for_module(mid),
                                                         batch=batch[mid], fwd_out=fwd_out[mid])
                 terms.update({f"{mid}/{name}": (loss, [(mid, name)]) for name, loss in losses.items()})
+        if self.precision != "fp32":  # the losses leave the autocast region in fp32
+            terms = {k: (loss.float(), targets) for k, (loss, targets) in terms.items()}
         self._loss_terms = terms
         # RLlib reports a `total_loss` per key of this dict: a term that trains one module is booked
         # under it, a joint term under the mixer it trains (else its first module).

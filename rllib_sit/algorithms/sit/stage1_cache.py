@@ -86,7 +86,7 @@ def key_fields(config, dataset_fingerprint: str) -> Dict[str, Any]:
     do not change the update stream and are left out.
     """
     clip = config.grad_clip
-    return {
+    fields = {
         "format": STAGE1_FORMAT,
         "dataset": str(dataset_fingerprint),
         "ardnem_lr": float(config.ardnem_lr),
@@ -105,6 +105,10 @@ def key_fields(config, dataset_fingerprint: str) -> Dict[str, Any]:
         "num_learners": int(config.num_learners or 0),
         "num_gpus_per_learner": float(config.num_gpus_per_learner or 0),
     }
+    precision = getattr(config, "precision", "fp32")
+    if precision != "fp32":  # bf16 Stage I is another ARDNEM (fp32 entries keep their keys)
+        fields["precision"] = str(precision)
+    return fields
 
 
 def make_key(fields: Dict[str, Any]) -> str:

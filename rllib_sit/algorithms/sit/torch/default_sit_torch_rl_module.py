@@ -73,7 +73,7 @@ class ARDNEM(nn.Module):
         q_bias = (q * self.w_k.bias).sum(-1, keepdim=True)  # [M, n, 1]
         e = self.agent_embed(xm)  # [M, n, N, H]
         scores = torch.einsum("mnh,mnkh->mnk", q_key, e) + q_bias
-        return torch.softmax(scores, dim=-1)
+        return torch.softmax(scores.float(), dim=-1)  # fp32 softmax under bf16 autocast (bf16 bmm/einsum)
 
     def weighted_rewards(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """``obs [n, N, obs_dim]``, ``actions [n, N(, A)]``, ``state [n, S]`` -> λ·r ``[M, n, N]`` (Eq. 2)."""
@@ -93,7 +93,7 @@ class ARDNEM(nn.Module):
         """λ ``[M, n, N]`` (ones unless ``weight_mode == "attention"``)."""
         xm = self._features(obs, actions)
         if self.weight_mode != "attention":
-            return torch.ones(xm.shape[:-1])
+            return torch.ones(xm.shape[:-1], device=xm.device)
         return self._attention(xm, state)
 
 
