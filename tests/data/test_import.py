@@ -302,12 +302,13 @@ def test_pymarl_hdf5_round_trip_over_two_files(smac3m, tmp_path, monkeypatch):
 
 def test_pymarl_hdf5_continuous(cheetah, tmp_path):
     f = str(tmp_path / "cheetah.hdf5")
-    src = write_pymarl(f, cheetah, [7, 3], [False, True], limit=10)
+    # episode 0 runs to the file's limit (10) without 'terminated': cut by the time limit
+    src = write_pymarl(f, cheetah, [10, 3], [False, True], limit=10)
     out = import_dataset([f], CHEETAH, str(tmp_path / "ds"))
     d = read_dataset(out).to_numpy()
-    np.testing.assert_array_equal(d[S.LENGTH], [7, 3])
-    np.testing.assert_allclose(d[S.ACTIONS][0, :7], src["actions"][0, :7])
-    assert d[S.TRUNCATED][0, 6] == 1 and d[S.TERMINATED][1, 2] == 1
+    np.testing.assert_array_equal(d[S.LENGTH], [10, 3])
+    np.testing.assert_allclose(d[S.ACTIONS][0, :10], src["actions"][0, :10])
+    assert d[S.TRUNCATED][0, 9] == 1 and d[S.TERMINATED][1, 2] == 1
 
 
 def test_pymarl_hdf5_errors(smac3m, tmp_path):

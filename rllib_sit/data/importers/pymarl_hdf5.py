@@ -15,12 +15,22 @@ key                shape                        meaning
 ``filled``         [E, L+1, 1] or [E, L+1]      1 for t = 0..length (pymarl also fills the step after the end)
 =================  ===========================  ==============================================
 
-``actions_onehot`` and other keys (OffPyMARL's ``corrected_terminated``) are not read. An episode's
-length is ``sum(filled) - 1`` (pymarl's runner writes the observation after the last step into a
-filled slot); where ``terminated`` is set, its step must be the last one (``length - 1``), else the
-file is inconsistent and the import fails naming the episode. An episode without ``terminated``
-was cut by the time limit (``truncated``). Several files (OffPyMARL splits one quality) are read in
-the order given.
+``actions_onehot`` and other keys (OffPyMARL's ``corrected_terminated``) are not read; an optional
+``truncated`` ([E, L+1(, 1)]) is checked like ``terminated``.
+
+pymarl's ``filled`` convention: an episode of ``length`` steps fills ``length + 1`` slots, t = 0..length
+(the runner writes the observation after the last step into a filled slot), so ``length =
+sum(filled) - 1``; ``terminated`` (and ``truncated``) can only sit on the last step, ``length - 1``.
+Where the layout is ambiguous the import fails naming the file, the key and the episode, rather
+than guess (a file written with another convention would otherwise import one step short):
+
+* a ``terminated``/``truncated`` flag at any other step, inside or outside the filled slots;
+* no ``terminated`` (or ``truncated``) flag in an episode that ends before the limit (the file's
+  ``limit`` or the env's episode limit, the smaller): pymarl sets ``terminated`` on every end but
+  the time limit's.
+
+An episode of the full limit without ``terminated`` was cut by the time limit (``truncated``).
+Several files (OffPyMARL splits one quality) are read in the order given.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ FORMAT = "pymarl-hdf5"
 SUFFIXES = (".h5", ".hdf5", ".hdf")
 OBS, STATE, ACTIONS, AVAIL, REWARD, TERMINATED, FILLED = (
     "obs", "state", "actions", "avail_actions", "reward", "terminated", "filled")
+TRUNCATED = "truncated"  # optional
 BLOCK_EPISODES = 256  # episodes read per h5py slice
 
 
@@ -99,7 +110,12 @@ def _check_file(f, path: str, env: EnvInfo) -> int:
         expect_ndim(where, ACTIONS, a, (4,), "[episodes, limit+1, n_agents, act_dim]")
         expect_size(where, ACTIONS, a[3], env.act_dim, "action size (axis 3)", env)
     expect_size(where, ACTIONS, a[2], N, "agent count (axis 2)", env)
-    for key in (REWARD, TERMINATED, FILLED):
+    if TRUNCATED in f:
+        if not isinstance(f[TRUNCATED], h5py.Dataset) or tuple(f[TRUNCATED].shape)[:2] != (E, L1):
+            raise DatasetError(f"{path}: dataset {TRUNCATED!r} has shape {list(getattr(f[TRUNCATED], 'shape', []))}; "
+                               f"expected [episodes, limit+1, 1] = [{E}, {L1}, 1] like 'obs'")
+        shapes[TRUNCATED] = tuple(f[TRUNCATED].shape)
+    for key in (REWARD, TERMINATED, FILLED) + ((TRUNCATED,) if TRUNCATED in shapes else ()):
         shape = shapes[key]
         expect_ndim(f"{path}:{key}", key, shape, (2, 3), "[episodes, limit+1, 1] or [episodes, limit+1]")
         if len(shape) == 3:
@@ -139,19 +155,35 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1])
 
 
+def _end_flag(flags: np.ndarray, key: str, L: int, where: str) -> bool:
+    """Whether the episode's ``key`` flag is set; an error if it is set anywhere but step ``L - 1``."""
+    steps = np.flatnonzero(flags)
+    wrong = steps[steps != L - 1]
+    if wrong.size:
+        t = int(wrong[0])
+        inside = "" if t < L else f", outside the episode's steps 0..{L - 1}"
+        raise DatasetError(f"{where}: field {key!r} is set at step {t}{inside}, but 'filled' gives length {L} "
+                           f"(pymarl fills t = 0..length: sum(filled) - 1 steps); expected {key!r} only at step "
+                           f"{L - 1} (the last)")
+    return bool(steps.size)
+
+
 def _rows(files: List[str], env: EnvInfo) -> Iterator[Row]:
     episode_id = 0
     for path in files:
         with _open(path) as f:
-            E = f[OBS].shape[0]
+            E, L1 = f[OBS].shape[:2]
+            limit = min(int(env.episode_limit), int(L1) - 1)
+            keys = _required(env) + ([TRUNCATED] if TRUNCATED in f else [])
             for e0 in range(0, E, BLOCK_EPISODES):
                 e1 = min(E, e0 + BLOCK_EPISODES)
                 try:
-                    block = {k: np.asarray(f[k][e0:e1]) for k in _required(env)}
+                    block = {k: np.asarray(f[k][e0:e1]) for k in keys}
                 except OSError as e:
                     raise DatasetError(f"{path}: could not read episodes {e0}..{e1 - 1} (truncated or corrupt?): "
                                        f"{e}") from None
                 filled, term = _flat(block[FILLED]) != 0, _flat(block[TERMINATED]) != 0
+                trunc = _flat(block[TRUNCATED]) != 0 if TRUNCATED in block else None
                 reward = _flat(block[REWARD]).astype(np.float32)
                 actions = block[ACTIONS]
                 if env.discrete:
@@ -166,11 +198,16 @@ def _rows(files: List[str], env: EnvInfo) -> Iterator[Row]:
                     if L < 1:
                         raise DatasetError(f"{where}: field 'filled' marks {n_filled} step(s); expected at least 2 "
                                            f"(pymarl fills t = 0..length)")
-                    ends = np.flatnonzero(term[k, :L])
-                    terminated = bool(term[k, L - 1])
-                    if ends.size and ends[0] != L - 1:
-                        raise DatasetError(f"{where}: field 'terminated' is set at step {int(ends[0])}, but 'filled' "
-                                           f"gives length {L}; expected termination at step {L - 1} (the last)")
+                    terminated = _end_flag(term[k], TERMINATED, L, where)
+                    truncated = trunc is not None and _end_flag(trunc[k], TRUNCATED, L, where)
+                    if terminated and truncated:
+                        raise DatasetError(f"{where}: fields 'terminated' and 'truncated' are both set at step "
+                                           f"{L - 1}; expected one of them")
+                    if not (terminated or truncated) and L < limit:
+                        raise DatasetError(f"{where}: field 'terminated' is not set, but the episode ends at length "
+                                           f"{L}, before the limit {limit} ('filled' marks {n_filled} slots: length "
+                                           f"+ 1, pymarl's convention); expected 'terminated' at step {L - 1}, or a "
+                                           f"file whose 'filled' covers t = 0..length")
                     yield episode_row(env, episode_id, block[OBS][k, : L + 1], block[STATE][k, : L + 1],
                                       block[AVAIL][k, : L + 1] if env.discrete else None, actions[k, :L],
                                       reward[k, :L], terminated, where)
