@@ -64,6 +64,10 @@ class OfflineMARLAlgorithm(Algorithm):
 
         cf = config if isinstance(config, AlgorithmConfig) else cls.get_default_config().update_from_dict(config)
         bundles = [{"CPU": float(cf.num_cpus_for_main_process or 1)}]
+        if not cf.num_learners and cf.num_gpus_per_learner:
+            # The local learner (num_learners=0) runs in this process: its GPU goes in the main bundle
+            # (as RLlib's own request does), else Tune hides every GPU from the trial.
+            bundles[0]["GPU"] = float(cf.num_gpus_per_learner)
         # Remote evaluation EnvRunner i takes bundle i (EnvRunnerGroup's pg_offset is 0): right after the main one.
         for _ in range(int(cf.evaluation_num_env_runners or 0)):
             bundles.append({"CPU": float(cf.num_cpus_per_env_runner), "GPU": float(cf.num_gpus_per_env_runner or 0)})

@@ -238,7 +238,7 @@ class MABCQContinuousAgentTorchRLModule(TargetNetworksMixin, TorchRLModule, Infe
         cand = self.candidates(x, self.perturb)  # [B, n, A]
         if explore:
             pick = torch.randint(0, self.num_samples, (cand.shape[0],), device=cand.device)
-            a = cand[torch.arange(cand.shape[0]), pick]
+            a = cand[torch.arange(cand.shape[0], device=cand.device), pick]
         else:
             a = self.best_candidate(self.q, h, cand)[1]
         return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a,

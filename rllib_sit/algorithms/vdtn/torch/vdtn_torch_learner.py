@@ -146,7 +146,7 @@ class VDTNTorchLearner(OfflineMARLTorchLearner):
         return {}
 
     def critic_regularizer(self, config, batch, out, metrics) -> torch.Tensor:
-        return torch.zeros(())
+        return out[V.Q_TAKEN].new_zeros(())  # on the learner's device
 
     def policy_losses(self, module_id, config, batch, out, weights, metrics) -> Dict[str, torch.Tensor]:
         return {}
