@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+from rllib_sit.cli.front_door import check_experiment_keys, check_experiments, error_line
+
 DEFAULT_STORAGE = os.path.join("~", "ray_results")
 # What `rllib evaluate` prints from result["evaluation"]["env_runners"].
 EVAL_KEYS = ("episode_return_mean", "episode_return_std", "episode_return_min", "episode_return_max",
@@ -70,13 +72,18 @@ def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
     if not isinstance(data, dict) or not data:
         raise ValueError(f"{path}: expected a mapping {{name: {{run: ..., env: ..., config: ...}}}}")
     for name, exp in data.items():
-        if not isinstance(exp, dict) or "run" not in exp:
-            raise ValueError(f"{path}: experiment {name!r} needs a 'run:' key (e.g. run: SIT)")
-        unknown = set(exp) - {"run", "env", "stop", "config", "checkpoint_freq", "checkpoint_at_end",
-                              "num_samples", "storage_path", "local_dir", "max_concurrent_trials"}
-        if unknown:
-            raise ValueError(f"{path}: experiment {name!r} has unknown key(s) {sorted(unknown)}")
+        check_experiment_keys(path, name, exp)
     return data
+
+
+def experiment_config(exp: Dict[str, Any], config_over: Dict[str, Any]) -> Dict[str, Any]:
+    """The experiment's algorithm config with ``--config`` merged in, ``env`` and ``input`` set."""
+    config = _deep_merge(exp.get("config") or {}, config_over)
+    if "env" in exp:
+        config["env"] = exp["env"]
+    if "input_" in config and "input" not in config:
+        config["input"] = config.pop("input_")
+    return config
 
 
 def _prepare_datasets(config: Dict[str, Any], env: Any) -> None:
@@ -145,21 +152,22 @@ def train_file(args) -> int:
     from ray import tune
 
     import rllib_sit
+    from rllib_sit.cli.trial_guard import NoRetryBeforeFirstResult, ResumeFromNewestCheckpoint
 
     experiments = load_experiments(args.file)
     stop_over = _json_arg(args.stop, "--stop")
     config_over = _json_arg(args.config, "--config")
+    configs = {name: experiment_config(exp, config_over) for name, exp in experiments.items()}
+    # Every experiment's config is built and validated here, before Ray, Tune or a dataset start.
+    rllib_sit.register_all()
+    check_experiments(args.file, experiments, configs)
     if not ray.is_initialized():
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
-    rllib_sit.register_all()
     n_cpus = int(ray.cluster_resources().get("CPU", 1))
     status = 0
+    failures: List[str] = []
     for name, exp in experiments.items():
-        config = _deep_merge(exp.get("config") or {}, config_over)
-        if "env" in exp:
-            config["env"] = exp["env"]
-        if "input_" in config and "input" not in config:
-            config["input"] = config.pop("input_")
+        config = configs[name]
         _prepare_datasets(config, config.get("env"))
         stop = dict(exp.get("stop") or {}, **stop_over)
         storage = os.path.abspath(os.path.expanduser(args.storage_path or exp.get("storage_path")
@@ -172,10 +180,12 @@ def train_file(args) -> int:
         exp_path = os.path.join(storage, name)
         if args.resume and tune.Tuner.can_restore(exp_path):
             # Tune's experiment restore: finished trials stay, unfinished and errored ones continue
-            # from their last checkpoint (the algorithm's phases, sampler and RNG state included).
+            # from their newest complete checkpoint (the algorithm's phases, sampler and RNG state
+            # included), also one written after Tune last saved its experiment state.
             print(f"[rllib] experiment {name}: resuming {exp_path}", flush=True)
             tuner = tune.Tuner.restore(exp_path, trainable=exp["run"], resume_unfinished=True, resume_errored=True,
                                        param_space=config)
+            _add_callbacks(tuner, [ResumeFromNewestCheckpoint(), NoRetryBeforeFirstResult(max_failures)])
         else:
             if args.resume:
                 print(f"[rllib] experiment {name}: nothing to resume at {exp_path}; starting it", flush=True)
@@ -186,8 +196,9 @@ def train_file(args) -> int:
                                             max_concurrent_trials=int(max_conc)),
                 run_config=tune.RunConfig(
                     name=name, storage_path=storage, stop=stop, verbose=1 if args.verbose else 0,
-                    callbacks=[_progress_callback()],
-                    # A crashed trial restarts from its last checkpoint, up to max_failures times.
+                    callbacks=[_progress_callback(), NoRetryBeforeFirstResult(max_failures)],
+                    # A crashed trial restarts from its last checkpoint, up to max_failures times;
+                    # one that fails before its first result (config, dataset) fails once.
                     failure_config=tune.FailureConfig(max_failures=int(max_failures)),
                     checkpoint_config=tune.CheckpointConfig(
                         checkpoint_frequency=int(exp.get("checkpoint_freq", 0) or 0),
@@ -205,8 +216,19 @@ def train_file(args) -> int:
                   f"eval return {ret}, checkpoint {ck}{err}", flush=True)
             if res.error:
                 status = 1
+                failures.append(f"experiment {name!r}, trial {os.path.basename(res.path)}: {error_line(res.error)}")
         print_best_trial(name, results)
+    if failures:  # the last line: what went wrong (e.g. the DatasetError), not a traceback
+        more = f" (and {len(failures) - 1} more trial(s) above)" if len(failures) > 1 else ""
+        print(f"rllib: error: {args.file}: {failures[0]}{more}", file=sys.stderr, flush=True)
     return status
+
+
+def _add_callbacks(tuner, callbacks: List[Any]) -> None:
+    """Add callbacks to a restored Tuner (``Tuner.restore`` takes the pickled RunConfig as it was)."""
+    run_config = tuner._local_tuner.get_run_config()
+    run_config.callbacks = list(run_config.callbacks or []) + [
+        c for c in callbacks if not any(type(o) is type(c) for o in (run_config.callbacks or []))]
 
 
 def print_best_trial(name: str, results) -> None:
@@ -310,8 +332,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"rllib: error: {e}", file=sys.stderr)
+    except (ValueError, FileNotFoundError) as e:  # FrontDoorError, DatasetError, bad JSON, missing files
+        print(f"rllib: error: {e}", file=sys.stderr, flush=True)
         return 2
 
 

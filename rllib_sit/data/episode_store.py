@@ -54,22 +54,23 @@ def check_dataset_spec(spec: Any, where: str = "dataset") -> None:
 def resolve_dataset(input_: Any, dataset: Optional[Mapping[str, Any]], env_id: Any, who: str = "offline") -> str:
     """The dataset path or URI an algorithm reads.
 
-    ``input_`` (``config.offline_data(input_=...)``) wins when it is a URI or an existing folder;
-    otherwise ``dataset`` (``config.training(dataset={...})``) is generated for ``env_id`` on first
-    use and cached (``rllib_sit.data.generation.ensure_dataset``).
+    ``input_`` (``config.offline_data(input_=...)``), a URI or a folder, wins whenever it is given:
+    a folder that does not exist is an error even when ``dataset`` is given too (no silent
+    fallback to generating data), and a dataset of another env than ``env_id`` is an error
+    (:func:`check_dataset_env`). Without ``input_``, ``dataset`` (``config.training(dataset={...})``)
+    is generated for ``env_id`` on first use and cached (``rllib_sit.data.generation.ensure_dataset``).
     """
     path = input_
     if isinstance(path, (list, tuple)):
         path = path[0] if path else None
     if isinstance(path, str) and path and path != "sampler":
-        if has_scheme(path):
-            return path
-        path = os.path.expanduser(path)
-        if os.path.exists(path):
-            return os.path.abspath(path)
-        if not dataset:
-            raise FileNotFoundError(f"{who}: offline_data(input_={path!r}) does not exist and no "
-                                    f"training(dataset={{'quality': ...}}) is given to generate it")
+        if not has_scheme(path):
+            path = os.path.expanduser(path)
+            if not os.path.exists(path):
+                raise FileNotFoundError(missing_input_message(path, dataset, who))
+            path = os.path.abspath(path)
+        check_dataset_env(path, env_id, who)
+        return path
     if not dataset:
         raise ValueError(f"{who}: no dataset; set .offline_data(input_=<dataset folder or URI>) or "
                          ".training(dataset={'quality': 'low', 'episodes': 10000})")
@@ -81,6 +82,54 @@ def resolve_dataset(input_: Any, dataset: Optional[Mapping[str, Any]], env_id: A
     d = dict(dataset)
     return str(ensure_dataset(env_id, d.get("quality", "low"), n_episodes=int(d.get("episodes", 10000)),
                               seed=int(d.get("seed", 0))))
+
+
+def missing_input_message(path: str, dataset: Any, who: str) -> str:
+    """The error of an ``input_`` folder that does not exist (naming the ``dataset`` spec it would hide)."""
+    if dataset:
+        return (f"{who}: input_={path!r} does not exist; input_ wins over dataset={dict(dataset)!r}, so nothing is "
+                f"generated: fix the path, or remove input_ to generate the dataset spec")
+    return (f"{who}: input_={path!r} does not exist; expected a dataset folder or URI (or remove input_ and "
+            "give dataset={'quality': 'low', 'episodes': 10000} to generate one)")
+
+
+def env_mismatches(dataset: EnvInfo, env: EnvInfo) -> List[str]:
+    """What differs between a dataset's env and the config's: id, agent count/types, obs/state/action sizes."""
+    out = []
+    pairs = [("env id", dataset.env_id, env.env_id), ("agent count", dataset.n_agents, env.n_agents),
+             ("agent types", dataset.agent_types, env.agent_types), ("obs size", dataset.obs_dim, env.obs_dim),
+             ("state size", dataset.state_dim, env.state_dim), ("discrete actions", dataset.discrete, env.discrete),
+             ("action count" if env.discrete else "action size",
+              dataset.n_actions if env.discrete else dataset.act_dim, env.n_actions if env.discrete else env.act_dim)]
+    for what, got, want in pairs:
+        if got != want:
+            out.append(f"{what} {got!r} vs {want!r}")
+    return out
+
+
+def check_dataset_env(path: str, env_id: Any, who: str = "offline") -> None:
+    """Raise ``ValueError`` naming both when the dataset at ``path`` was recorded in another env
+    than ``env_id`` (compared: id, agent count and types, obs/state/action sizes). Reads the
+    dataset's metadata only; an env id the package's registry does not know is compared by name."""
+    if not isinstance(env_id, str):
+        return
+    info = dataset_env_info(path)
+    try:
+        from rllib_sit.envs.registry import make_env
+
+        env = make_env(env_id)
+        env_info = env.info
+        env.close()
+    except (ValueError, KeyError, ImportError):
+        if info.env_id == env_id:
+            return
+        raise ValueError(f"{who}: the dataset {path} was recorded in {info.env_id}, but the config's env is "
+                         f"{env_id}; use a dataset of {env_id} or set env: {info.env_id}") from None
+    diff = env_mismatches(info, env_info)
+    if diff:
+        raise ValueError(f"{who}: the dataset {path} was recorded in another env than the config's "
+                         f"({'; '.join(diff)}; dataset vs config); use a dataset of {env_id} or set env: "
+                         f"{info.env_id}")
 
 
 def dataset_env_info(path: str) -> EnvInfo:
@@ -112,13 +161,14 @@ class EpisodeStore:
         """Open ``path`` (folder or URI), building its column cache on first use (values validated
         while streaming when ``validate="full"``); see :mod:`rllib_sit.data.column_cache`."""
         from rllib_sit.data import read_dataset
-        from rllib_sit.data.column_cache import cache_dir_for, open_columns
+        from rllib_sit.data.column_cache import open_column_cache
 
         ds = read_dataset(path, validate="none" if validate == "none" else "schema")
         _META_CACHE[path] = ds.meta.env
         cols = training_columns(ds.meta.env)
-        columns = open_columns(ds, cols, root=cache_root, validate=validate == "full", progress=progress)
-        return cls(path=path, info=ds.meta.env, columns=columns, cache_dir=str(cache_dir_for(ds, cols, cache_root)))
+        cache_dir, columns = open_column_cache(ds, cols, root=cache_root, validate=validate == "full",
+                                               progress=progress)
+        return cls(path=path, info=ds.meta.env, columns=columns, cache_dir=str(cache_dir))
 
     @property
     def num_episodes(self) -> int:
