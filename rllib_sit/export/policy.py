@@ -49,30 +49,51 @@ class ExportError(ValueError):
     """A bad exported folder or bad inputs: the message names the file/field and what was expected."""
 
 
+def check_num_threads(num_threads: Any) -> int:
+    if not isinstance(num_threads, int) or isinstance(num_threads, bool) or num_threads < 1:
+        raise ValueError(f"num_threads={num_threads!r} is invalid; expected an int >= 1")
+    return num_threads
+
+
 class _TorchScriptRunner:
-    def __init__(self, path: str):
+    """A TorchScript step run with ``num_threads`` intra-op threads.
+
+    torch's thread count is one per process: each call sets it to ``num_threads`` and puts the
+    caller's value back afterwards, so the policy runs with its own count without changing the
+    host program's torch setting."""
+
+    def __init__(self, path: str, num_threads: int = 1):
         import warnings
 
         import torch
 
         self._torch = torch
+        self.num_threads = check_num_threads(num_threads)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load is deprecated in torch >= 2.10
             self.module = torch.jit.load(path, map_location="cpu")
         self.module.eval()
 
     def __call__(self, *inputs: np.ndarray):
-        with self._torch.no_grad():
-            out = self.module(*(self._torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+        torch = self._torch
+        before = torch.get_num_threads()
+        if before != self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        try:
+            with torch.no_grad():
+                out = self.module(*(torch.from_numpy(np.ascontiguousarray(x)) for x in inputs))
+        finally:
+            if before != self.num_threads:
+                torch.set_num_threads(before)
         return tuple(o.numpy() for o in out)
 
 
 class _OnnxRunner:
-    def __init__(self, path: str):
+    def __init__(self, path: str, num_threads: int = 1):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
+        opts.intra_op_num_threads = check_num_threads(num_threads)
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -100,7 +121,7 @@ class ExportedActor:
     ``action_low``/``action_high`` (continuous), ``backend``.
     """
 
-    def __init__(self, module_id: str, spec: Dict[str, Any], folder: str, backend: str):
+    def __init__(self, module_id: str, spec: Dict[str, Any], folder: str, backend: str, num_threads: int = 1):
         self.module_id = module_id
         self.spec = dict(spec)
         self.discrete = bool(spec["discrete"])
@@ -116,7 +137,7 @@ class ExportedActor:
         if not os.path.isfile(self.path):
             raise ExportError(f"{self.path}: missing; expected the {backend} file of module {module_id!r}")
         try:
-            self._run = RUNNERS[backend](self.path)
+            self._run = RUNNERS[backend](self.path, num_threads)
         except ImportError as e:
             need = "torch" if backend == "torchscript" else "onnxruntime"
             raise ImportError(f"{backend} backend needs {need} ({e}); pip install {need}") from None
@@ -193,13 +214,22 @@ class ExportedPolicy:
             obs, rewards, terms, truncs, infos = env.step(actions)
 
     Attributes: ``actors`` (module id -> :class:`ExportedActor`), ``agent_modules`` (agent id ->
-    module id), ``manifest`` (the ``policy.json`` contents).
+    module id), ``manifest`` (the ``policy.json`` contents), ``num_threads``.
+
+    Threads: every step runs with ``num_threads`` intra-op threads (default 1), whatever torch's
+    process-wide default is. One step of a small recurrent actor is far too little work to share
+    between threads: with torch's default (one thread per core) each ``act()`` pays for waking
+    and synchronising the thread pool (issue 21 measured 89 ms per ``act()`` with the default
+    against 0.4 ms with one thread on a loaded 2-core machine; ONNX Runtime, run with one thread
+    here too, 0.4 ms). Raise it only for large batches of agents. torch's count is per process:
+    each step sets it and puts the caller's value back.
     """
 
-    def __init__(self, folder: str, manifest: Dict[str, Any], backend: str):
+    def __init__(self, folder: str, manifest: Dict[str, Any], backend: str, num_threads: int = 1):
         self.folder, self.manifest, self.backend = folder, manifest, backend
+        self.num_threads = check_num_threads(num_threads)
         self.actors: Dict[str, ExportedActor] = {
-            m: ExportedActor(m, spec, folder, backend) for m, spec in manifest["modules"].items()}
+            m: ExportedActor(m, spec, folder, backend, num_threads) for m, spec in manifest["modules"].items()}
         self.agent_modules: Dict[str, str] = dict(manifest.get("agents") or {})
         for agent, module in self.agent_modules.items():
             if module not in self.actors:
@@ -207,12 +237,14 @@ class ExportedPolicy:
                                   f"{module!r}; expected one of {sorted(self.actors)}")
 
     @classmethod
-    def load(cls, folder: str, backend: Optional[str] = None) -> "ExportedPolicy":
+    def load(cls, folder: str, backend: Optional[str] = None, num_threads: int = 1) -> "ExportedPolicy":
         """Load an exported folder; ``backend`` ``"torchscript"`` (needs torch) or ``"onnx"`` (needs
-        onnxruntime); default torchscript if torch is installed, else onnx."""
+        onnxruntime); default torchscript if torch is installed, else onnx. ``num_threads``: intra-op
+        threads of every step (default 1; see the class docstring)."""
         backend = backend or _default_backend()
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is invalid; expected one of {BACKENDS}")
+        check_num_threads(num_threads)
         path = os.path.join(os.fspath(folder), MANIFEST_FILE)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: missing; expected a folder written by 'rllib-sit export'")
@@ -226,7 +258,7 @@ class ExportedPolicy:
                               f"with a 'modules' table")
         if manifest.get("version") != MANIFEST_VERSION:
             raise ExportError(f"{path}: field 'version' is {manifest.get('version')!r}; expected {MANIFEST_VERSION}")
-        return cls(os.fspath(folder), manifest, backend)
+        return cls(os.fspath(folder), manifest, backend, num_threads)
 
     @property
     def agents(self):
