@@ -95,13 +95,19 @@ def open_columns(ds: DatasetLike, columns: Sequence[str], root: Optional[os.Path
             an existing cache was validated when it was built.
         progress: show a progress bar while building.
     """
+    return open_column_cache(ds, columns, root, validate, progress)[1]
+
+
+def open_column_cache(ds: DatasetLike, columns: Sequence[str], root: Optional[os.PathLike] = None,
+                      validate: bool = True, progress: bool = False) -> Tuple[Path, Dict[str, np.ndarray]]:
+    """:func:`open_columns` and the cache folder it opened (``cache_dir_for``, fingerprinted once)."""
     ds = _as_dataset(ds)
     columns = list(dict.fromkeys(columns))
     ds._check_columns(columns)
     target = cache_dir_for(ds, columns, root)
     if not (target / MANIFEST).exists():
         _build(ds, columns, target, validate, progress)
-    return load_cache(target)
+    return target, load_cache(target)
 
 
 def _local_batches(ds: OfflineDataset, read_cols: Sequence[str]) -> Iterator[Tuple[int, Dict[str, np.ndarray]]]:

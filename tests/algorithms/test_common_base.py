@@ -164,7 +164,6 @@ class Mixer(TorchRLModule):
 
 
 class ToyConfig(OfflineMARLConfig):
-    _training_keys = OfflineMARLConfig._training_keys + ("target_update_interval", "target_update_tau")
 
     def __init__(self):
         super().__init__()

@@ -19,7 +19,7 @@ from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.facmac import FACMAC, FACMACConfig
 from rllib_sit.algorithms.facmac.facmac_learner import ACTOR_LOSS, CRITIC_LOSS
 from rllib_sit.algorithms.facmac.torch.facmac_torch_learner import FACMACTorchLearner
-from rllib_sit.algorithms.qmix.qmix import joint_batch
+from rllib_sit.algorithms.facmac.facmac import joint_batch
 from rllib_sit.replay import keys as K
 
 TUNED = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")

@@ -16,7 +16,7 @@ from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, Tin
 from rllib_sit.algorithms.mabc import MABC, MABCConfig
 from rllib_sit.algorithms.mabc.mabc_learner import BC_LOSS, GREEDY_ACCURACY, GREEDY_MATCH
 from rllib_sit.algorithms.mabc.torch.default_mabc_torch_rl_module import MABCAgentTorchRLModule
-from rllib_sit.algorithms.mabc.torch.mabc_torch_learner import behaviour_cloning_nll
+from rllib_sit.algorithms.common.losses import behaviour_cloning_nll
 from rllib_sit.replay import keys as K
 
 TUNED = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")

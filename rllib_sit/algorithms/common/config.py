@@ -1,15 +1,21 @@
 """``OfflineMARLConfig``: what every offline multi-agent algorithm of the package configures.
 
-A subclass declares its own settings as attributes in ``__init__`` (one comment each: the paper
-table the default comes from) and lists their names in ``_training_keys``; ``training()`` sets
-them (keyword-only, ``NotProvided`` = unchanged) beside RLlib's own training settings, and
-``validate_settings()`` checks them with the helpers below. Nothing here rewrites a user's value:
+A subclass declares each of its own settings once, as a class attribute
+``name = Setting(default, "<paper table the default comes from / what it does>")``
+(:mod:`~rllib_sit.algorithms.common.settings`); from that one declaration every instance gets the
+default, ``training()`` gets a keyword-only parameter documented with the text (``help()``,
+``inspect.signature``; ``NotProvided`` = unchanged) beside RLlib's own training settings, and
+``training()``/``update_from_dict()`` reject a key that is neither the config's nor RLlib's, naming
+the closest one. A subclass changes an inherited default (or RLlib's, e.g. ``lr``) in ``__init__``.
+``validate_settings()`` checks the settings with the helpers below. Nothing here rewrites a user's value:
 the agent -> module mapping and the evaluation callbacks are *derived* (properties) from what
 the user set.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -20,15 +26,24 @@ from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.utils import force_list
+from ray.tune.result import TRIAL_INFO
 
 from rllib_sit.algorithms.common.evaluation import TeamMetricsCallback
 from rllib_sit.algorithms.common.mapping import MODULE_MAPPINGS, AgentModuleMapping, module_ids_by_agent
+from rllib_sit.algorithms.common.settings import (Setting, UnknownSettingError, collect_settings, training_doc,
+                                                  training_signature, unknown_setting_message)
 from rllib_sit.data.episode_store import check_dataset_spec, dataset_env_info, resolve_dataset
 from rllib_sit.envs.base import EnvInfo
 
 OPTIMIZERS = ("rmsprop", "adam")
 PRECISIONS = ("fp32", "bf16")  # the learner's autocast (rllib_sit.algorithms.common.torch_learner)
 VALIDATE_DATASET = ("full", "schema", "none")
+
+
+# RLlib's own training() keywords, and the keys its update_from_dict() takes that are no attribute.
+RLLIB_TRAINING_KEYS = tuple(n for n, p in inspect.signature(AlgorithmConfig.training).parameters.items()
+                            if n != "self" and p.kind is inspect.Parameter.KEYWORD_ONLY)
+RLLIB_DICT_KEYS = ("multiagent", TRIAL_INFO, "_enable_new_api_stack")
 
 
 def _bad(owner: str, name: str, value: Any, expected: str):
@@ -49,10 +64,23 @@ class OfflineMARLConfig(AlgorithmConfig):
     * ``module_mapping``: ``"agent_type"`` (agents of a type share a module) or ``"agent_id"``.
     """
 
-    # Names of the settings ``training()`` accepts beyond RLlib's (subclasses extend this tuple).
-    _training_keys: Tuple[str, ...] = ("dataset", "column_cache_dir", "validate_dataset", "num_torch_threads",
-                                       "batch_size_episodes", "optimizer", "optimizer_eps", "module_mapping",
-                                       "precision")
+    # The settings every algorithm has (an algorithm declares its own the same way).
+    dataset = Setting(None, 'a generation spec, e.g. {"quality": "low", "episodes": 10000, "seed": 0}, generated on '
+                            'first use when offline_data(input_=...) (a folder or URI) is not given')
+    column_cache_dir = Setting(None, "memory-mapped column cache root (None: the data layer's default)")
+    validate_dataset = Setting("full", '"full" (values, once per cache) | "schema" | "none"')
+    num_torch_threads = Setting(None, "torch intra-op threads of the learner process (None: torch/Ray default)")
+    batch_size_episodes = Setting(32, "pymarl / SIT Tables 10-11: 32 episodes per update")
+    optimizer = Setting("rmsprop", 'pymarl\'s optimizer (SIT Tables 10-11): "rmsprop" (smoothing 0.99, eps 1e-5) '
+                                   '| "adam"')
+    optimizer_eps = Setting(None, "None: pymarl's 1e-5 (RMSprop) / torch's 1e-8 (Adam)")
+    module_mapping = Setting("agent_type", '"agent_type" (agents of a type share a module) | "agent_id" (one '
+                                           'module per agent)')
+    precision = Setting("fp32", 'learner forwards/losses: "fp32" | "bf16" (autocast; not a paper setting)')
+    target_update_interval = Setting(100, "SIT Table 11 / pymarl: a module's target networks are hard copies, "
+                                          "renewed every 100 updates of the module (when target_update_tau is None)")
+    target_update_tau = Setting(None, "None: hard copies every target_update_interval updates; a number in (0, 1]: "
+                                      "Polyak averaging with that rate after every update of the module")
     # Action spaces the algorithm implements ("discrete": SMAC, MPE; "continuous": MAMuJoCo). The
     # base rejects a dataset of another kind before building modules; the benchmark planner skips it.
     action_spaces: Tuple[str, ...] = ("discrete", "continuous")
@@ -62,18 +90,11 @@ class OfflineMARLConfig(AlgorithmConfig):
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
         self._is_online = False  # pure offline: no training EnvRunners
-        self.dataset = None  # e.g. {"quality": "low", "episodes": 10000, "seed": 0} -> generated on first use
-        self.column_cache_dir = None  # memory-mapped column cache root (None: the data layer's default)
-        self.validate_dataset = "full"  # "full" (values, once per cache) | "schema" | "none"
-        self.num_torch_threads = None  # torch intra-op threads of the learner process (None: torch/Ray default)
-        self.batch_size_episodes = 32  # pymarl / SIT Tables 10-11: 32 episodes per update
-        self.optimizer = "rmsprop"  # pymarl's optimizer (SIT Tables 10-11)
-        self.optimizer_eps = None  # None: pymarl's 1e-5 (RMSprop) / torch's 1e-8 (Adam)
-        self.precision = "fp32"  # learner forwards/losses: "fp32" | "bf16" (autocast; not a paper setting)
+        for name, setting in self._settings.items():  # every declared setting's default
+            setattr(self, name, copy.deepcopy(setting.default))
         self.gamma = 0.99
         self.grad_clip = 10.0  # pymarl: gradient norm clipped at 10
         self.grad_clip_by = "global_norm"
-        self.module_mapping = "agent_type"  # "agent_type" | "agent_id"
         # Evaluation on RLlib's evaluation EnvRunner(s) of the registered env: greedy actors
         # (merged with a user's evaluation_config), team-return statistics + win rate.
         self.evaluation_duration = 32
@@ -132,14 +153,35 @@ class OfflineMARLConfig(AlgorithmConfig):
         return d
 
     # -- builder ---------------------------------------------------------------------------------
-    def training(self, **kwargs) -> Self:
-        """RLlib's training settings plus this algorithm's (``_training_keys``); ``NotProvided`` = keep."""
-        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in self._training_keys}
-        super().training(**kwargs)
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _declare_settings(cls)
+
+    def _apply_training(self, kwargs: Dict[str, Any]) -> Self:
+        """What every config's generated ``training()`` does: RLlib's settings to RLlib, the declared
+        ones set here (``NotProvided`` = keep), anything else an error naming the closest key."""
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in self._settings}
+        for key in kwargs:
+            if key not in RLLIB_TRAINING_KEYS:
+                raise UnknownSettingError(unknown_setting_message(self._owner, key,
+                                                                  list(self._settings) + list(RLLIB_TRAINING_KEYS)))
+        AlgorithmConfig.training(self, **kwargs)
         for k, v in ours.items():
             if v is not NotProvided:
                 setattr(self, k, v)
         return self
+
+    def update_from_dict(self, config_dict) -> Self:
+        """RLlib's ``update_from_dict``, which sets any key at all, after checking that every key is
+        one of this config's settings or one RLlib takes (an attribute of the config, or one of its
+        special keys): a misspelt key is an error naming the closest known one."""
+        for key in config_dict:
+            name = self._translate_special_keys(key, warn_deprecated=False)
+            if name in self._settings or name in RLLIB_DICT_KEYS or hasattr(self, name):
+                continue
+            known = list(self._settings) + [k for k in vars(self) if not k.startswith("_")]
+            raise UnknownSettingError(unknown_setting_message(self._owner, key, known))
+        return super().update_from_dict(config_dict)
 
     # -- validation ------------------------------------------------------------------------------
     @property
@@ -194,9 +236,17 @@ class OfflineMARLConfig(AlgorithmConfig):
             self.check_int(["num_torch_threads"])
         if self.optimizer_eps is not None:
             self.check_positive(["optimizer_eps"])
+        self.validate_target_networks()
         if self.column_cache_dir is not None and not isinstance(self.column_cache_dir, str):
             self.bad("column_cache_dir", self.column_cache_dir, "None or a folder path string")
         self.validate_settings()
+
+    def validate_target_networks(self) -> None:
+        """``target_update_interval``: an int >= 1; ``target_update_tau``: None or a number in (0, 1]."""
+        self.check_int(["target_update_interval"])
+        tau = self.target_update_tau
+        if tau is not None and (isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 < tau <= 1.0):
+            self.bad("target_update_tau", tau, "None or a number in (0, 1]")
 
     def validate_settings(self) -> None:
         """The algorithm's own checks (raise through ``check_*``/``bad``; never assign)."""
@@ -291,6 +341,27 @@ class OfflineMARLConfig(AlgorithmConfig):
 
     def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
         return self.get_multi_rl_module_spec()
+
+
+def _declare_settings(cls) -> None:
+    """Collect ``cls``'s settings (:func:`collect_settings`) and give it a ``training()`` whose
+    signature and docstring list them (unless the class body defines its own ``training``)."""
+    cls._settings = collect_settings(cls)
+    cls._training_keys = tuple(cls._settings)  # the names (for tools that list a config's settings)
+    if "training" in vars(cls):
+        return
+
+    def training(self, **kwargs) -> Self:
+        return self._apply_training(kwargs)
+
+    training.__qualname__ = f"{cls.__qualname__}.training"
+    training.__module__ = cls.__module__
+    training.__signature__ = training_signature(cls._settings)
+    training.__doc__ = training_doc(cls.__name__, cls._settings)
+    cls.training = training
+
+
+_declare_settings(OfflineMARLConfig)
 
 
 def config_defaults(cfg: OfflineMARLConfig, keys: Optional[Iterable[str]] = None) -> Dict[str, Any]:

@@ -15,6 +15,15 @@ def masked_mean(x: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
     return (x * filled).sum() / filled.sum().clamp(min=1.0)
 
 
+def behaviour_cloning_nll(logp: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
+    """SIT paper Eq. 11 (MABC; MABCQ's behaviour model): L_BC(θ_i) = E_{τ_i, a_i ~ B}[−log π_i(a_i | τ_i)].
+
+    ``logp [B, L]`` = log π(a_j^t | τ_j^t) on B individual trajectories of agents j of one type;
+    the expectation is the mean over their real steps (padded steps, ``filled`` = 0, excluded).
+    """
+    return -masked_mean(logp, filled)
+
+
 def _softmax_dims(over: str) -> Tuple[int, ...]:
     if over == "batch":
         return (0, 1)  # every (episode, step) of the mini-batch

@@ -21,19 +21,23 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
+from rllib_sit.algorithms.common import joint
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.facmac.facmac_learner import ACTOR_LOSS, CRITIC_LOSS, PHASE_ACTOR_CRITIC
-from rllib_sit.algorithms.qmix.qmix import JOINT_KEYS, joint_batch
 from rllib_sit.replay import keys as K
 
-# What the learner reads from an agent module's batch (the joint keys are QMIX's).
+# What the learner reads from an agent module's batch (the joint keys: the mixer TD loss's, joint.JOINT_KEYS).
 AGENT_KEYS = (K.OBS_ALL, K.AGENT_INDEX, K.ACTIONS, K.PREV_ACTIONS, K.FILLED)
+# ``joint_batch(sampler, batch_size)``: B joint episodes split by module, own observations only.
+joint_batch = functools.partial(joint.joint_batch, agent_keys=AGENT_KEYS)
 
 
 class FACMACConfig(OfflineMARLConfig):
@@ -45,40 +49,33 @@ class FACMACConfig(OfflineMARLConfig):
 
     action_spaces = ("continuous",)
     action_space_hint = "FACMAC is the continuous baseline; run: QMIX is the discrete one"
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "actor_lr", "critic_lr", "optimizer_eps", "action_reg", "target_update_tau", "target_update_interval",
-        "rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed", "agent_updates",
-        "agent_updates_per_iteration")
+    actor_lr = Setting(1e-3, 'facmac_mamujoco.yaml: lr 0.001 (Table 11 Shared: 5e-4)')
+    critic_lr = Setting(1e-3, 'facmac_mamujoco.yaml: critic_lr 0.001 (critics and mixer)')
+    action_reg = Setting(1e-3, 'facmac_learner.py: pg_loss = -Q_tot.mean() + (pi**2).mean() * 1e-3')
+    # --- networks and data: SIT paper Table 11 (Shared) ---
+    rnn_hidden = Setting(64, 'Table 11 (Shared): RNN hidden dimension 64 (FacMAC MAMuJoCo: MLP actor, 400)')
+    critic_hidden = Setting(32, 'Table 11 (Shared): critic hidden dimension 32 (FacMAC MAMuJoCo: 400)')
+    mixing_embed_dim = Setting(32, 'Table 11 (Shared): mixer hidden dimension 32 (FacMAC MAMuJoCo: 64)')
+    hypernet_embed = Setting(64, 'facmac_mamujoco.yaml: hypernet_layers 2, hypernet_embed 64 (not in Table 11)')
+    agent_updates = Setting(15000, 'Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)')
+    agent_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 30 iterations')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or FACMAC)
         # --- optimisation: FacMAC facmac_mamujoco.yaml ---
         self.optimizer = "adam"  # facmac_mamujoco.yaml: optimizer adam (Table 11 Shared: RMSprop)
         self.optimizer_eps = 0.01  # facmac_mamujoco.yaml: optimizer_epsilon 0.01
-        self.actor_lr = 1e-3  # facmac_mamujoco.yaml: lr 0.001 (Table 11 Shared: 5e-4)
-        self.critic_lr = 1e-3  # facmac_mamujoco.yaml: critic_lr 0.001 (critics and mixer)
         self.grad_clip = 0.5  # facmac_mamujoco.yaml: grad_norm_clip 0.5 (Table 11 Shared: 10)
         self.target_update_tau = 0.001  # facmac_mamujoco.yaml: target_update_mode soft, target_update_tau 0.001
         self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100 (only if tau=None)
-        self.action_reg = 1e-3  # facmac_learner.py: pg_loss = -Q_tot.mean() + (pi**2).mean() * 1e-3
-        # --- networks and data: SIT paper Table 11 (Shared) ---
-        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64 (FacMAC MAMuJoCo: MLP actor, 400)
-        self.critic_hidden = 32  # Table 11 (Shared): critic hidden dimension 32 (FacMAC MAMuJoCo: 400)
-        self.mixing_embed_dim = 32  # Table 11 (Shared): mixer hidden dimension 32 (FacMAC MAMuJoCo: 64)
-        self.hypernet_embed = 64  # facmac_mamujoco.yaml: hypernet_layers 2, hypernet_embed 64 (not in Table 11)
-        self.agent_updates = 15000  # Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)
-        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
         # gamma 0.99, batch_size_episodes 32: the base's (Table 11 Shared; FacMAC gamma 0.99 too)
 
     def validate_settings(self) -> None:
         self.check_positive(["actor_lr", "critic_lr", "optimizer_eps"])
         if isinstance(self.action_reg, bool) or not isinstance(self.action_reg, (int, float)) or self.action_reg < 0:
             self.bad("action_reg", self.action_reg, "a number >= 0")
-        if self.target_update_tau is not None:
-            self.check_positive(["target_update_tau"])
-            self.check_range("target_update_tau", 0.0, 1.0)
         self.check_int(["agent_updates"], low=0)
-        self.check_int(["rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed", "target_update_interval",
+        self.check_int(["rnn_hidden", "critic_hidden", "mixing_embed_dim", "hypernet_embed",
                         "agent_updates_per_iteration"])
 
     def get_default_learner_class(self):
@@ -115,6 +112,5 @@ class FACMAC(OfflineMARLAlgorithm):
         return [Phase(PHASE_ACTOR_CRITIC, self._run_updates, cfg.agent_updates, cfg.agent_updates_per_iteration)]
 
     def _run_updates(self, n: int):
-        B = self.config.batch_size_episodes
-        return self.update_loop(lambda: joint_batch(self.sampler, B, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS), n)
+        return self.update_loop(lambda: joint_batch(self.sampler, self.config.batch_size_episodes), n)
 

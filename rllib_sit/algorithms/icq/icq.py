@@ -32,6 +32,7 @@ from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.icq.icq_learner import ACTOR_LOSS, CRITIC_LOSS, PHASE_ICQ, SOFTMAX_OVER
 
 
@@ -43,34 +44,30 @@ class ICQConfig(OfflineMARLConfig):
     ``grad_clip=10``, ``gamma=0.99``.
     """
 
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "actor_lr", "critic_lr", "critic_beta", "actor_beta", "td_lambda", "softmax_over", "agent_updates",
-        "agent_updates_per_iteration", "target_update_interval", "rnn_hidden", "mixer_hidden", "critic_hidden",
-        "n_action_samples")
+    actor_lr = Setting(5e-4, 'Table 11 (Shared): agent network lr 5e-4; ICQ Table 4: policy lr 5e-4')
+    critic_lr = Setting(1e-4, 'Table 11 (ICQ): critic lr 1e-4; ICQ Table 4: value lr 1e-4 (mixer too, as ICQ code)')
+    critic_beta = Setting(0.1, 'Table 11 (ICQ): β_ICQ = 0.1. ICQ Table 4: α = 1000 or 100; ICQ code: 1000')
+    actor_beta = Setting(0.1, 'Table 11 (ICQ): β_ICQ = 0.1; ICQ code: 0.1 (actor softmax of A/0.1)')
+    td_lambda = Setting(0.8, 'Table 11 (ICQ): λ_ICQ = 0.8; ICQ Table 4: λ = 0.8')
+    softmax_over = Setting("batch", 'Eq. 56: Z over the mini-batch; "episodes": per step (the ICQ code)')
+    agent_updates = Setting(15000, 'Table 11 (Shared): training epoch 15000 (1 epoch = 1 update)')
+    rnn_hidden = Setting(64, 'Table 11 (Shared) / ICQ Table 4: RNN hidden dimension 64 (actor and critic GRUs)')
+    mixer_hidden = Setting(32, 'Table 11 (Shared): mixer/critic hidden 32; ICQ Table 4: mixer dimension 32')
+    critic_hidden = Setting(32, "Table 11 (Shared): critic hidden 32 (continuous critic's action head)")
+    n_action_samples = Setting(10, 'not in the papers: continuous baseline, actions drawn from π per step')
+    agent_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 30 iterations')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or ICQ)
-        self.actor_lr = 5e-4  # Table 11 (Shared): agent network lr 5e-4; ICQ Table 4: policy lr 5e-4
-        self.critic_lr = 1e-4  # Table 11 (ICQ): critic lr 1e-4; ICQ Table 4: value lr 1e-4 (mixer too, as ICQ code)
-        self.critic_beta = 0.1  # Table 11 (ICQ): β_ICQ = 0.1. ICQ Table 4: α = 1000 or 100; ICQ code: 1000
-        self.actor_beta = 0.1  # Table 11 (ICQ): β_ICQ = 0.1; ICQ code: 0.1 (actor softmax of A/0.1)
-        self.td_lambda = 0.8  # Table 11 (ICQ): λ_ICQ = 0.8; ICQ Table 4: λ = 0.8
-        self.softmax_over = "batch"  # Eq. 56: Z over the mini-batch; "episodes": per step (the ICQ code)
-        self.agent_updates = 15000  # Table 11 (Shared): training epoch 15000 (1 epoch = 1 update)
         self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100; ICQ Table 4: 600
-        self.rnn_hidden = 64  # Table 11 (Shared) / ICQ Table 4: RNN hidden dimension 64 (actor and critic GRUs)
-        self.mixer_hidden = 32  # Table 11 (Shared): mixer/critic hidden 32; ICQ Table 4: mixer dimension 32
-        self.critic_hidden = 32  # Table 11 (Shared): critic hidden 32 (continuous critic's action head)
-        self.n_action_samples = 10  # not in the papers: continuous baseline, actions drawn from π per step
-        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
 
     def validate_settings(self) -> None:
         self.check_positive(["actor_lr", "critic_lr", "critic_beta", "actor_beta"])
         self.check_range("td_lambda", 0.0, 1.0)
         self.check_choice("softmax_over", SOFTMAX_OVER)
         self.check_int(["agent_updates"], low=0)
-        self.check_int(["agent_updates_per_iteration", "target_update_interval", "rnn_hidden", "mixer_hidden",
-                        "critic_hidden", "n_action_samples"])
+        self.check_int(["agent_updates_per_iteration", "rnn_hidden", "mixer_hidden", "critic_hidden",
+                        "n_action_samples"])
 
     def get_default_learner_class(self):
         from rllib_sit.algorithms.icq.torch.icq_torch_learner import ICQTorchLearner

@@ -25,6 +25,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.mabc.mabc_learner import BC_LOSS, GREEDY_ACCURACY, PHASE_BC
 
 
@@ -35,15 +36,13 @@ class MABCConfig(OfflineMARLConfig):
     ``grad_clip=10``. ``lr`` is RLlib's own training setting (one optimizer per agent module).
     """
 
-    _training_keys = OfflineMARLConfig._training_keys + ("rnn_hidden", "agent_updates",
-                                                         "agent_updates_per_iteration")
+    rnn_hidden = Setting(64, 'Table 11 (Shared): RNN hidden dimension 64')
+    agent_updates = Setting(15000, 'Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)')
+    agent_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 30 iterations')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or MABC)
         self.lr = 5e-4  # Table 11 (Shared): agent network learning rate 5e-4 (RMSprop)
-        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64
-        self.agent_updates = 15000  # Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)
-        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
 
     def validate_settings(self) -> None:
         self.check_positive(["lr"])

@@ -39,6 +39,7 @@ from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.mabcq import mabcq_learner as N
 
 
@@ -50,42 +51,34 @@ class MABCQConfig(OfflineMARLConfig):
     ``grad_clip=10``, ``gamma=0.99``. ``lr`` is RLlib's own setting (Q-networks, mixer, ξ).
     """
 
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "zeta", "behaviour_lr", "agent_updates", "target_update_interval", "target_update_tau", "mixer_hidden",
-        "rnn_hidden", "double_q", "behaviour_pretrain_updates", "agent_updates_per_iteration",
-        "num_sampled_actions", "perturbation_scale", "vae_hidden", "vae_latent_dim", "perturb_hidden")
+    zeta = Setting(0.3, 'Table 11 (MABCQ): ζ = 0.3')
+    behaviour_lr = Setting(5e-4, 'Table 11 (Shared): agent network lr 5e-4 (μ_i / VAE; no own row)')
+    agent_updates = Setting(15000, 'Table 11 (Shared): training epoch 15000 (1 epoch = 1 update)')
+    mixer_hidden = Setting(32, 'Table 11 (Shared): mixer/critic hidden dimension 32')
+    rnn_hidden = Setting(64, 'Table 11 (Shared): RNN hidden dimension 64')
+    double_q = Setting(True, 'discrete BCQ code (Fujimoto et al. 2019): online arg max, target value')
+    behaviour_pretrain_updates = Setting(0, 'not in Table 11: μ_i-only updates before Q-learning')
+    agent_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 30 iterations')
+    num_sampled_actions = Setting(10, "Continuous actions (MAMuJoCo): BCQ's generative model and perturbation. BCQ: "
+                                  'n = 10 sampled actions')
+    perturbation_scale = Setting(0.05, 'BCQ: Φ = 0.05 (|ξ| ≤ Φ·max_action; actions scaled to [-1, 1])')
+    vae_hidden = Setting(64, "this package: BCQ uses 750; Table 11's RNN width 64 instead")
+    vae_latent_dim = Setting(None, 'BCQ: 2 × action dimension')
+    perturb_hidden = Setting(64, "this package: BCQ uses (400, 300); 64 as Table 11's networks")
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or MABCQ)
-        self.zeta = 0.3  # Table 11 (MABCQ): ζ = 0.3
         self.lr = 5e-4  # Table 11 (Shared): agent network learning rate 5e-4 (Q-networks, mixer, ξ)
-        self.behaviour_lr = 5e-4  # Table 11 (Shared): agent network lr 5e-4 (μ_i / VAE; no own row)
         self.gamma = 0.99  # Table 11 (Shared): discount factor 0.99
-        self.agent_updates = 15000  # Table 11 (Shared): training epoch 15000 (1 epoch = 1 update)
         self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100 (hard copy)
         self.target_update_tau = None  # None: hard copies (Table 11); a float: Polyak averaging (BCQ: 0.005)
-        self.mixer_hidden = 32  # Table 11 (Shared): mixer/critic hidden dimension 32
-        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64
-        self.double_q = True  # discrete BCQ code (Fujimoto et al. 2019): online arg max, target value
-        self.behaviour_pretrain_updates = 0  # not in Table 11: μ_i-only updates before Q-learning
-        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
-        # Continuous actions (MAMuJoCo): BCQ's generative model and perturbation.
-        self.num_sampled_actions = 10  # BCQ: n = 10 sampled actions
-        self.perturbation_scale = 0.05  # BCQ: Φ = 0.05 (|ξ| ≤ Φ·max_action; actions scaled to [-1, 1])
-        self.vae_hidden = 64  # this package: BCQ uses 750; Table 11's RNN width 64 instead
-        self.vae_latent_dim = None  # BCQ: 2 × action dimension
-        self.perturb_hidden = 64  # this package: BCQ uses (400, 300); 64 as Table 11's networks
 
     def validate_settings(self) -> None:
         self.check_range("zeta", 0.0, 1.0)
         self.check_positive(["lr", "behaviour_lr"])
         self.check_int(["agent_updates", "behaviour_pretrain_updates"], low=0)
-        self.check_int(["target_update_interval", "mixer_hidden", "rnn_hidden", "agent_updates_per_iteration",
-                        "num_sampled_actions", "vae_hidden", "perturb_hidden"])
-        if self.target_update_tau is not None:
-            self.check_range("target_update_tau", 0.0, 1.0)
-            if not self.target_update_tau > 0:
-                self.bad("target_update_tau", self.target_update_tau, "None or a number in (0, 1]")
+        self.check_int(["mixer_hidden", "rnn_hidden", "agent_updates_per_iteration", "num_sampled_actions",
+                        "vae_hidden", "perturb_hidden"])
         self.check_range("perturbation_scale", 0.0, 1.0)
         if self.vae_latent_dim is not None:
             self.check_int(["vae_latent_dim"])

@@ -24,18 +24,19 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common import joint
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.macql.macql_learner import (CQL_AGENT_WEIGHTS, CQL_PENALTY, CQL_VARIANTS, MIXER_WEIGHTS,
                                                       PER_AGENT, PHASE_CQL, TD_LOSS)
 from rllib_sit.replay import keys as K
-from rllib_sit.replay.samplers import JointEpisodeSampler
 
 
 class MACQLConfig(OfflineMARLConfig):
@@ -46,31 +47,27 @@ class MACQLConfig(OfflineMARLConfig):
     the mixer.
     """
 
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "cql_beta", "cql_variant", "cql_agent_weights", "cql_bias_per_agent", "cql_num_samples", "double_q",
-        "target_update_interval", "target_update_tau", "rnn_hidden", "mixer_hidden", "critic_hidden",
-        "actor_lr", "alpha_lr", "initial_alpha", "target_entropy", "agent_updates", "agent_updates_per_iteration")
+    cql_beta = Setting(2.0, 'Table 11 (MACQL): β_CQL = 2.0')
+    cql_variant = Setting(PER_AGENT, 'Eq. 13: Σ_i log Σ_{a_i} exp(w_i Q_i + b) — a per-agent logsumexp')
+    cql_agent_weights = Setting(MIXER_WEIGHTS, 'Eq. 13: w_i(s)·Q_i inside the logsumexp')
+    cql_bias_per_agent = Setting(False, "True: Eq. 13 as printed, b(s) in every agent's term (doc: diverges)")
+    cql_num_samples = Setting(10, 'CQL code (Kumar et al. 2020): 10 samples per proposal (joint / continuous)')
+    double_q = Setting(True, "pymarl's QMIX target (the code base the SIT paper's baselines follow)")
+    rnn_hidden = Setting(64, 'Table 11 (Shared): RNN hidden dimension 64')
+    mixer_hidden = Setting(32, 'Table 11 (Shared): mixer/critic hidden dimension 32')
+    critic_hidden = Setting(32, 'Table 11 (Shared): mixer/critic hidden 32 (continuous critic head)')
+    actor_lr = Setting(5e-4, 'continuous only: Table 11 (Shared) agent network learning rate')
+    alpha_lr = Setting(3e-4, 'continuous only: SAC (Haarnoja et al. 2018, Table 1) temperature learning rate')
+    initial_alpha = Setting(1.0, 'continuous only: SAC/CQL code start at log α = 0')
+    target_entropy = Setting(None, 'continuous only: None = −action dim (SAC)')
+    agent_updates = Setting(15000, 'Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)')
+    agent_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 30 iterations')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or MACQL)
         self.lr = 5e-4  # Table 11 (Shared): agent network learning rate 5e-4 (RMSprop); also the mixer's
-        self.cql_beta = 2.0  # Table 11 (MACQL): β_CQL = 2.0
-        self.cql_variant = PER_AGENT  # Eq. 13: Σ_i log Σ_{a_i} exp(w_i Q_i + b) — a per-agent logsumexp
-        self.cql_agent_weights = MIXER_WEIGHTS  # Eq. 13: w_i(s)·Q_i inside the logsumexp
-        self.cql_bias_per_agent = False  # True: Eq. 13 as printed, b(s) in every agent's term (doc: diverges)
-        self.cql_num_samples = 10  # CQL code (Kumar et al. 2020): 10 samples per proposal (joint / continuous)
-        self.double_q = True  # pymarl's QMIX target (the code base the SIT paper's baselines follow)
         self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100
         self.target_update_tau = None  # None: hard copies (Table 11); a float: Polyak averaging instead
-        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64
-        self.mixer_hidden = 32  # Table 11 (Shared): mixer/critic hidden dimension 32
-        self.critic_hidden = 32  # Table 11 (Shared): mixer/critic hidden 32 (continuous critic head)
-        self.actor_lr = 5e-4  # continuous only: Table 11 (Shared) agent network learning rate
-        self.alpha_lr = 3e-4  # continuous only: SAC (Haarnoja et al. 2018, Table 1) temperature learning rate
-        self.initial_alpha = 1.0  # continuous only: SAC/CQL code start at log α = 0
-        self.target_entropy = None  # continuous only: None = −action dim (SAC)
-        self.agent_updates = 15000  # Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)
-        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
 
     def validate_settings(self) -> None:
         self.check_positive(["lr", "actor_lr", "alpha_lr", "initial_alpha"])
@@ -83,10 +80,8 @@ class MACQLConfig(OfflineMARLConfig):
             self.bad("cql_bias_per_agent", self.cql_bias_per_agent,
                      "False unless cql_variant='per_agent' and cql_agent_weights='mixer' (b(s) is Eq. 13's mixer bias)")
         self.check_int(["agent_updates"], low=0)
-        self.check_int(["cql_num_samples", "target_update_interval", "rnn_hidden", "mixer_hidden", "critic_hidden",
+        self.check_int(["cql_num_samples", "rnn_hidden", "mixer_hidden", "critic_hidden",
                         "agent_updates_per_iteration"])
-        if self.target_update_tau is not None:
-            self.check_range("target_update_tau", 1e-12, 1.0)
         if self.target_entropy is not None and (isinstance(self.target_entropy, bool)
                                                 or not isinstance(self.target_entropy, (int, float))):
             self.bad("target_entropy", self.target_entropy, "None or a number")
@@ -115,13 +110,9 @@ class MACQLConfig(OfflineMARLConfig):
 # What the learner reads: the agents' own trajectories (decentralised Q networks / actors / critics
 # read o_i only) and the mixer's joint columns.
 AGENT_KEYS = (K.OBS_ALL, K.AGENT_INDEX, K.ACTIONS, K.PREV_ACTIONS, K.FILLED)
-JOINT_KEYS = (K.STATE, K.ACTIONS, K.AVAIL_ACTIONS, K.REWARD, K.TERMINATED, K.FILLED, K.EPISODE_INDEX)
-
-
-def joint_batch(sampler: JointEpisodeSampler, batch_size: int):
-    """``batch_size`` joint episodes split by module (agents' own observations only), the keys the learner reads."""
-    return sampler.sample_by_module(batch_size, MIXER_MODULE_ID, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS,
-                                    own_obs_only=True)
+JOINT_KEYS = joint.JOINT_KEYS + (K.ACTIONS, K.AVAIL_ACTIONS, K.EPISODE_INDEX)
+# ``joint_batch(sampler, batch_size)``: B joint episodes split by module, own observations only.
+joint_batch = functools.partial(joint.joint_batch, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS)
 
 
 class MACQL(OfflineMARLAlgorithm):

@@ -17,13 +17,12 @@ CQL_AGENT_WEIGHTS = (MIXER_WEIGHTS, NO_WEIGHTS)
 # Discrete: the recurrent Q-network's values of every action over t = 0..L.
 Q_ALL = "q_all"                    # [B, L+1, A]  Q_i(τ_i^t, ·)
 Q_ALL_TARGET = "q_all_target"      # [B, L+1, A]  target network's Q'_i(τ_i^t, ·) (no gradient)
-# Continuous: critic values at the data, policy and CQL-sampled actions.
-Q_DATA = "q_data"                  # [B, L]       Q_i(τ_i^t, a_i^t) at the dataset's action
+# Continuous: critic values at the data (replay.keys.Q_TAKEN), policy and CQL-sampled actions, and
+# the SAC target (replay.keys.Q_NEXT_TARGET: the target critic at (τ_i^{t+1}, a' ~ π_i(τ_i^{t+1}))).
 Q_PI = "q_pi"                      # [B, L]       Q_i(τ_i^t, ã_i^t), ã ~ π_i reparameterised (actor loss)
 LOGP_PI = "logp_pi"                # [B, L]       log π_i(ã_i^t | τ_i^t) (actor and temperature losses)
 Q_SAMPLES = "q_samples"            # [B, L, 2n]   Q_i at n uniform then n policy samples (CQL(H))
 LOG_PROPOSAL = "log_proposal"      # [B, L, 2n]   log density of each sample under its proposal
-Q_NEXT_TARGET = "q_next_target"    # [B, L]       target critic at (τ_i^{t+1}, a' ~ π_i(τ_i^{t+1}))
 LOGP_NEXT = "logp_next"            # [B, L]       log π_i(a' | τ_i^{t+1}) (the SAC target's entropy term)
 
 # Metric names: joint terms under the mixer module's id, per-agent ones under each agent module's.

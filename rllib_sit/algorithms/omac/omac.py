@@ -24,6 +24,7 @@ from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 
 PHASE_VALUE, PHASE_POLICY = "value", "policy"
 
@@ -32,36 +33,31 @@ class OMACConfig(OfflineMARLConfig):
     """Configuration of :class:`OMAC`; defaults from the OMAC paper's Table 2 (appendix A.3)."""
 
     action_spaces = ("discrete", "continuous")
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "lr", "critic_lr", "expectile", "beta", "exp_adv_max", "target_update_tau", "hidden", "cca_hidden",
-        "value_updates", "policy_updates", "value_updates_per_iteration", "policy_updates_per_iteration")
+    critic_lr = Setting(5e-4, 'Table 2: value network learning rate 5e-4 (Q_i, V_i, CCA, V_share)')
+    expectile = Setting(0.7, 'Table 2 / A.3: expectile τ = 0.7')
+    beta = Setting(1.0, 'Table 2 / A.3: temperature β = 1 (0.5 on the good/medium data of 2 maps)')
+    exp_adv_max = Setting(100.0, "not in the paper: exp(β·A) clipped at 100 (IQL's clip), see the doc")
+    hidden = Setting(256, 'Table 2: hidden dimension 256 (local value and policy networks)')
+    cca_hidden = Setting(64, 'Table 2: CCA network hidden dimension 64')
+    value_updates = Setting(10000, "not in the paper: Algorithm 1's max-value-iteration")
+    policy_updates = Setting(10000, "not in the paper: Algorithm 1's max-policy-iteration")
+    value_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 20 iterations')
+    policy_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 20 iterations')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or OMAC)
         self.optimizer = "adam"  # Table 2: Adam
         self.lr = 5e-4  # Table 2: policy network learning rate 5e-4
-        self.critic_lr = 5e-4  # Table 2: value network learning rate 5e-4 (Q_i, V_i, CCA, V_share)
-        self.expectile = 0.7  # Table 2 / A.3: expectile τ = 0.7
-        self.beta = 1.0  # Table 2 / A.3: temperature β = 1 (0.5 on the good/medium data of 2 maps)
-        self.exp_adv_max = 100.0  # not in the paper: exp(β·A) clipped at 100 (IQL's clip), see the doc
         self.target_update_tau = 0.005  # Table 2: target update rate 0.005 (soft update of Q̄_i)
-        self.hidden = 256  # Table 2: hidden dimension 256 (local value and policy networks)
-        self.cca_hidden = 64  # Table 2: CCA network hidden dimension 64
         self.gamma = 0.99  # Table 2: discount 0.99
         self.batch_size_episodes = 32  # Table 2: batch 128 transitions; here 32 episodes (recurrent nets)
-        self.value_updates = 10000  # not in the paper: Algorithm 1's max-value-iteration
-        self.policy_updates = 10000  # not in the paper: Algorithm 1's max-policy-iteration
-        self.value_updates_per_iteration = 500
-        self.policy_updates_per_iteration = 500
         self.grad_clip = 10.0
 
     def validate_settings(self) -> None:
-        self.check_positive(["lr", "critic_lr", "beta", "exp_adv_max", "target_update_tau"])
+        self.check_positive(["lr", "critic_lr", "beta", "exp_adv_max"])
         self.check_range("expectile", 0.0, 1.0)
         if not 0.0 < self.expectile < 1.0:
             self.bad("expectile", self.expectile, "a number in (0, 1)")
-        if self.target_update_tau > 1.0:
-            self.bad("target_update_tau", self.target_update_tau, "a number in (0, 1]")
         self.check_int(["value_updates", "policy_updates"], low=0)
         self.check_int(["hidden", "cca_hidden", "value_updates_per_iteration", "policy_updates_per_iteration"])
 

@@ -22,22 +22,23 @@ Usage::
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List
-
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common import joint
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.qmix.qmix_learner import PHASE_TD, Q_TOT_MEAN, TD_LOSS
 from rllib_sit.replay import keys as K
-from rllib_sit.replay.samplers import JointEpisodeSampler
 
-# What the learner reads from a joint batch (the rest of the sampler's output is not sent).
+# What the learner reads from an agent module's batch (the joint keys: the mixer TD loss's, joint.JOINT_KEYS).
 AGENT_KEYS = (K.OBS_ALL, K.AGENT_INDEX, K.ACTIONS, K.PREV_ACTIONS, K.AVAIL_ACTIONS, K.FILLED)
-JOINT_KEYS = (K.STATE, K.REWARD, K.TERMINATED, K.FILLED)
+# ``joint_batch(sampler, batch_size)``: B joint episodes split by module, own observations only.
+joint_batch = functools.partial(joint.joint_batch, agent_keys=AGENT_KEYS)
 
 
 class QMIXConfig(OfflineMARLConfig):
@@ -51,26 +52,22 @@ class QMIXConfig(OfflineMARLConfig):
 
     action_spaces = ("discrete",)
     action_space_hint = "QMIX is the discrete baseline; run: FACMAC is the continuous one"
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "rnn_hidden", "mixing_embed_dim", "hypernet_embed", "double_q", "target_update_interval",
-        "agent_updates", "agent_updates_per_iteration")
+    rnn_hidden = Setting(64, 'Table 11 (Shared): RNN hidden dimension 64')
+    mixing_embed_dim = Setting(32, 'Table 11 (Shared): mixer hidden dimension 32; pymarl qmix.yaml mixing_embed_dim 32')
+    hypernet_embed = Setting(64, 'pymarl qmix.yaml: hypernet_layers 2, hypernet_embed 64 (not in Table 11)')
+    double_q = Setting(True, 'pymarl qmix.yaml: double_q True (not in Table 11)')
+    agent_updates = Setting(15000, 'Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)')
+    agent_updates_per_iteration = Setting(500, 'schedule, not a paper setting: 30 iterations')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or QMIX)
         self.lr = 5e-4  # Table 11 (Shared): agent network learning rate 5e-4 (RMSprop); pymarl lr 0.0005
-        self.rnn_hidden = 64  # Table 11 (Shared): RNN hidden dimension 64
-        self.mixing_embed_dim = 32  # Table 11 (Shared): mixer hidden dimension 32; pymarl qmix.yaml mixing_embed_dim 32
-        self.hypernet_embed = 64  # pymarl qmix.yaml: hypernet_layers 2, hypernet_embed 64 (not in Table 11)
-        self.double_q = True  # pymarl qmix.yaml: double_q True (not in Table 11)
         self.target_update_interval = 100  # Table 11 (Shared): parameters update interval 100 (pymarl: 200 episodes)
-        self.agent_updates = 15000  # Table 11 (Shared): 15,000 training epochs (1 epoch = 1 update, as SIT)
-        self.agent_updates_per_iteration = 500  # schedule, not a paper setting: 30 iterations
 
     def validate_settings(self) -> None:
         self.check_positive(["lr"])
         self.check_int(["agent_updates"], low=0)
-        self.check_int(["rnn_hidden", "mixing_embed_dim", "hypernet_embed", "target_update_interval",
-                        "agent_updates_per_iteration"])
+        self.check_int(["rnn_hidden", "mixing_embed_dim", "hypernet_embed", "agent_updates_per_iteration"])
         self.check_bool(["double_q"])
 
     def get_default_learner_class(self):
@@ -87,13 +84,6 @@ class QMIXConfig(OfflineMARLConfig):
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         return self.mixer_module_spec(info, "qmix", embed=self.mixing_embed_dim, hyper_hidden=self.hypernet_embed)
-
-
-def joint_batch(sampler: JointEpisodeSampler, batch_size: int, agent_keys=AGENT_KEYS, joint_keys=JOINT_KEYS):
-    """``batch_size`` joint episodes split by module, with only the keys the learner reads; the
-    agents' ``OBS_ALL`` holds their own observations only (decentralised Q-networks)."""
-    return sampler.sample_by_module(batch_size, MIXER_MODULE_ID, agent_keys=agent_keys, joint_keys=joint_keys,
-                                    own_obs_only=True)
 
 
 class QMIX(OfflineMARLAlgorithm):

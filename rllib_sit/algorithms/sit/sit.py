@@ -36,6 +36,7 @@ from ray.rllib.utils.metrics import LEARNER_RESULTS
 from rllib_sit.algorithms.common.algorithm import ALGORITHM_RESULTS, OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.sit import sit_learner as K
 from rllib_sit.algorithms.sit import stage1_cache as S1
 from rllib_sit.data import schema as S
@@ -51,72 +52,65 @@ STAGE2_BACKENDS = ("local", "ray_data")
 class SITConfig(OfflineMARLConfig):
     """Configuration of :class:`SIT`; every default is the paper's value (Tables 10–11)."""
 
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "ardnem_lr", "ardnem_updates", "ensemble_size", "reward_hidden", "attention_hidden", "alpha",
-        "priority_range", "priority_scale", "priority_return_range", "beta", "eta", "actor_lr", "critic_lr", "agent_updates", "target_update_interval",
-        "critic_hidden", "rnn_hidden", "uncertainty_floor", "decomposition", "use_attention", "ensemble",
-        "use_gat", "prioritized", "ardnem_updates_per_iteration", "agent_updates_per_iteration",
-        "ardnem_batch_timesteps", "stage2_backend", "stage2_batch_episodes", "uncertainty_floor_mode",
-        "ardnem_bootstrap", "stage1_cache", "stage1_cache_timeout_s", "ardnem_num_torch_threads")
+    # --- Stage I: ARDNEM (Table 10) ---
+    ardnem_lr = Setting(1e-4, 'Table 10: learning rate 1e-4 (RMSprop)')
+    ardnem_updates = Setting(20000, 'Table 10: 20,000 training epochs (1 epoch = 1 update of 32 episodes)')
+    ensemble_size = Setting(5, 'Table 10: ensemble M = 5')
+    reward_hidden = Setting(64, 'Table 10: reward network hidden 64')
+    attention_hidden = Setting(64, 'Table 10: attention hidden 64')
+    # --- Stage II: DPER (Eq. 7, Table 11) ---
+    alpha = Setting(0.2, 'Table 11: softmax temperature α = 0.2')
+    priority_range = Setting((0.0, 20.0), 'Table 11 / §DPER: priorities linearly rescaled to [0, 20]')
+    priority_scale = Setting("minmax", '§DPER read two ways (docs/algorithms/sit.md "The priority scale"): "minmax" '
+                             '= each type\'s own p̂ min/max onto priority_range; "return_range" = the env\'s return '
+                             'range (Tables 4-6) onto it')
+    priority_return_range = Setting(None, 'with "return_range": (low, high) episode returns; None = the env\'s data '
+                                    'spec (Tables 4-6)')
+    # --- Stage III: agents (Table 11) ---
+    beta = Setting(0.1, 'Table 11: CRR temperature β = 0.1')
+    eta = Setting(1.0, 'Table 11: uncertainty weight η = 1')
+    actor_lr = Setting(5e-4, 'Table 11: actor learning rate 5e-4 (RMSprop)')
+    critic_lr = Setting(1e-4, 'Table 11: critic learning rate 1e-4 (RMSprop)')
+    agent_updates = Setting(15000, 'Table 11: 15,000 training epochs')
+    critic_hidden = Setting(32, 'Table 11: critic hidden 32')
+    rnn_hidden = Setting(64, 'Table 11: RNN hidden 64')
+    uncertainty_floor = Setting(1e-2, 'not in the paper: û clamped from below (specs/sit_notes.md)')
+    uncertainty_floor_mode = Setting("absolute", 'not in the paper: "absolute" (floor = uncertainty_floor) | '
+                                     '"relative" (floor = uncertainty_floor × mean |r̂|)')
+    ardnem_bootstrap = Setting(False, 'not in the paper: each ensemble member trains on its own bootstrap of the '
+                               'dataset (Poisson(1) weights per episode and member); False = every member sees the '
+                               'same batches (the paper)')
+    # --- ablations (Figure 4a/b, Appendix E.1) ---
+    decomposition = Setting("attention", '"attention" | "none" (critic on r_tot) | "monotonic" (E.1)')
+    use_attention = Setting(True, 'False: λ ≡ 1 (Figure 4a "w/o attention")')
+    ensemble = Setting(True, 'False: M = 1, û ≡ 1 (Figure 4a "w/o ensemble")')
+    use_gat = Setting(True, 'False: no global embedding in the critic (Figure 4a "w/o GAT")')
+    prioritized = Setting(True, 'False: uniform sampling in Stage III (Figure 4b)')
+    # --- schedule / plumbing (not paper settings) ---
+    ardnem_updates_per_iteration = Setting(1000, 'schedule: Stage I updates per train()')
+    ardnem_batch_timesteps = Setting(None, 'Stage I batch: None = all real timesteps of `batch_size_episodes` '
+                                     'uniformly drawn episodes (specs/sit_notes.md); an int = that many timesteps '
+                                     'drawn uniformly over all real steps.')
+    agent_updates_per_iteration = Setting(500, 'schedule: Stage III updates per train()')
+    stage2_backend = Setting("local", '"local" | "ray_data" (Ray Data map_batches pass)')
+    stage2_batch_episodes = Setting(256, 'Stage II: episodes per batch of the r̂ / û pass')
+    stage1_cache = Setting(None, 'Stage I shared across runs (stage1_cache.py): None/"default"/True = '
+                           '$RLLIB_SIT_STAGE1_CACHE or <data dir>/cache/ardnem; a folder or URI (s3://, gs://, '
+                           'file://); False = off.')
+    stage1_cache_timeout_s = Setting(7200.0, "how long a run waits for another run's Stage I, then trains its own")
+    ardnem_num_torch_threads = Setting(None, 'torch threads of the local learner in Stage I (None: num_torch_threads)')
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or SIT)
-        # --- Stage I: ARDNEM (Table 10) ---
-        self.ardnem_lr = 1e-4  # Table 10: learning rate 1e-4 (RMSprop)
-        self.ardnem_updates = 20000  # Table 10: 20,000 training epochs (1 epoch = 1 update of 32 episodes)
-        self.ensemble_size = 5  # Table 10: ensemble M = 5
-        self.reward_hidden = 64  # Table 10: reward network hidden 64
-        self.attention_hidden = 64  # Table 10: attention hidden 64
-        # --- Stage II: DPER (Eq. 7, Table 11) ---
-        self.alpha = 0.2  # Table 11: softmax temperature α = 0.2
-        self.priority_range = (0.0, 20.0)  # Table 11 / §DPER: priorities linearly rescaled to [0, 20]
-        # §DPER read two ways (docs/algorithms/sit.md "The priority scale"): "minmax" = each type's own
-        # p̂ min/max onto priority_range; "return_range" = the env's return range (Tables 4-6) onto it
-        self.priority_scale = "minmax"
-        # with "return_range": (low, high) episode returns; None = the env's data spec (Tables 4-6)
-        self.priority_return_range = None
-        # --- Stage III: agents (Table 11) ---
-        self.beta = 0.1  # Table 11: CRR temperature β = 0.1
-        self.eta = 1.0  # Table 11: uncertainty weight η = 1
-        self.actor_lr = 5e-4  # Table 11: actor learning rate 5e-4 (RMSprop)
-        self.critic_lr = 1e-4  # Table 11: critic learning rate 1e-4 (RMSprop)
-        self.agent_updates = 15000  # Table 11: 15,000 training epochs
         self.target_update_interval = 100  # Table 11: target update interval d = 100
-        self.critic_hidden = 32  # Table 11: critic hidden 32
-        self.rnn_hidden = 64  # Table 11: RNN hidden 64
-        self.uncertainty_floor = 1e-2  # not in the paper: û clamped from below (specs/sit_notes.md)
-        # not in the paper: "absolute" (floor = uncertainty_floor) | "relative" (floor = uncertainty_floor × mean |r̂|)
-        self.uncertainty_floor_mode = "absolute"
-        # not in the paper: each ensemble member trains on its own bootstrap of the dataset (Poisson(1)
-        # weights per episode and member); False = every member sees the same batches (the paper)
-        self.ardnem_bootstrap = False
         # --- shared (Tables 10–11): batch 32 episodes, RMSprop, γ 0.99, clip 10 (the base's defaults) ---
         self.gamma = 0.99  # Table 11: γ = 0.99
-        # --- ablations (Figure 4a/b, Appendix E.1) ---
-        self.decomposition = "attention"  # "attention" | "none" (critic on r_tot) | "monotonic" (E.1)
-        self.use_attention = True  # False: λ ≡ 1 (Figure 4a "w/o attention")
-        self.ensemble = True  # False: M = 1, û ≡ 1 (Figure 4a "w/o ensemble")
-        self.use_gat = True  # False: no global embedding in the critic (Figure 4a "w/o GAT")
-        self.prioritized = True  # False: uniform sampling in Stage III (Figure 4b)
-        # --- schedule / plumbing (not paper settings) ---
-        self.ardnem_updates_per_iteration = 1000
-        # Stage I batch: None = all real timesteps of `batch_size_episodes` uniformly drawn episodes
-        # (specs/sit_notes.md); an int = that many timesteps drawn uniformly over all real steps.
-        self.ardnem_batch_timesteps = None
-        self.agent_updates_per_iteration = 500
-        self.stage2_backend = "local"  # "local" | "ray_data" (Ray Data map_batches pass)
-        self.stage2_batch_episodes = 256
-        # Stage I shared across runs (stage1_cache.py): None/"default"/True = $RLLIB_SIT_STAGE1_CACHE or
-        # <data dir>/cache/ardnem; a folder or URI (s3://, gs://, file://); False = off.
-        self.stage1_cache = None
-        self.stage1_cache_timeout_s = 7200.0  # how long a run waits for another run's Stage I, then trains its own
-        self.ardnem_num_torch_threads = None  # torch threads of the local learner in Stage I (None: num_torch_threads)
 
     def validate_settings(self) -> None:
         self.check_positive(["ardnem_lr", "actor_lr", "critic_lr", "alpha", "beta", "eta", "uncertainty_floor"])
         self.check_int(["ardnem_updates", "agent_updates"], low=0)
         self.check_int(["ensemble_size", "reward_hidden", "attention_hidden", "critic_hidden", "rnn_hidden",
-                        "target_update_interval", "ardnem_updates_per_iteration", "agent_updates_per_iteration",
+                        "ardnem_updates_per_iteration", "agent_updates_per_iteration",
                         "stage2_batch_episodes"])
         if self.ardnem_batch_timesteps is not None:
             self.check_int(["ardnem_batch_timesteps"])

@@ -38,6 +38,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from rllib_sit.algorithms.common.algorithm import OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
 from rllib_sit.algorithms.common.phases import Phase
+from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.vdtn import vdtn_learner as V
 
 
@@ -48,46 +49,40 @@ class VDTNConfig(OfflineMARLConfig):
     here), ``seed``, evaluation (greedy, 32 episodes). ``lr`` is the Q-network learning rate.
     """
 
-    _training_keys = OfflineMARLConfig._training_keys + (
-        "use_value_deviation", "use_transition_normalization", "optimism", "vd_terminal", "vd_min_denominator",
-        "tn_estimator", "tn_include_reward", "vae_latent_dim", "vae_lr", "vae_kl_weight", "hidden", "batch_size",
-        "fit_updates", "td_updates", "updates_per_iteration", "target_update_tau", "target_update_interval",
-        "double_q", "agent_datasets", "bootstrap_truncated", "normalize_obs")
+    use_value_deviation = Setting(True, 'λ_vd (§3.1); False: the "w/o λ_vd" ablation rows (Table 5)')
+    use_transition_normalization = Setting(True, 'λ_tn (§3.2); False: the "w/o λ_tn" rows')
+    optimism = Setting(0.9, 'ε, Appendix B: 0.99 SMAC, 0.9 MPE, 0.48-0.80 MuJoCo (tuned examples set them)')
+    vd_terminal = Setting("outcome", "λ_vd without s′: the matrix game's reading (see value_deviation_weights)")
+    vd_min_denominator = Setting(1e-6, 'floor of |E V*(s′)| (this package: division by ~0)')
+    tn_estimator = Setting("vae", '§3.4\'s VAE latent-mean densities; "count": exact 1/P̂ (tabular)')
+    tn_include_reward = Setting(True, 'this package: the outcome s′ of a transition includes r (matrix game)')
+    vae_latent_dim = Setting(10, 'Table 12: VAE hidden space 10')
+    vae_lr = Setting(1e-4, 'Table 12: learning rate of G 1e-4')
+    vae_kl_weight = Setting(0.5, 'BCQ (Fujimoto et al. 2019): recon + 0.5 KL')
+    hidden = Setting([256, 256], 'Appendix B: MLP units (256, 256) in SMAC and DG; (64, 64) in MuJoCo')
+    batch_size = Setting(100, 'Appendix B: batch size 100 in SMAC and DG; 1024 in MuJoCo')
+    fit_updates = Setting(10000, 'not in the paper: Algorithm 1 line 4 "fit the VAEs" (length unstated)')
+    td_updates = Setting(100000, 'not in the paper (training length unstated)')
+    updates_per_iteration = Setting(1000, 'schedule only')
+    bootstrap_truncated = Setting(True, 'Time-limit ends are not terminations: bootstrap from o[length] there (the '
+                                  "BCQ / TD3+BC code's not_done = 1 - terminal; MPE's DG and CN never terminate). "
+                                  'False: y = r at the cut.')
+    normalize_obs = Setting(False, '(o − mean) / (std + 1e-3) per agent over its own dataset, in every network '
+                            "(TD3+BC's code does; the BCQ and CQL code do not): VDTN_TD3BC turns it on.")
+    double_q = Setting(False, 'Eq. 1: π̂ induced by the target Q̂ (True: online arg max, discrete BCQ code)')
+    agent_datasets = Setting(None, "The paper's per-agent datasets B_i: a folder of ``<agent>/`` datasets (what "
+                             '``rllib-sit data generate --decentralize [independent]`` writes) or ``{agent: '
+                             'path}``; None: slice the joint dataset.')
 
     algo_name = "VDTN"
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class)
         self.module_mapping = "agent_id"  # fully decentralized: one module per agent (§2)
-        self.use_value_deviation = True  # λ_vd (§3.1); False: the "w/o λ_vd" ablation rows (Table 5)
-        self.use_transition_normalization = True  # λ_tn (§3.2); False: the "w/o λ_tn" rows
-        self.optimism = 0.9  # ε, Appendix B: 0.99 SMAC, 0.9 MPE, 0.48-0.80 MuJoCo (tuned examples set them)
-        self.vd_terminal = "outcome"  # λ_vd without s′: the matrix game's reading (see value_deviation_weights)
-        self.vd_min_denominator = 1e-6  # floor of |E V*(s′)| (this package: division by ~0)
-        self.tn_estimator = "vae"  # §3.4's VAE latent-mean densities; "count": exact 1/P̂ (tabular)
-        self.tn_include_reward = True  # this package: the outcome s′ of a transition includes r (matrix game)
-        self.vae_latent_dim = 10  # Table 12: VAE hidden space 10
-        self.vae_lr = 1e-4  # Table 12: learning rate of G 1e-4
-        self.vae_kl_weight = 0.5  # BCQ (Fujimoto et al. 2019): recon + 0.5 KL
-        self.hidden = [256, 256]  # Appendix B: MLP units (256, 256) in SMAC and DG; (64, 64) in MuJoCo
-        self.batch_size = 100  # Appendix B: batch size 100 in SMAC and DG; 1024 in MuJoCo
         self.optimizer = "adam"  # BCQ / CQL / TD3+BC code (Adam); the paper names none
         self.grad_clip = None  # BCQ / TD3+BC code: no clipping
-        self.fit_updates = 10000  # not in the paper: Algorithm 1 line 4 "fit the VAEs" (length unstated)
-        self.td_updates = 100000  # not in the paper (training length unstated)
-        self.updates_per_iteration = 1000  # schedule only
         self.target_update_tau = 0.005  # BCQ / TD3: Polyak τ = 0.005 (the paper names none)
         self.target_update_interval = 1  # used only when target_update_tau is None (hard copies)
-        # Time-limit ends are not terminations: bootstrap from o[length] there (the BCQ / TD3+BC code's
-        # not_done = 1 - terminal; MPE's DG and CN never terminate). False: y = r at the cut.
-        self.bootstrap_truncated = True
-        # (o − mean) / (std + 1e-3) per agent over its own dataset, in every network (TD3+BC's code does;
-        # the BCQ and CQL code do not): VDTN_TD3BC turns it on.
-        self.normalize_obs = False
-        self.double_q = False  # Eq. 1: π̂ induced by the target Q̂ (True: online arg max, discrete BCQ code)
-        # The paper's per-agent datasets B_i: a folder of ``<agent>/`` datasets (what ``rllib-sit data
-        # generate --decentralize [independent]`` writes) or ``{agent: path}``; None: slice the joint dataset.
-        self.agent_datasets = None
 
     def validate_settings(self) -> None:
         if self.module_mapping != "agent_id":
@@ -99,15 +94,11 @@ class VDTNConfig(OfflineMARLConfig):
         self.check_choice("vd_terminal", V.VD_TERMINAL)
         self.check_choice("tn_estimator", V.TN_ESTIMATORS)
         self.check_positive(["vd_min_denominator", "lr", "vae_lr", "vae_kl_weight"])
-        self.check_int(["vae_latent_dim", "batch_size", "updates_per_iteration", "target_update_interval"])
+        self.check_int(["vae_latent_dim", "batch_size", "updates_per_iteration"])
         self.check_int(["fit_updates", "td_updates"], low=0)
         if not (isinstance(self.hidden, (list, tuple)) and self.hidden
                 and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in self.hidden)):
             self.bad("hidden", self.hidden, "a non-empty list of positive ints, e.g. [256, 256]")
-        if self.target_update_tau is not None:
-            self.check_range("target_update_tau", 0.0, 1.0)
-            if not self.target_update_tau > 0:
-                self.bad("target_update_tau", self.target_update_tau, "None or a number in (0, 1]")
         if self.agent_datasets is not None and not (
                 isinstance(self.agent_datasets, str)
                 or (isinstance(self.agent_datasets, dict) and self.agent_datasets
@@ -267,18 +258,16 @@ class VDTN(OfflineMARLAlgorithm):
 class VDTNBCQConfig(VDTNConfig):
     """MABCQ (§3.4, Algorithm 1). Table 12, BCQ columns."""
 
-    _training_keys = VDTNConfig._training_keys + ("bcq_threshold", "generator_lr", "perturb_lr",
-                                                  "perturbation_scale", "num_sampled_actions")
+    bcq_threshold = Setting(0.6, 'Table 12: threshold 0.6 (discrete BCQ: μ(a|s)/max μ ≥ τ)')
+    generator_lr = Setting(1e-4, 'Table 12: learning rate of G 1e-4 (G¹; discrete: the behaviour model)')
+    perturb_lr = Setting(1e-4, 'Table 12: learning rate of ξ 1e-4')
+    perturbation_scale = Setting(0.05, 'Table 12: Φ = 0.05 (actions scaled to [-1, 1])')
+    num_sampled_actions = Setting(10, 'Table 12: n = 10')
     algo_name = "VDTN_BCQ"
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or VDTN_BCQ)
         self.lr = 1e-4  # Table 12: learning rate of Q, discrete BCQ 1e-4 (continuous BCQ 1e-3: MuJoCo examples)
-        self.bcq_threshold = 0.6  # Table 12: threshold 0.6 (discrete BCQ: μ(a|s)/max μ ≥ τ)
-        self.generator_lr = 1e-4  # Table 12: learning rate of G 1e-4 (G¹; discrete: the behaviour model)
-        self.perturb_lr = 1e-4  # Table 12: learning rate of ξ 1e-4
-        self.perturbation_scale = 0.05  # Table 12: Φ = 0.05 (actions scaled to [-1, 1])
-        self.num_sampled_actions = 10  # Table 12: n = 10
 
     def validate_settings(self) -> None:
         super().validate_settings()
@@ -320,16 +309,15 @@ class VDTN_BCQ(VDTN):  # noqa: N801 - the registered run name
 class VDTNCQLConfig(VDTNConfig):
     """MACQL (§5.3). Table 12, CQL column."""
 
-    _training_keys = VDTNConfig._training_keys + ("cql_alpha", "actor_lr", "entropy_coeff", "num_sampled_actions")
+    cql_alpha = Setting(0.2, "Table 12: α = 0.2 (CQL's conservative weight)")
+    actor_lr = Setting(1e-4, 'Table 12: learning rate of π (CQL) 1e-4 (continuous actions)')
+    entropy_coeff = Setting(0.2, "not in Table 12: SAC's fixed temperature 0.2 (continuous actor)")
+    num_sampled_actions = Setting(10, 'CQL code: 10 uniform + 10 policy actions (continuous)')
     algo_name = "VDTN_CQL"
 
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or VDTN_CQL)
         self.lr = 1e-4  # Table 12: learning rate of Q (CQL) 1e-4
-        self.cql_alpha = 0.2  # Table 12: α = 0.2 (CQL's conservative weight)
-        self.actor_lr = 1e-4  # Table 12: learning rate of π (CQL) 1e-4 (continuous actions)
-        self.entropy_coeff = 0.2  # not in Table 12: SAC's fixed temperature 0.2 (continuous actor)
-        self.num_sampled_actions = 10  # CQL code: 10 uniform + 10 policy actions (continuous)
 
     def validate_settings(self) -> None:
         super().validate_settings()
@@ -368,8 +356,14 @@ class VDTNTD3BCConfig(VDTNConfig):
     """MATD3+BC (§5.4-5.5). Table 12, TD3+BC column; TD3 (Fujimoto et al. 2018) for the rest.
     Continuous actions only: building on a discrete-action dataset raises ``ValueError``."""
 
-    _training_keys = VDTNConfig._training_keys + ("td3_alpha", "actor_lr", "policy_noise", "noise_clip",
-                                                  "policy_delay", "bc_units")
+    actor_lr = Setting(3e-4, 'Table 12: learning rate of π (TD3+BC) 3e-4')
+    td3_alpha = Setting(2.5, "Table 12: λ = 2.5 (TD3+BC's α: κ = α / mean |Q|)")
+    policy_noise = Setting(0.2, 'TD3: target policy smoothing σ = 0.2 (actions in [-1, 1])')
+    noise_clip = Setting(0.5, 'TD3: noise clipped at 0.5')
+    policy_delay = Setting(2, 'TD3: actor updated every 2 critic updates')
+    bc_units = Setting("env", "The BC term (π(s) − a)² in the env's action units, averaged over action dimensions: "
+                       "the TD3+BC code's F.mse_loss(max_action·tanh, a) (DG's speeds are in [-0.1, 0.1]: a 100x "
+                       'weaker constraint than in [-1, 1]). "unit": in the [-1, 1] scale of the actor\'s tanh.')
     algo_name = "VDTN_TD3BC"
     action_spaces = ("continuous",)  # the base rejects a discrete dataset before building modules
     action_space_hint = ("TD3+BC differentiates a deterministic actor through the critic; use VDTN_BCQ or "
@@ -378,15 +372,6 @@ class VDTNTD3BCConfig(VDTNConfig):
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or VDTN_TD3BC)
         self.lr = 3e-4  # Table 12: learning rate of Q (TD3+BC) 3e-4
-        self.actor_lr = 3e-4  # Table 12: learning rate of π (TD3+BC) 3e-4
-        self.td3_alpha = 2.5  # Table 12: λ = 2.5 (TD3+BC's α: κ = α / mean |Q|)
-        self.policy_noise = 0.2  # TD3: target policy smoothing σ = 0.2 (actions in [-1, 1])
-        self.noise_clip = 0.5  # TD3: noise clipped at 0.5
-        self.policy_delay = 2  # TD3: actor updated every 2 critic updates
-        # The BC term (π(s) − a)² in the env's action units, averaged over action dimensions: the TD3+BC
-        # code's F.mse_loss(max_action·tanh, a) (DG's speeds are in [-0.1, 0.1]: a 100x weaker constraint
-        # than in [-1, 1]). "unit": in the [-1, 1] scale of the actor's tanh.
-        self.bc_units = "env"
         self.normalize_obs = True  # TD3+BC's code: states normalised by the dataset's mean and std
 
     def validate_settings(self) -> None:

@@ -15,12 +15,9 @@ setting), or hard copies every ``target_update_interval`` updates with ``target_
 
 from __future__ import annotations
 
-import functools
-
-
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, JointView
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.facmac.facmac_learner import (ACTOR_LOSS, CRITIC_LOSS, PI, Q_PI, Q_TOT_MEAN, Q_TOT_PI_MEAN,
                                                         TARGET_MEAN)
@@ -68,22 +65,14 @@ class FACMACTorchLearner(OfflineMARLTorchLearner):
 
     def compute_joint_losses(self, *, batch, fwd_out):
         cfg = self.config
-        agent_modules = list(self.agent_modules())
-        modules = list(dict.fromkeys(agent_modules))
-        joint = batch[MIXER_MODULE_ID]
-        mixer = self.module[MIXER_MODULE_ID].unwrapped()
-        L = joint[K.FILLED].shape[1]
-        state, filled = joint[K.STATE], joint[K.FILLED]
-
-        stacked = functools.partial(self.stacked, fwd_out)  # key -> [B, L, N, ...]
-
-        q_tot = mixer.mix(stacked(K.Q_TAKEN), state[:, :L])
-        with torch.no_grad():
-            target_next = mixer.mix_target(stacked(K.Q_NEXT_TARGET), state[:, 1:L + 1])
-        targets = factored_td_targets(joint[K.REWARD], joint[K.TERMINATED], target_next, cfg.gamma)
+        jv = JointView(self, batch, fwd_out)
+        filled = jv.filled
+        q_tot = jv.mix(jv.stack(K.Q_TAKEN))
+        target_next = jv.mix_target(jv.stack(K.Q_NEXT_TARGET))
+        targets = factored_td_targets(jv.joint[K.REWARD], jv.joint[K.TERMINATED], target_next, cfg.gamma)
         critic_loss = factored_critic_loss(q_tot, targets, filled)
-        q_tot_pi = mixer.mix(stacked(Q_PI), state[:, :L])
-        actor_loss = centralised_policy_gradient_loss(q_tot_pi, stacked(PI), filled, cfg.action_reg)
+        q_tot_pi = jv.mix(jv.stack(Q_PI))
+        actor_loss = centralised_policy_gradient_loss(q_tot_pi, jv.stack(PI), filled, cfg.action_reg)
         n = filled.sum().clamp(min=1.0)
         self.metrics.log_dict({
             CRITIC_LOSS: critic_loss.item(),
@@ -92,5 +81,4 @@ class FACMACTorchLearner(OfflineMARLTorchLearner):
             Q_TOT_PI_MEAN: ((q_tot_pi * filled).sum() / n).item(),
             TARGET_MEAN: ((targets * filled).sum() / n).item(),
         }, key=MIXER_MODULE_ID, window=1)
-        return {"critic": (critic_loss, [(m, "critic") for m in modules] + [(MIXER_MODULE_ID, "mixer")]),
-                "actor": (actor_loss, [(m, "actor") for m in modules])}
+        return {"critic": (critic_loss, jv.targets("critic", "mixer")), "actor": (actor_loss, jv.targets("actor"))}

@@ -18,13 +18,11 @@ entry outside the mask gets weight 0 and does not enter any normaliser, whatever
 
 from __future__ import annotations
 
-import functools
-
 from typing import Tuple
 
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, JointView
 from rllib_sit.algorithms.common.losses import bootstrap_mask, lambda_returns, masked_batch_softmax_weights
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.icq import icq_learner as N
@@ -98,19 +96,12 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
 
     def compute_joint_losses(self, *, batch, fwd_out):
         cfg = self.config
-        agent_modules = list(self.agent_modules())
-        modules = list(dict.fromkeys(agent_modules))
-        joint = batch[MIXER_MODULE_ID]
-        mixer = self.module[MIXER_MODULE_ID].unwrapped()
-        L = joint[K.FILLED].shape[1]
-        filled, state = joint[K.FILLED], joint[K.STATE]
-
-        stacked = functools.partial(self.stacked, fwd_out)  # key -> [B, L, N, ...]
+        jv = JointView(self, batch, fwd_out)
+        joint, L, filled = jv.joint, jv.L, jv.filled
 
         # -- critic: Q_tot vs the implicit-constraint λ-return ------------------------------------
-        q_tot = mixer.mix(stacked(K.Q_TAKEN), state[:, :L])
-        with torch.no_grad():
-            q_tot_next = mixer.mix_target(stacked(K.Q_NEXT_TARGET), state[:, 1:L + 1])
+        q_tot = jv.mix(jv.stack(K.Q_TAKEN))
+        q_tot_next = jv.mix_target(jv.stack(K.Q_NEXT_TARGET))
         targets, rho_c = icq_critic_targets(joint[K.REWARD], q_tot_next, joint[K.TERMINATED], filled,
                                             joint[K.NEXT_FILLED], gamma=cfg.gamma, lam=cfg.td_lambda,
                                             beta=cfg.critic_beta, over=cfg.softmax_over)
@@ -118,7 +109,7 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
 
         # -- actor: advantage-weighted log-likelihood, times ∂Q_tot/∂Q_i = w_i(s) --------------------
         baselines = {}
-        for m in modules:
+        for m in jv.modules:
             out = fwd_out[m]
             if N.Q_BASELINE in out:
                 baselines[m] = out[N.Q_BASELINE]
@@ -126,21 +117,19 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
                 avail = batch[m].get(K.AVAIL_ACTIONS)
                 baselines[m] = discrete_policy_baseline(out[N.Q_VALUES], out[N.PI_PROBS],
                                                         None if avail is None else avail[:, :L])
-        adv = (stacked(K.Q_TAKEN).detach() - stack_agents(baselines, agent_modules))
+        adv = (jv.stack(K.Q_TAKEN).detach() - jv.stack_values(baselines))
         with torch.no_grad():
-            w, _ = mixer.weights(state[:, :L])  # [B, L, N], ≥ 0
+            w, _ = jv.mixer.weights(joint[K.STATE][:, :L])  # [B, L, N], ≥ 0
         valid = filled.unsqueeze(-1).expand_as(adv)
-        logp = stacked(K.LOGP)
+        logp = jv.stack(K.LOGP)
         actor_loss, rho_a = icq_actor_loss(logp, adv, w, valid, cfg.actor_beta, cfg.softmax_over)
 
-        self._log_icq_metrics(modules, agent_modules, critic_loss, actor_loss, q_tot, targets, rho_c, filled,
-                          joint, rho_a, adv, logp, valid)
-        critic_targets = [(m, "critic") for m in modules] + [(MIXER_MODULE_ID, "mixer")]
-        return {"critic": (critic_loss, critic_targets),
-                "actor": (actor_loss, [(m, "actor") for m in modules])}
+        self._log_icq_metrics(jv.members, critic_loss, actor_loss, q_tot, targets, rho_c, filled, joint, rho_a, adv,
+                              logp, valid)
+        return {"critic": (critic_loss, jv.targets("critic", "mixer")), "actor": (actor_loss, jv.targets("actor"))}
 
-    def _log_icq_metrics(self, modules, agent_modules, critic_loss, actor_loss, q_tot, targets, rho_c, filled, joint,
-                     rho_a, adv, logp, valid) -> None:
+    def _log_icq_metrics(self, members, critic_loss, actor_loss, q_tot, targets, rho_c, filled, joint, rho_a, adv,
+                         logp, valid) -> None:
         with torch.no_grad():
             ok = filled > 0
             n = ok.sum().clamp(min=1)
@@ -154,8 +143,7 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
                 N.CRITIC_WEIGHT_MAX: float(r.max().item()) if r.numel() else 0.0,
                 N.CRITIC_WEIGHT_ESS: ess,
             }, key=MIXER_MODULE_ID, window=1)
-            for m in modules:
-                idx = [i for i, a in enumerate(agent_modules) if a == m]
+            for m, idx in members.items():
                 v = valid[..., idx] > 0
                 nm = v.sum().clamp(min=1)
                 self.metrics.log_dict({

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 
-from rllib_sit.algorithms.common.losses import masked_mean
+from rllib_sit.algorithms.common.losses import behaviour_cloning_nll, masked_mean
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.mabc.mabc_learner import BC_LOSS, GREEDY_ACCURACY, GREEDY_MATCH
 from rllib_sit.replay import keys as K
-
-
-def behaviour_cloning_nll(logp: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: L_BC(θ_i) = E_{τ_i, a_i ~ B}[−log π_i(a_i | τ_i)].
-
-    ``logp [B, L]`` = log π(a_j^t | τ_j^t) on B individual trajectories of agents j of one type;
-    the expectation is the mean over their real steps (padded steps, ``filled`` = 0, excluded).
-    """
-    return -masked_mean(logp, filled)
 
 
 class MABCTorchLearner(OfflineMARLTorchLearner):

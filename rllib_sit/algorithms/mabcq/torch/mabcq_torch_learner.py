@@ -21,10 +21,9 @@ from typing import Any, Dict
 
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, JointView
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
-from rllib_sit.algorithms.common.losses import masked_mean
-from rllib_sit.algorithms.mabc.torch.mabc_torch_learner import behaviour_cloning_nll
+from rllib_sit.algorithms.common.losses import behaviour_cloning_nll, masked_mean
 from rllib_sit.algorithms.mabcq import mabcq_learner as N
 from rllib_sit.replay import keys as K
 
@@ -93,7 +92,7 @@ class MABCQTorchLearner(OfflineMARLTorchLearner):
                 terms[f"{m}/vae"] = (loss, [(m, "vae")])
         if MIXER_MODULE_ID not in batch or not agents:
             return terms
-        terms.update(self._mixed_terms(agents, batch[MIXER_MODULE_ID], fwd_out))
+        terms.update(self._mixed_terms(JointView(self, batch, fwd_out)))
         return terms
 
     def _behaviour_term(self, module_id: str, batch, out) -> torch.Tensor:
@@ -108,27 +107,20 @@ class MABCQTorchLearner(OfflineMARLTorchLearner):
         self.metrics.log_dict(metrics, key=module_id, window=1)
         return loss
 
-    def _mixed_terms(self, agents, joint, fwd_out):
-        mixer = self.module[MIXER_MODULE_ID].unwrapped()
-        agent_modules = self.agent_modules()
-        filled = joint[K.FILLED]
-        L = filled.shape[1]
-        s, s_next = joint[K.STATE][:, :L], joint[K.STATE][:, 1:L + 1]
-        q_tot = mixer.mix(stack_agents({m: fwd_out[m][K.Q_TAKEN] for m in agents}, agent_modules), s)
-        with torch.no_grad():
-            q_tot_next = mixer.mix_target(stack_agents({m: fwd_out[m][K.Q_NEXT_TARGET] for m in agents},
-                                                       agent_modules), s_next)
+    def _mixed_terms(self, jv: JointView):
+        joint, filled, agents = jv.joint, jv.filled, jv.modules
+        q_tot = jv.mix(jv.stack(K.Q_TAKEN))
+        q_tot_next = jv.mix_target(jv.stack(K.Q_NEXT_TARGET))
         cfg = self.config
         td = mixed_td_loss(q_tot, q_tot_next, joint[K.REWARD], joint[K.TERMINATED], filled, joint[K.NEXT_FILLED],
                            cfg.gamma)
         y = joint[K.REWARD] + cfg.gamma * (1.0 - joint[K.TERMINATED]) * joint[K.NEXT_FILLED] * q_tot_next
         metrics = {N.TD_LOSS: td.item(), N.Q_TOT_MEAN: masked_mean(q_tot, filled).item(),
                    N.TARGET_MEAN: masked_mean(y, filled).item()}
-        terms = {"td": (td, [(m, "q") for m in agents] + [(MIXER_MODULE_ID, "mixer")])}
-        if N.Q_PERTURBED in fwd_out[agents[0]]:
-            q_pert = mixer.mix(stack_agents({m: fwd_out[m][N.Q_PERTURBED] for m in agents}, agent_modules), s)
-            loss = perturbation_loss(q_pert, filled)
+        terms = {"td": (td, jv.targets("q", "mixer"))}
+        if N.Q_PERTURBED in jv.fwd_out[agents[0]]:
+            loss = perturbation_loss(jv.mix(jv.stack(N.Q_PERTURBED)), filled)
             metrics[N.PERTURBATION_LOSS] = loss.item()
-            terms["perturbation"] = (loss, [(m, "perturb") for m in agents])
+            terms["perturbation"] = (loss, jv.targets("perturb"))
         self.metrics.log_dict(metrics, key=MIXER_MODULE_ID, window=1)
         return terms

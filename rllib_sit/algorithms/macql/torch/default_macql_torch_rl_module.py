@@ -6,8 +6,10 @@
   max of the values masked to the available actions) is the Q-learning policy. Its target copy
   ``target_actor`` comes from RLlib's ``TargetNetworkAPI`` (``target_networks = ("actor",)``).
 * **Continuous** (MAMuJoCo; our design, see ``docs/algorithms/macql.md``): the base's tanh-Gaussian
-  GRU actor π_i acts; a recurrent critic Q_i(τ_i, a_i) (:class:`RecurrentCritic`) with a target
-  copy, and a learned entropy temperature ``log_alpha`` (SAC) live on the learner only.
+  GRU actor π_i acts; the shared recurrent critic Q_i(τ_i, a_i)
+  (:class:`~rllib_sit.models.recurrent_q.RecurrentActionValue`: fc(o ⊕ a^{t-1}) → ReLU → GRU, then
+  an MLP head on [h^t ; a]) with a target copy, and a learned entropy temperature ``log_alpha``
+  (SAC) live on the learner only.
 """
 
 from __future__ import annotations
@@ -18,36 +20,11 @@ from typing import Any, Dict, Tuple
 import torch
 from torch import nn
 
-from rllib_sit.algorithms.macql.macql_learner import (LOG_PROPOSAL, LOGP_NEXT, LOGP_PI, Q_ALL, Q_ALL_TARGET,
-                                                      Q_DATA, Q_NEXT_TARGET, Q_PI, Q_SAMPLES)
-from rllib_sit.models.blocks import mlp
+from rllib_sit.algorithms.macql.macql_learner import (LOG_PROPOSAL, LOGP_NEXT, LOGP_PI, Q_ALL, Q_ALL_TARGET, Q_PI,
+                                                      Q_SAMPLES)
 from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
+from rllib_sit.models.recurrent_q import RecurrentActionValue
 from rllib_sit.replay import keys as K
-
-
-class RecurrentCritic(nn.Module):
-    """Q_i(τ_i^t, a_i): ``fc(o ⊕ a^{t-1}) → ReLU → GRU(rnn_hidden)`` encodes τ_i, then
-    ``MLP([h_t ; a], critic_hidden) → 1``. Actions enter scaled to [-1, 1]."""
-
-    def __init__(self, obs_dim: int, act_dim: int, rnn_hidden: int = 64, critic_hidden: int = 32):
-        super().__init__()
-        self.hidden = rnn_hidden
-        self.fc_in = nn.Linear(obs_dim + act_dim, rnn_hidden)
-        self.gru = nn.GRU(rnn_hidden, rnn_hidden, batch_first=True)
-        self.head = mlp(rnn_hidden + act_dim, [critic_hidden], 1)
-
-    def encode(self, obs: torch.Tensor, prev_actions_scaled: torch.Tensor) -> torch.Tensor:
-        """``obs [B, T, od]``, ``prev_actions_scaled [B, T, A]`` -> history embeddings ``[B, T, H]``."""
-        x = torch.relu(self.fc_in(torch.cat([obs, prev_actions_scaled], -1)))
-        h0 = torch.zeros(1, obs.shape[0], self.hidden, device=obs.device)
-        out, _ = self.gru(x, h0)
-        return out
-
-    def q(self, h: torch.Tensor, actions_scaled: torch.Tensor) -> torch.Tensor:
-        """``h [B, T, H]``, ``actions_scaled [B, T, A]`` -> ``[B, T]``; or ``[B, T, S, A]`` -> ``[B, T, S]``."""
-        if actions_scaled.dim() == h.dim() + 1:
-            h = h.unsqueeze(-2).expand(*actions_scaled.shape[:-1], h.shape[-1])
-        return self.head(torch.cat([h, actions_scaled], -1)).squeeze(-1)
 
 
 def tanh_gaussian_sample(means: torch.Tensor, log_std: torch.Tensor, n: int | None = None
@@ -82,7 +59,8 @@ class MACQLAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
             self.target_networks = ("actor",)
             return
         self.target_networks = ("critic",)
-        self.critic = RecurrentCritic(mc["obs_dim"], self.act_dim, mc["rnn_hidden"], mc["critic_hidden"])
+        self.critic = RecurrentActionValue(mc["obs_dim"] + self.act_dim, self.act_dim, mc["rnn_hidden"],
+                                           mc["critic_hidden"])
         self.log_alpha = nn.Parameter(torch.tensor(math.log(float(mc.get("initial_alpha", 1.0)))))
         self.num_samples = int(mc.get("cql_num_samples", 10))
 
@@ -114,12 +92,12 @@ class MACQLAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         prev_scaled = self.action_input(prev)
         means = self.actor(own, prev)  # [B, L+1, A] pre-tanh
         log_std = self._log_std()
-        h = self.critic.encode(own, prev_scaled)  # [B, L+1, H]
+        h = self.critic.trunk(own, prev_scaled)  # [B, L+1, H]
         h_now = h[:, :L]
-        q_data = self.critic.q(h_now, self.action_input(batch[K.ACTIONS]))
+        q_data = self.critic.value(h_now, self.action_input(batch[K.ACTIONS]))
         # Actor / temperature: one reparameterised sample ã ~ π_i(τ_i^t).
         u_pi, logp_pi = tanh_gaussian_sample(means[:, :L], log_std)
-        q_pi = self.critic.q(h_now, u_pi)
+        q_pi = self.critic.value(h_now, u_pi)
         # CQL(H): n uniform samples on [-1, 1]^A (density 2^-A) and n policy samples (detached).
         n = self.num_samples
         B = own.shape[0]
@@ -127,14 +105,14 @@ class MACQLAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         logq_unif = torch.full((B, L, n), -self.act_dim * math.log(2.0), device=own.device)
         with torch.no_grad():
             u_pol, logq_pol = tanh_gaussian_sample(means[:, :L], log_std, n)
-        q_samples = self.critic.q(h_now, torch.cat([u_unif, u_pol], 2))  # [B, L, 2n]
+        q_samples = self.critic.value(h_now.unsqueeze(-2), torch.cat([u_unif, u_pol], 2))  # [B, L, 2n]
         # SAC target: a' ~ π_i(τ_i^{t+1}) on the target critic.
         with torch.no_grad():
             u_next, logp_next = tanh_gaussian_sample(means[:, 1:L + 1], log_std)
-            h_target = self.target_critic.encode(own, prev_scaled)
-            q_next = self.target_critic.q(h_target[:, 1:L + 1], u_next)
-        return {Q_DATA: q_data, Q_PI: q_pi, LOGP_PI: logp_pi, Q_SAMPLES: q_samples,
-                LOG_PROPOSAL: torch.cat([logq_unif, logq_pol], 2), Q_NEXT_TARGET: q_next, LOGP_NEXT: logp_next}
+            h_target = self.target_critic.trunk(own, prev_scaled)
+            q_next = self.target_critic.value(h_target[:, 1:L + 1], u_next)
+        return {K.Q_TAKEN: q_data, Q_PI: q_pi, LOGP_PI: logp_pi, Q_SAMPLES: q_samples,
+                LOG_PROPOSAL: torch.cat([logq_unif, logq_pol], 2), K.Q_NEXT_TARGET: q_next, LOGP_NEXT: logp_next}
 
     def _forward_train(self, batch, **kwargs):
         if self.discrete:

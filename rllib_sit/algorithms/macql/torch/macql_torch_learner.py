@@ -17,12 +17,12 @@ from typing import Dict, Tuple
 
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, JointView
 from rllib_sit.algorithms.common.losses import masked_mean
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.macql.macql_learner import (
     ACTOR_LOSS, ALPHA, CQL_PENALTY, DATA_ACTION_GAP, ENTROPY, GREEDY_ACCURACY, LOG_PROPOSAL, LOGP_NEXT,
-    LOGP_PI, LOSS, MIXER_WEIGHTS, PER_AGENT, Q_ALL, Q_ALL_TARGET, Q_DATA, Q_NEXT_TARGET, Q_PI, Q_SAMPLES,
+    LOGP_PI, LOSS, MIXER_WEIGHTS, PER_AGENT, Q_ALL, Q_ALL_TARGET, Q_PI, Q_SAMPLES,
     Q_TOT_MEAN, TARGET_MEAN, TD_LOSS)
 from rllib_sit.replay import keys as K
 
@@ -149,28 +149,21 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
 
     # -------------------------------------------------------------------------------------------
     def compute_joint_losses(self, *, batch, fwd_out) -> Dict[str, Tuple[torch.Tensor, list]]:
-        mixer_mod = self.module[MIXER_MODULE_ID].unwrapped()
-        agent_modules = self.agent_modules()
-        modules = list(dict.fromkeys(agent_modules))
-        cfg = self.config
-        mb = batch[MIXER_MODULE_ID]
-        first = self.module[modules[0]].unwrapped()
-        if first.discrete:
-            return self._discrete_losses(cfg, mb, fwd_out, mixer_mod, agent_modules, modules)
-        return self._continuous_losses(cfg, mb, fwd_out, mixer_mod, agent_modules, modules)
+        jv = JointView(self, batch, fwd_out)
+        if self.module[jv.modules[0]].unwrapped().discrete:
+            return self._discrete_losses(self.config, jv)
+        return self._continuous_losses(self.config, jv)
 
     def _penalty_bias(self, cfg, b):
         return b if cfg.cql_bias_per_agent else None
 
-    def _discrete_losses(self, cfg, mb, fwd_out, mixer_mod, agent_modules, modules):
-        filled = mb[K.FILLED]
-        L = filled.shape[1]
-        q = stack_agents({m: fwd_out[m][Q_ALL] for m in modules}, agent_modules)  # [B, L+1, N, A]
-        q_target = stack_agents({m: fwd_out[m][Q_ALL_TARGET] for m in modules}, agent_modules)
+    def _discrete_losses(self, cfg, jv: JointView):
+        mb, filled, L = jv.joint, jv.filled, jv.L
+        q = jv.stack(Q_ALL)  # [B, L+1, N, A]
+        q_target = jv.stack(Q_ALL_TARGET)
         avail = mb[K.AVAIL_ACTIONS][:, :L + 1]
         actions = mb[K.ACTIONS].long()  # [B, L, N]
-        state = mb[K.STATE]
-        w, b = mixer_mod.weights(state[:, :L])  # [B, L, N], [B, L]
+        w, b = jv.mixer.weights(mb[K.STATE][:, :L])  # [B, L, N], [B, L]
         q_now = q[:, :L]
         q_data = q_now.gather(-1, actions.unsqueeze(-1)).squeeze(-1)  # [B, L, N]
         q_tot = (w * q_data).sum(-1) + b
@@ -179,8 +172,7 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
             chooser = q[:, 1:L + 1] if cfg.double_q else q_target[:, 1:L + 1]
             a_next = greedy_available(chooser.detach(), avail[:, 1:L + 1])
             q_next = q_target[:, 1:L + 1].gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
-            y = td_targets(mb[K.REWARD], mb[K.TERMINATED], mixer_mod.mix_target(q_next, state[:, 1:L + 1]),
-                           cfg.gamma)
+            y = td_targets(mb[K.REWARD], mb[K.TERMINATED], jv.mix_target(q_next), cfg.gamma)
         td = td_loss(q_tot, y, filled)
         avail_now = avail[:, :L]
         if cfg.cql_variant == PER_AGENT:
@@ -194,16 +186,15 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
         penalty = masked_mean(pen, filled)
         loss = td + cfg.cql_beta * penalty
         with torch.no_grad():
-            self._log_discrete(mb, q_now, avail_now, actions, agent_modules, modules, filled)
+            self._log_discrete(q_now, avail_now, actions, jv.members, filled)
             self._log_joint({LOSS: loss, TD_LOSS: td, CQL_PENALTY: penalty, Q_TOT_MEAN: masked_mean(q_tot, filled),
                              TARGET_MEAN: masked_mean(y, filled)})
-        targets = [(m, "q") for m in modules] + [(MIXER_MODULE_ID, "mixer")]
-        return {"critic": (loss, targets)}
+        return {"critic": (loss, jv.targets("q", "mixer"))}
 
     def _log_joint(self, values: Dict[str, torch.Tensor]) -> None:
         self.metrics.log_dict({k: float(v) for k, v in values.items()}, key=MIXER_MODULE_ID, window=1)
 
-    def _log_discrete(self, mb, q_now, avail_now, actions, agent_modules, modules, filled) -> None:
+    def _log_discrete(self, q_now, avail_now, actions, members, filled) -> None:
         """Per module: share of real steps whose greedy action is the data's, and the mean margin
         Q_i(a_data) − max over the other available actions (> 0: data actions valued highest)."""
         av = safe_avail(avail_now) > 0
@@ -211,8 +202,7 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
         others = q_now.masked_fill(~av, NEG_INF).scatter(-1, actions.unsqueeze(-1), NEG_INF).max(-1).values
         has_other = torch.isfinite(others)
         greedy = greedy_available(q_now, avail_now)
-        for m in modules:
-            idx = [i for i, a in enumerate(agent_modules) if a == m]
+        for m, idx in members.items():
             f = filled.unsqueeze(-1).expand(-1, -1, len(idx))
             valid = (f > 0) & has_other[:, :, idx]
             gap = torch.where(valid, q_data[:, :, idx] - others[:, :, idx], torch.zeros_like(q_data[:, :, idx]))
@@ -221,22 +211,15 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
                 DATA_ACTION_GAP: float(gap.sum() / valid.sum().clamp(min=1)),
             }, key=m, window=1)
 
-    def _continuous_losses(self, cfg, mb, fwd_out, mixer_mod, agent_modules, modules):
-        filled = mb[K.FILLED]
-        L = filled.shape[1]
-        state = mb[K.STATE]
-
-        def stack(key):
-            return stack_agents({m: fwd_out[m][key] for m in modules}, agent_modules)
-
+    def _continuous_losses(self, cfg, jv: JointView):
+        mb, filled, L, stack, modules = jv.joint, jv.filled, jv.L, jv.stack, jv.modules
         alpha_by_module = {m: self.module[m].unwrapped().alpha() for m in modules}
-        alpha = torch.stack([alpha_by_module[m] for m in agent_modules]).detach()  # [N]
-        w, b = mixer_mod.weights(state[:, :L])
-        q_data = stack(Q_DATA)  # [B, L, N]
+        alpha = torch.stack([alpha_by_module[m] for m in jv.agent_modules]).detach()  # [N]
+        w, b = jv.mixer.weights(mb[K.STATE][:, :L])
+        q_data = stack(K.Q_TAKEN)  # [B, L, N]
         q_tot = (w * q_data).sum(-1) + b
         with torch.no_grad():
-            q_next = stack(Q_NEXT_TARGET)
-            soft_next = mixer_mod.mix_target(q_next, state[:, 1:L + 1]) - (alpha * stack(LOGP_NEXT)).sum(-1)
+            soft_next = jv.mix_target(stack(K.Q_NEXT_TARGET)) - (alpha * stack(LOGP_NEXT)).sum(-1)
             y = td_targets(mb[K.REWARD], mb[K.TERMINATED], soft_next, cfg.gamma)
         td = td_loss(q_tot, y, filled)
         q_samples, log_q = stack(Q_SAMPLES), stack(LOG_PROPOSAL)  # [B, L, N, 2n]
@@ -255,8 +238,7 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
         h_target = -float(self.module[modules[0]].unwrapped().act_dim) if cfg.target_entropy is None \
             else float(cfg.target_entropy)
         alpha_loss = 0.0
-        for m in modules:
-            idx = [i for i, a in enumerate(agent_modules) if a == m]
+        for m, idx in jv.members.items():
             f = filled.unsqueeze(-1).expand(-1, -1, len(idx))
             lp = logp_pi[:, :, idx].detach()
             mean_lp = torch.where(f > 0, lp, torch.zeros_like(lp)).sum() / f.sum().clamp(min=1.0)
@@ -266,6 +248,5 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
         with torch.no_grad():
             self._log_joint({LOSS: critic_loss, TD_LOSS: td, CQL_PENALTY: penalty, ACTOR_LOSS: actor_loss,
                              Q_TOT_MEAN: masked_mean(q_tot, filled), TARGET_MEAN: masked_mean(y, filled)})
-        return {"critic": (critic_loss, [(m, "critic") for m in modules] + [(MIXER_MODULE_ID, "mixer")]),
-                "actor": (actor_loss, [(m, "actor") for m in modules]),
-                "alpha": (alpha_loss, [(m, "alpha") for m in modules])}
+        return {"critic": (critic_loss, jv.targets("critic", "mixer")), "actor": (actor_loss, jv.targets("actor")),
+                "alpha": (alpha_loss, jv.targets("alpha"))}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, JointView
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.qmix.qmix_learner import (Q_TOT_MEAN, Q_VALUES, TARGET_MEAN, TARGET_Q_VALUES, TD_ERROR_ABS,
                                                     TD_LOSS)
@@ -72,23 +72,18 @@ class QMIXTorchLearner(OfflineMARLTorchLearner):
 
     def compute_joint_losses(self, *, batch, fwd_out):
         cfg = self.config
-        agent_modules = list(self.agent_modules())
-        modules = list(dict.fromkeys(agent_modules))
-        joint = batch[MIXER_MODULE_ID]
-        mixer = self.module[MIXER_MODULE_ID].unwrapped()
-        L = joint[K.FILLED].shape[1]
+        jv = JointView(self, batch, fwd_out)
+        L = jv.L
         taken, nxt = {}, {}
-        for m in modules:
+        for m in jv.modules:
             q, q_target = fwd_out[m][Q_VALUES], fwd_out[m][TARGET_Q_VALUES]
             taken[m] = chosen_action_q(q[:, :L], batch[m][K.ACTIONS])
             nxt[m] = max_available_next_q(q[:, 1:L + 1], q_target[:, 1:L + 1], batch[m][K.AVAIL_ACTIONS][:, 1:L + 1],
                                           cfg.double_q)
-        state = joint[K.STATE]
-        q_tot = mixer.mix(stack_agents(taken, agent_modules), state[:, :L])
-        with torch.no_grad():
-            target_next = mixer.mix_target(stack_agents(nxt, agent_modules), state[:, 1:L + 1])
-        targets = qmix_td_targets(joint[K.REWARD], joint[K.TERMINATED], target_next, cfg.gamma)
-        filled = joint[K.FILLED]
+        q_tot = jv.mix(jv.stack_values(taken))
+        target_next = jv.mix_target(jv.stack_values(nxt))
+        targets = qmix_td_targets(jv.joint[K.REWARD], jv.joint[K.TERMINATED], target_next, cfg.gamma)
+        filled = jv.filled
         loss = qmix_td_loss(q_tot, targets, filled)
         n = filled.sum().clamp(min=1.0)
         self.metrics.log_dict({
@@ -97,4 +92,4 @@ class QMIXTorchLearner(OfflineMARLTorchLearner):
             TARGET_MEAN: ((targets * filled).sum() / n).item(),
             TD_ERROR_ABS: (((q_tot - targets).abs() * filled).sum() / n).item(),
         }, key=MIXER_MODULE_ID, window=1)
-        return {"td": (loss, [(m, "q") for m in modules] + [(MIXER_MODULE_ID, "mixer")])}
+        return {"td": (loss, jv.targets("q", "mixer"))}
