@@ -95,7 +95,7 @@ def test_installed_package_generates_into_the_working_directory(installed, tmp_p
     assert Path(where["data"]) == work.resolve() / "offline_data"
 
     proc = _run(GENERATE, site, work)
-    out = work.resolve() / "offline_data" / "datasets" / "smac_2s3z" / "low_4_0"
+    out = work.resolve() / "offline_data" / "datasets" / "smac_2s3z" / "low_4_0_v2"
     assert proc.stdout.strip().splitlines()[-1] == str(out)
     card = json.loads((out / "card.json").read_text())
     assert card["env"] == "smac:2s3z" and card["quality"] == "low" and card["n_episodes"] == 4
@@ -111,5 +111,5 @@ def test_installed_package_honours_rllib_sit_data_dir(installed, tmp_path):
     work, data = tmp_path / "work", tmp_path / "elsewhere"
     work.mkdir()
     _run(GENERATE, site, work, RLLIB_SIT_DATA_DIR=str(data))
-    assert (data / "datasets" / "smac_2s3z" / "low_4_0" / "card.json").exists()
+    assert (data / "datasets" / "smac_2s3z" / "low_4_0_v2" / "card.json").exists()
     assert not (work / "offline_data").exists()

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--cal-episodes", type=int, default=None,
                    help="episodes per calibration probe (>= 1; default per family: smac 20, mpe 100, mamujoco 40)")
     b.add_argument("--seed", type=int, default=0, help="evaluation seeds seed..seed+episodes-1 (default 0)")
+    b.add_argument("--no-fit", dest="fit", action="store_false",
+                   help="keep each level's member mid-band; by default members are moved within their bands so "
+                        "that the Table 7-9 datasets get the paper's average returns (docs/datasets.md)")
     b.add_argument("--dir", help="folder to write the cards to (default: $RLLIB_SIT_POOLS_DIR or the package's "
                                  "resources/policy_pools)")
 
@@ -126,7 +129,7 @@ def run_build(args: argparse.Namespace) -> int:
     check_build_request(envs, eval_episodes=args.episodes, cal_episodes=args.cal_episodes, seed=args.seed)
     for env_id in envs:
         card = build_pool(env_id, eval_episodes=args.episodes, seed=args.seed, cal_episodes=args.cal_episodes,
-                          directory=folder)
+                          directory=folder, fit_datasets=args.fit)
         missing = card.get("missing_levels") or {}
         print(f"{env_id}: wrote {pool_card_path(env_id, folder)} in {card['build_seconds']} s"
               + (f"; missing levels: {sorted(missing)}" if missing else ""), flush=True)

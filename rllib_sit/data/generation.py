@@ -40,6 +40,10 @@ from rllib_sit.data.pool_card import Pool, load_pool
 
 COMPONENT_STREAM = 0xC0FFEE
 DEFAULT_EPISODES = 10_000  # SIT paper Appendix C.3: 10,000 trajectories per dataset
+# Version of what a generated dataset of a given name holds (specs + shipped pools). It is part of
+# the card and of the cache folder name, so a dataset made under older pools is never reused silently.
+# 1: mid-band pool members; 2: members fitted to the paper's Table 7-9 dataset averages (issue 20).
+DATA_VERSION = 2
 DEFAULT_CHUNK = 25
 
 
@@ -50,7 +54,7 @@ def datasets_root() -> Path:
 
 def dataset_path(env_id: str, quality: str, n_episodes: int, seed: int, root: Optional[os.PathLike] = None) -> Path:
     family, scenario = env_id.split(":")
-    return Path(root or datasets_root()) / f"{family}_{scenario}" / f"{quality}_{n_episodes}_{seed}"
+    return Path(root or datasets_root()) / f"{family}_{scenario}" / f"{quality}_{n_episodes}_{seed}_v{DATA_VERSION}"
 
 
 def custom_quality_name(composition: Composition) -> str:
@@ -283,6 +287,7 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
                [{"r": "random", "m": "medium", "e": "expert"}[x] for x in comp.levels_used()]},
         },
         "seed": seed,
+        "data_version": DATA_VERSION,
         "seeding": "episode k: SeedSequence([seed, k]) -> env reset seed, member choice, one rng per agent; "
                    "components: counts by largest remainder, order shuffled by SeedSequence([seed, 0xC0FFEE])",
         "package_version": __version__,
@@ -311,7 +316,7 @@ def ensure_dataset(env_id: str, quality: str, n_episodes: int = DEFAULT_EPISODES
     """The cached dataset of (env, quality, n, seed), generated on first use."""
     path = dataset_path(env_id, quality, n_episodes, seed, root)
     if (path / "card.json").exists():
-        return str(path)
+        return _check_not_stale(path, env_id, kwargs.get("pool"))
     if in_ray_worker():
         # Inside a Tune trial (or any Ray task/actor) the CPUs belong to the trials: Ray tasks
         # asking for one more would wait forever on a small machine. Generate in this process.
@@ -321,8 +326,30 @@ def ensure_dataset(env_id: str, quality: str, n_episodes: int = DEFAULT_EPISODES
         # Concurrent trials (processes or nodes sharing the folder) generate one copy: the first
         # holds the lock and writes (atomically); the others find its card when they get the lock.
         if (path / "card.json").exists():
-            return str(path)
+            return _check_not_stale(path, env_id, kwargs.get("pool"))
         return generate_dataset(env_id, quality=quality, n_episodes=n_episodes, seed=seed, out=path, **kwargs)
+
+
+def _check_not_stale(path: Path, env_id: str, pool: Optional[Pool] = None) -> str:
+    """``path`` if its card's generating members (kind + params per level) are the current pool's;
+    else a ``ValueError`` naming the dataset, the level and both members (a pool card rebuilt since)."""
+    import json
+
+    card = json.loads((path / "card.json").read_text())
+    gen = card.get("generating_policies") or {}
+    try:
+        pool = pool if pool is not None else load_pool(env_id)
+    except (OSError, ValueError):
+        return str(path)  # no pool card to compare with (e.g. an env without a pool): nothing to check
+    for level, members in gen.items():
+        if level == "pool_card" or level not in pool.levels:
+            continue
+        then = [(m.get("kind"), m.get("params")) for m in members]
+        now = [(m.kind, m.params) for m in pool.levels[level]]
+        if then != now:
+            raise ValueError(f"{path}: stale dataset: its {level} members {then} are not the current pool's {now} "
+                             f"(the pool card was rebuilt since); delete the folder or regenerate with --overwrite")
+    return str(path)
 
 
 def in_ray_worker() -> bool:

@@ -214,7 +214,7 @@ def calibrate(env: CoopEnv, cand: Candidate, rng_range: Tuple[float, float], n_e
 
 def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
                cal_episodes: Optional[int] = None, directory: Optional[os.PathLike] = None,
-               log=print) -> Dict[str, Any]:
+               log=print, fit_datasets: bool = True) -> Dict[str, Any]:
     """Calibrate the random/medium/expert members of ``env_id`` and write its pool card.
 
     For each level the candidates of :func:`default_candidates` are tried in order (random: uniform
@@ -227,6 +227,10 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
     ``missing_levels``. A level without a paper range in the data spec is built only if a dataset of
     the specs uses it: its first fixed candidate (random: uniform actions), measured, ``in_range:
     null``.
+
+    ``fit_datasets`` (default): the members are then moved within their bands so that the datasets
+    of the specs citing Tables 7–9 get the paper's average returns (:mod:`.pool_fit`); the card's
+    ``dataset_fit`` holds, per dataset, the paper's average, the fitted and the freshly measured one.
     """
     from rllib_sit.envs.registry import make_env, parse_env_id
 
@@ -303,6 +307,9 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
             res = chosen.measured
             log(f"{env_id}: {lvl:6s} {chosen.kind:9s} {chosen.params} -> {res['mean']:.2f} ± {res['std']:.2f} "
                 f"in range [{lo}, {hi}]: {res['in_range']}")
+    dataset_fit = None
+    if fit_datasets and levels:
+        dataset_fit = _fit_to_datasets(env, spec, family, levels, cal_episodes, eval_episodes, seed, log)
     card = {
         "env": env_id,
         "paper_ranges": {k: list(v) for k, v in spec.pool_ranges.items()},
@@ -317,8 +324,42 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
         "levels": {lvl: [m.describe() for m in ms] for lvl, ms in levels.items()},
         "missing_levels": missing,
     }
+    if dataset_fit is not None:
+        card["method"] += ("; each level's member then moved within its band so that the Table 7-9 datasets get "
+                           "the paper's average returns (rllib_sit.data.pool_fit)")
+        card["dataset_fit"] = dataset_fit
     write_pool_card(env_id, card, directory)
     return card
+
+
+def _fit_to_datasets(env: CoopEnv, spec, family: str, levels: Dict[str, List[PoolMember]], cal_episodes: int,
+                     eval_episodes: int, seed: int, log) -> Optional[Dict[str, Any]]:
+    """Replace ``levels``' members by the dataset-fitted ones (measured on the evaluation seeds) and
+    return the card's ``dataset_fit`` (None when the specs cite no Table 7-9 dataset for this env)."""
+    from rllib_sit.data import pool_fit
+
+    if not pool_fit.fit_targets(spec):
+        return None
+    fit_eps = pool_fit.FIT_EPISODES.get(family, 40)
+    res = pool_fit.fit_pool(env, spec, family, _find_heuristic(family), {l: ms[0] for l, ms in levels.items()},
+                            cal_episodes, fit_eps, seed, log=log)
+    for lvl in res["grades"]:
+        mem = res["members"][lvl]
+        lo, hi = spec.pool_ranges[lvl]
+        mem.measured = measure(env, mem.build(), eval_episodes, seed)
+        mem.measured["in_range"] = bool(lo <= mem.measured["mean"] <= hi)
+        levels[lvl] = [mem]
+        log(f"{spec.env_id}: {lvl:6s} fitted {mem.kind} {mem.params} -> {mem.measured['mean']:.2f} ± "
+            f"{mem.measured['std']:.2f} in range [{lo}, {hi}]: {mem.measured['in_range']}")
+    out = pool_fit.measure_datasets(env, spec, family, {l: ms[0] for l, ms in levels.items()}, res["fit"],
+                                    4 * eval_episodes, seed)
+    for q, row in out.items():
+        log(f"{spec.env_id}: {q:8s} paper {row['paper_average_return']:8.2f}  fitted "
+            f"{row.get('fitted_average_return', float('nan')):8.2f}  fresh {row['measured_average_return']:8.2f}"
+            f"  within ±{row['tolerance']}: {row['within']}")
+    return {"grades": {k: round(v, 4) for k, v in res["grades"].items()},
+            "grade_intervals": {k: [round(v[0], 4), round(v[1], 4)] for k, v in res["intervals"].items()},
+            "datasets": out}
 
 
 def _env_code_version(family: str) -> str:

@@ -60,23 +60,32 @@ def _uniform_member(params: dict, base_dir: Path) -> AgentPolicy:
     * ``support: "box" | "corners"`` (continuous): uniform in the action box, or uniform over its
       corners (every component ±max, like the saturated tanh outputs of an untrained policy);
     * ``attack_drop`` in [0, 1] (SMAC): an attack action drawn is replaced, with this probability,
-      by a random available non-attack action (move/stop), which lowers a random team's damage.
+      by a random available non-attack action (move/stop), which lowers a random team's damage;
+    * ``drift`` in [0, 1] (discrete): with this probability the agent takes its own fixed move
+      ``1 + i % 4`` (MPE: left/right/down/up) instead, so a team wanders off: below uniform actions,
+      like an untrained policy stuck on one output;
+    * ``corner_prob`` in [0, 1] (continuous): with this probability a corner of the box, else a
+      box-uniform action (``support="corners"`` is ``corner_prob=1``).
     """
     support = params.get("support", "box")
     drop = float(params.get("attack_drop", 0.0))
+    drift = float(params.get("drift", 0.0))
+    corner_prob = 1.0 if support == "corners" else float(params.get("corner_prob", 0.0))
     first_attack = int(params.get("first_attack_action", 6))  # SMAC: 0 no-op, 1 stop, 2-5 move
 
     def act(env: CoopEnv, i: int, rng: np.random.Generator, obs=None):
         info = env.info
         if info.discrete:
             mask = env.action_masks()[i] > 0
+            if drift > 0 and rng.random() < drift and mask[1 + i % 4]:
+                return 1 + i % 4
             a = int(rng.choice(np.flatnonzero(mask)))
             if drop > 0 and a >= first_attack and rng.random() < drop:
                 calm = np.flatnonzero(mask[:first_attack])
                 if len(calm):
                     a = int(rng.choice(calm))
             return a
-        if support == "corners":
+        if corner_prob > 0 and (corner_prob >= 1 or rng.random() < corner_prob):
             return (rng.choice([-1.0, 1.0], info.act_dim) * info.action_high).astype(np.float32)
         return rng.uniform(info.action_low, info.action_high, info.act_dim).astype(np.float32)
     return act
@@ -105,6 +114,8 @@ def _unit_interval(v) -> bool:
 MEMBER_PARAMS: Dict[str, Dict[str, tuple]] = {
     "uniform": {"support": (lambda v: v in ("box", "corners"), "'box' or 'corners'"),
                 "attack_drop": (_unit_interval, "a number in [0, 1]"),
+                "drift": (_unit_interval, "a number in [0, 1]"),
+                "corner_prob": (_unit_interval, "a number in [0, 1]"),
                 "first_attack_action": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                                         "a non-negative integer")},
     "heuristic": {"fn": (lambda v: isinstance(v, str) and v.count(":") == 1, "'module:function'"),

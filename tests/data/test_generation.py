@@ -7,6 +7,7 @@ so Ray workers can use them.
 
 import json
 import sys
+from pathlib import Path
 from functools import partial
 
 import numpy as np
@@ -180,10 +181,28 @@ def test_ensure_dataset_uses_cache(tmp_path, monkeypatch):
     kw = dict(pool=tiny_pool(), env_fn=TinyEnv, num_workers=0, progress=False)
     p1 = ensure_dataset("toy:tiny", "low", n_episodes=4, seed=1, **kw)
     assert p1 == str(dataset_path("toy:tiny", "low", 4, 1))
-    assert p1 == str(tmp_path / "cache/datasets/toy_tiny/low_4_1")
-    mtime = (tmp_path / "cache/datasets/toy_tiny/low_4_1/card.json").stat().st_mtime
+    assert p1 == str(tmp_path / f"cache/datasets/toy_tiny/low_4_1_v{generation.DATA_VERSION}")
+    mtime = (Path(p1) / "card.json").stat().st_mtime
     assert ensure_dataset("toy:tiny", "low", n_episodes=4, seed=1, **kw) == p1
-    assert (tmp_path / "cache/datasets/toy_tiny/low_4_1/card.json").stat().st_mtime == mtime
+    assert (Path(p1) / "card.json").stat().st_mtime == mtime
+    assert json.loads((Path(p1) / "card.json").read_text())["data_version"] == generation.DATA_VERSION
+
+
+def test_ensure_dataset_refuses_a_stale_dataset(tmp_path, monkeypatch):
+    """Issue 20: a cached dataset made with other pool members than the current pool card (a pool
+    rebuilt since) is an error naming the folder and both members, never reused silently."""
+    monkeypatch.setenv("RLLIB_SIT_DATA_DIR", str(tmp_path / "cache"))
+    from rllib_sit.data import generation
+
+    monkeypatch.setattr(generation, "dataset_spec",
+                        lambda env_id, q: type("Spec", (), {"composition": parse_composition(COMP), "note": "",
+                                                            "paper_average_return": 1.0})())
+    kw = dict(env_fn=TinyEnv, num_workers=0, progress=False)
+    ensure_dataset("toy:tiny", "low", n_episodes=4, seed=1, pool=tiny_pool(), **kw)
+    rebuilt = tiny_pool()
+    rebuilt.levels["random"] = [PoolMember("uniform", {"attack_drop": 0.5})]
+    with pytest.raises(ValueError, match=r"low_4_1_v\d+: stale dataset: its random members .*attack_drop"):
+        ensure_dataset("toy:tiny", "low", n_episodes=4, seed=1, pool=rebuilt, **kw)
 
 
 def test_cache_follows_the_data_dir(tmp_path, monkeypatch):
@@ -200,10 +219,10 @@ def test_cache_follows_the_data_dir(tmp_path, monkeypatch):
     work.mkdir()
     monkeypatch.chdir(work)
     assert data_dir() == work / "offline_data"
-    assert dataset_path("smac:2s3z", "low", 10, 0) == work / "offline_data/datasets/smac_2s3z/low_10_0"
+    assert dataset_path("smac:2s3z", "low", 10, 0) == work / "offline_data/datasets/smac_2s3z/low_10_0_v2"
     assert cache_root() == work / "offline_data/cache/columns"
     monkeypatch.setenv("RLLIB_SIT_DATA_DIR", "rel/data")  # relative: against the working directory
-    assert dataset_path("smac:2s3z", "low", 10, 0) == work / "rel/data/datasets/smac_2s3z/low_10_0"
+    assert dataset_path("smac:2s3z", "low", 10, 0) == work / "rel/data/datasets/smac_2s3z/low_10_0_v2"
     assert cache_root() == work / "rel/data/cache/columns"
     monkeypatch.setenv("RLLIB_SIT_DATA_DIR", str(tmp_path / "abs"))
     assert data_dir() == tmp_path / "abs"
@@ -212,7 +231,7 @@ def test_cache_follows_the_data_dir(tmp_path, monkeypatch):
     # a Tune trial runs in its trial folder; the cache stays where the job was started
     monkeypatch.delenv("RLLIB_SIT_DATA_DIR")
     monkeypatch.setenv("TUNE_ORIG_WORKING_DIR", str(tmp_path / "job"))
-    assert dataset_path("smac:2s3z", "low", 10, 0) == tmp_path / "job/offline_data/datasets/smac_2s3z/low_10_0"
+    assert dataset_path("smac:2s3z", "low", 10, 0) == tmp_path / "job/offline_data/datasets/smac_2s3z/low_10_0_v2"
 
 
 def test_decentralize_per_agent_datasets(tmp_path):
