@@ -4,6 +4,8 @@
     python benchmarks/speed.py --sections learner --algos SIT QMIX    # one section, two algorithms
     python benchmarks/speed.py --sections all --out results/speed     # also the sweep and memory sections
     python benchmarks/speed.py --tiny --data-dir /tmp/speed_tiny      # every cheap section in seconds (the test)
+    python benchmarks/speed.py --sections learner --precision both --learner-threads 1 2   # fp32 vs bf16
+    python benchmarks/speed.py --sections learner --device cuda --precision both          # the GPU learner
 
 Sections (``--sections``; default ``learner stage2 sumtree read envs``; ``all`` adds the optional
 ``sweep`` and ``memory``):
@@ -15,6 +17,11 @@ learner  Per-update cost of every registered algorithm, each of its update phase
          own loss code (``compute_losses_for_module`` / ``compute_joint_losses``) on the same
          modules and the same recorded batches. Warm-up, then ``--repeats`` rounds of
          ``--updates`` updates per side, sides alternated in rotating order; median per side.
+         ``--precision fp32|bf16|both`` (the learners' ``precision`` setting; ``both``: each
+         algorithm in fp32 then in bf16, alternating per algorithm in one run), ``--learner-threads
+         1 2`` (each algorithm at each thread count), ``--device cpu|cuda`` (``cuda``: a local
+         learner with ``num_gpus_per_learner=1``; every side synchronises the GPU before its clock
+         stops). The plain loop runs in the learner's own autocast context (the same math).
 stage2   SIT Stage II (``stage2.decompose_episodes``: ARDNEM forward + Eq. 4-7) over every real
          agent-step of ``--stage2-episodes`` synthetic 2s3z episodes vs a bare forward of the same
          network over the same tensors (alternated, median).
@@ -223,15 +230,25 @@ class _NullMetrics:
         return lambda *a, **k: None
 
 
-def _to_torch(batch: Dict[str, np.ndarray]):
-    """What RLlib's ``convert_to_torch_tensor`` makes of a batch: ``from_numpy``, floats as float32."""
+def _to_torch(batch: Dict[str, np.ndarray], device=None):
+    """What RLlib's ``convert_to_torch_tensor`` makes of a batch: ``from_numpy``, floats as float32,
+    on the learner's device."""
     import torch
 
     out = {}
     for k, v in batch.items():
         t = torch.from_numpy(np.asarray(v))
-        out[k] = t.float() if t.is_floating_point() and t.dtype != torch.float16 else t
+        t = t.float() if t.is_floating_point() and t.dtype != torch.float16 else t
+        out[k] = t if device is None else t.to(device)
     return out
+
+
+def synchronize(device) -> None:
+    """Wait for the GPU's queued kernels (a CUDA side's clock stops after them); nothing on the CPU."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.cuda.synchronize(device)
 
 
 class PlainLoop:
@@ -276,13 +293,17 @@ class PlainLoop:
     def step(self, batches: Dict[str, Dict[str, np.ndarray]]) -> None:
         import torch
 
-        batch = {mid: _to_torch(b) for mid, b in batches.items() if mid in self.modules}
-        fwd = {mid: self.modules[mid].forward_train(b) for mid, b in batch.items()}
-        metrics, self.learner.metrics = self.learner.metrics, _NullMetrics()
+        from rllib_sit.algorithms.common.torch_learner import to_fp32
+
+        lr = self.learner
+        batch = {mid: _to_torch(b, lr._device) for mid, b in batches.items() if mid in self.modules}
+        metrics, lr.metrics = lr.metrics, _NullMetrics()
         try:
-            terms = [(loss, tg) for loss, tg in self.loss_terms(batch, fwd).values() if loss.requires_grad]
+            with lr.precision_context():  # the learner's autocast (nothing in fp32): the same math
+                fwd = to_fp32({mid: self.modules[mid].forward_train(b) for mid, b in batch.items()})
+                terms = [(loss.float(), tg) for loss, tg in self.loss_terms(batch, fwd).values() if loss.requires_grad]
         finally:
-            self.learner.metrics = metrics
+            lr.metrics = metrics
         touched = list(dict.fromkeys(t for _, tg in terms for t in tg))
         for key in touched:
             self.optims[key].zero_grad(set_to_none=True)
@@ -322,7 +343,8 @@ def algorithm_map(name: str) -> str:
     return DISCRETE_MAP if algorithm_fits_map(name, continuous=False) else CONTINUOUS_MAP
 
 
-def algorithm_config(name: str, path: str, args, cache_root: str):
+def algorithm_config(name: str, path: str, args, cache_root: str, precision: str = "fp32",
+                     threads: Optional[int] = None):
     import importlib
 
     from rllib_sit.algorithms import ALGORITHMS
@@ -333,8 +355,10 @@ def algorithm_config(name: str, path: str, args, cache_root: str):
            .environment(algorithm_map(name))
            .offline_data(input_=path)
            .training(batch_size_episodes=args.batch_episodes, column_cache_dir=cache_root,
-                     validate_dataset="schema", num_torch_threads=args.threads)
+                     validate_dataset="schema", num_torch_threads=threads or args.threads, precision=precision)
            .debugging(seed=args.seed))
+    if getattr(args, "device", "cpu") == "cuda":
+        cfg.learners(num_learners=0, num_gpus_per_learner=1)  # the local learner on cuda:0
     if name == "SIT":
         cfg.training(stage1_cache=False)  # this run trains its Stage I (nothing loaded from the store)
     return cfg
@@ -352,9 +376,12 @@ def same_gradients(algo, plain: PlainLoop, batch) -> float:
     snap = {mid: copy.deepcopy(m.state_dict()) for mid, m in mods.items()}
     params = {id(p): p for ps in plain.params.values() for p in ps}
     rng = torch.random.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
 
     def run(fn):
         torch.random.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
         for p in params.values():
             p.grad = None
         fn(batch)
@@ -417,10 +444,13 @@ def time_phase(algo, phase, plain: PlainLoop, args) -> Dict[str, float]:
 
     sides = [("train", run_train), ("learner", run_learner), ("plain", run_plain)]
     samples: Dict[str, List[float]] = {s: [] for s, _ in sides}
+    device = plain.learner._device
     for r in range(args.repeats):
         for s, fn in sides[r % 3:] + sides[:r % 3]:
+            synchronize(device)
             t0 = time.perf_counter()
             fn()
+            synchronize(device)
             samples[s].append((time.perf_counter() - t0) / k)
     out = {s: median_ms(v) for s, v in samples.items()}
     out["grad_diff"] = grad_diff
@@ -433,9 +463,14 @@ def section_learner(args, ctx) -> Section:
 
     from rllib_sit.algorithms import ALGORITHMS
 
+    import torch
+
     sec = Section("learner", "Per-update cost: RLlib vs a plain PyTorch loop (ms per update, median)",
-                  ["algorithm (phase)", "map", "batch", "training_step() ms", "learner_group.update ms",
-                   "plain PyTorch ms", "training_step/plain", "update/plain", "grad check"])
+                  ["algorithm (phase)", "map", "batch", "precision", "threads", "device", "training_step() ms",
+                   "learner_group.update ms", "plain PyTorch ms", "training_step/plain", "update/plain",
+                   "grad check"])
+    precisions = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    variants = [(threads, precision) for threads in args.learner_threads for precision in precisions]
     names = args.algos or list(ALGORITHMS)
     unknown = [n for n in names if n not in ALGORITHMS]
     if unknown:
@@ -443,11 +478,11 @@ def section_learner(args, ctx) -> Section:
     ctx.ensure_ray()
     cache_root = tempfile.mkdtemp(prefix="speed_cache_", dir=ctx.tmp)
     paths = {}
-    for name in names:
+    for name, (threads, precision) in [(n, v) for n in names for v in variants]:
         env_id = algorithm_map(name)
         if env_id not in paths:
             paths[env_id] = synthetic_dataset(args.data_dir, env_id, args.learner_episodes, args.seed)
-        algo = algorithm_config(name, paths[env_id], args, cache_root).build_algo()
+        algo = algorithm_config(name, paths[env_id], args, cache_root, precision, threads).build_algo()
         try:
             learner = algo.learner_group._learner
             if learner is None:
@@ -462,8 +497,11 @@ def section_learner(args, ctx) -> Section:
                 phase.updates = sched.done[phase.name] + 10 ** 9  # never ends while timed
                 t = time_phase(algo, phase, plain, args)
                 label = f"{name} {PHASE_LABELS.get((name, phase.name), f'({phase.name})')}"
+                if len(variants) > 1:  # one row label per (algorithm, phase, variant) in the CSV
+                    label += f" [{precision}, {threads} thr]"
                 sec.add(**{"algorithm (phase)": label, "map": env_id.split(":")[1],
                            "batch": f"{args.batch_episodes} ep ({t['batch_rows']:.0f} rows)",
+                           "precision": precision, "threads": threads, "device": str(learner._device),
                            "training_step() ms": t["train"], "learner_group.update ms": t["learner"],
                            "plain PyTorch ms": t["plain"], "training_step/plain": ratio(t["train"], t["plain"]),
                            "update/plain": ratio(t["learner"], t["plain"]), "grad check": t["grad_diff"]})
@@ -477,11 +515,17 @@ def section_learner(args, ctx) -> Section:
             algo.stop()
     ray.shutdown()
     ctx.ray_started = False
+    torch.set_num_threads(args.threads)  # the algorithms set their own; the next sections use --threads
     sec.notes += [
         f"synthetic episodes ({args.learner_episodes:,} per map, seed {args.seed}; 2s3z shapes, FACMAC on "
         f"HalfCheetah 2l), {args.batch_episodes} episodes per batch ('rows': the rows of all modules' batches; "
-        f"SIT Stage I: real timesteps), {args.threads} torch thread(s); warm-up {args.warmup}, then "
+        f"SIT Stage I: real timesteps), torch threads {args.learner_threads}, precision {precisions} (each "
+        f"algorithm in every (threads, precision) variant before the next algorithm), learner device "
+        f"{args.device}; warm-up {args.warmup}, then "
         f"{args.repeats} rounds x {args.updates} updates per side, sides alternated; median.",
+        "precision bf16: the learners' `precision=\"bf16\"` (torch.autocast around forwards and losses, "
+        "network outputs back in fp32, parameters and optimizer state fp32); the plain loop runs in the "
+        "learner's own autocast context, so the grad check compares like with like.",
         "training_step(): `algo.training_step()` (what `train()` runs per iteration) with the phase's "
         "`per_iteration` = updates, divided by the updates: batch sampling (SIT Stage III: the DPER actor round "
         "trip, prefetched), `learner_group.update` (NumPy -> torch, forward, the learner's losses, one backward "
@@ -997,6 +1041,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     p.add_argument("--tiny", action="store_true", help="every size at its smallest (seconds per section; the test)")
     g = p.add_argument_group("learner")
+    g.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="the learner's device (cuda: a local learner with num_gpus_per_learner=1)")
+    g.add_argument("--precision", choices=["fp32", "bf16", "both"], default="fp32",
+                   help="the learners' precision setting (both: fp32 then bf16 for each algorithm, in one run)")
+    g.add_argument("--learner-threads", type=int, nargs="+",
+                   help="torch thread counts the learner section times each algorithm at (default: --threads)")
     g.add_argument("--algos", nargs="+", help="registered algorithm names (default: all registered)")
     g.add_argument("--learner-episodes", type=int, default=1000, help="synthetic episodes per map")
     g.add_argument("--batch-episodes", type=int, default=32, help="episodes per batch (paper: 32)")
@@ -1053,6 +1103,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if any(n < 2 for n in args.sumtree_leaves):
         p.error(f"--sumtree-leaves must be >= 2, got {args.sumtree_leaves}")
+    args.learner_threads = args.learner_threads or [args.threads]
+    if any(n < 1 for n in args.learner_threads):
+        p.error(f"--learner-threads must be >= 1 each, got {args.learner_threads}")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            p.error("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
     if args.data_dir is None:
         from rllib_sit.data.paths import data_dir
 
