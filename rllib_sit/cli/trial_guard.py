@@ -149,7 +149,8 @@ class ResumeFromNewestCheckpoint(Callback):
         from ray.train._internal.session import _TrainingResult
         from ray.tune import Checkpoint
 
-        trial_dir = trial.local_path if trial.local_path and os.path.isdir(trial.local_path) else trial.path
+        # The trial's folder in the run's storage (trial.local_path is Ray's staging copy in its session dir).
+        trial_dir = next((d for d in (trial.path, trial.local_path) if d and os.path.isdir(d)), trial.path)
         recorded = trial.checkpoint.path if trial.checkpoint is not None else None
         newest = newest_complete_checkpoint(trial_dir, reference=recorded) if trial_dir else None
         if newest is None:

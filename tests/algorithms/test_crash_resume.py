@@ -1,11 +1,18 @@
 """Crash-safe training: `rllib train file` is killed with SIGKILL mid-Stage I and again mid-Stage III,
 `--resume` continues each time, and the end equals an uninterrupted run with the same seed: phase
 counters, the DPER's sampling stream (its RNG state and probabilities) and every parameter of
-every module, bit for bit (the updates use no randomness beyond the checkpointed RNGs)."""
+every module, bit for bit (the updates use no randomness beyond the checkpointed RNGs).
+
+Each kill comes within a second of a checkpoint being written completely (issue 21), before Tune
+has recorded it in its experiment state (which it saves every 10 s or more): each resume must
+continue from that checkpoint, not restart at iteration 1 (iterations since restore < total)."""
 
 import glob
+import json
 import os
 import pickle
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +20,8 @@ import time
 
 import numpy as np
 import pytest
+
+from rllib_sit.cli.trial_guard import checkpoint_is_complete
 
 YAML = """
 crash:
@@ -65,18 +74,49 @@ def _checkpoints(storage):
 
 
 def _run_and_kill_after(yaml_path, storage, root, n_checkpoints, *extra):
-    """Start training, SIGKILL its whole process group once ``n_checkpoints`` checkpoints exist."""
+    """Start training, SIGKILL its whole process group within a second of its ``n_checkpoints``-th
+    checkpoint being complete on disk; returns (that checkpoint, seconds from seeing it to the kill,
+    the run's output)."""
+    log = open(f"{storage}.log{n_checkpoints}", "w+")
     proc = subprocess.Popen(_cmd(yaml_path, storage, *extra), env=_env(root), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
     t0 = time.time()
     try:
-        while len(_checkpoints(storage)) < n_checkpoints:
+        while True:
+            ckpts = _checkpoints(storage)
+            if len(ckpts) >= n_checkpoints and checkpoint_is_complete(ckpts[n_checkpoints - 1]):
+                seen = time.time()
+                break
             assert proc.poll() is None, "training ended before it could be killed"
             assert time.time() - t0 < 240, "no checkpoint after 240 s"
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    killed_after = time.time() - seen
+    log.seek(0)
+    return ckpts[n_checkpoints - 1], killed_after, log.read()
+
+
+def _results(storage):
+    rows = []
+    for f in glob.glob(os.path.join(storage, "crash", "SIT_*", "result.json")):
+        for line in open(f):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line cut by the kill
+    return rows
+
+
+def _first_iteration_after_resume(out):
+    """The iteration of the first progress line ("[rllib] <trial> iter N | ...") after "resuming"."""
+    tail = out[out.index(": resuming "):]
+    return int(re.search(r"^\[rllib\] \S+ iter (\d+) \|", tail, re.M).group(1))
+
+
+def _iteration(ckpt):
+    return pickle.load(open(os.path.join(ckpt, "algorithm_state.pkl"), "rb"))["training_iteration"]
 
 
 def _final_state(storage):
@@ -96,12 +136,25 @@ def test_sigkill_mid_stage1_and_mid_stage3_then_resume_equals_an_uninterrupted_r
     subprocess.run(_cmd(yaml_path, ref_storage), env=_env(root), check=True, timeout=300,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    _run_and_kill_after(yaml_path, crash_storage, root, 1)            # killed in iteration 2: Stage I
-    n = len(_checkpoints(crash_storage))
-    assert 1 <= n <= 2
-    _run_and_kill_after(yaml_path, crash_storage, root, 5, "--resume")  # killed in iteration 6: Stage III
-    subprocess.run(_cmd(yaml_path, crash_storage, "--resume"), env=_env(root), check=True, timeout=300,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt1, killed_after, _ = _run_and_kill_after(yaml_path, crash_storage, root, 2)  # iteration 3: Stage I
+    assert killed_after < 1.0 and _iteration(ckpt1) == 2
+    # A checkpoint cut short is not complete (the resume then goes back to the one before).
+    cut = str(root / "cut_checkpoint")
+    shutil.copytree(ckpt1, cut)
+    os.remove(os.path.join(cut, "learner_group", "learner", "state.pkl"))
+    assert checkpoint_is_complete(ckpt1) and not checkpoint_is_complete(cut)
+    ckpt5, killed_after, out = _run_and_kill_after(yaml_path, crash_storage, root, 5, "--resume")  # Stage III
+    assert killed_after < 1.0 and _iteration(ckpt5) == 5
+    assert "resumes from checkpoint_000001 (iteration 2)" in out, out[-3000:]
+    assert _first_iteration_after_resume(out) == 3, out[-3000:]  # not a restart at iteration 1
+    # A restart would have written checkpoint_000002 at iteration 1: each index k holds iteration k + 1.
+    assert [_iteration(c) for c in _checkpoints(crash_storage)] == [1, 2, 3, 4, 5]
+    final = subprocess.run(_cmd(yaml_path, crash_storage, "--resume"), env=_env(root), check=True, timeout=300,
+                           capture_output=True, text=True)
+    assert "resumes from checkpoint_000004 (iteration 5)" in final.stdout, final.stdout[-3000:]
+    assert _first_iteration_after_resume(final.stdout) == 6
+    last = max(_results(crash_storage), key=lambda r: (r["training_iteration"], -r["iterations_since_restore"]))
+    assert last["training_iteration"] == 6 and last["iterations_since_restore"] == 1 < 6  # continued from 5
 
     ref_algo, ref_learner, ref_modules = _final_state(ref_storage)
     algo, learner, modules = _final_state(crash_storage)
