@@ -288,3 +288,77 @@ def test_algorithm_variants_and_bad_names():
         build_plan("quick", algos=["SIT[alhpa=1]"])
     with pytest.raises(ValueError, match="no dataset quality 'huge'"):
         build_plan("quick", qualities=["huge"])
+
+
+# ------------------------------------------------------------------------------------------------
+# One Tune experiment for the whole plan (issue 22: no core idles at the end of each variant)
+# ------------------------------------------------------------------------------------------------
+
+def _plan_trials(out):
+    """[(trial index, params.json)] of tune/plan, in Tune's trial order."""
+    import json
+
+    from rllib_sit.experiments.runner import PLAN_EXPERIMENT
+
+    root = os.path.join(out, TUNE_DIR, PLAN_EXPERIMENT)
+    got = []
+    for name in os.listdir(root):
+        if os.path.isfile(os.path.join(root, name, "params.json")):
+            with open(os.path.join(root, name, "params.json")) as f:
+                got.append((int(name.rsplit("_", 1)[1]), name, json.load(f)))
+    return sorted(got)
+
+
+def test_whole_plan_is_one_tune_experiment_queued_longest_first(bench):
+    """Every cell of both variants is a trial of ONE experiment (tune/plan), so Tune starts the next
+    cell of any variant the moment a slot frees; the queue is the plan's run order (longest
+    estimated cell first), and each trial folder names its cell."""
+    from rllib_sit.experiments.runner import PLAN_EXPERIMENT
+
+    plan, out, _, _ = bench
+    assert [d for d in os.listdir(os.path.join(out, TUNE_DIR)) if not d.startswith(".")] == [PLAN_EXPERIMENT]
+    trials = _plan_trials(out)
+    order = plan.run_order(plan.cells)
+    assert [(p["cell"]["label"], p["cell"]["config"]["seed"]) for _, _, p in trials] == [
+        (c.algo.label, c.seed) for c in order]
+    assert order[0].algo.name == "SIT"  # Stage I + Stage III: the longer cells go first
+    for _, name, p in trials:
+        assert name.startswith(f"{p['cell']['label']}_tiny_coop_s{p['cell']['config']['seed']}_")
+        assert p["cell"]["algorithm"] == p["cell"]["label"] and p["cell"]["config"]["env"] == "tiny:coop"
+
+
+def test_run_order_is_longest_estimate_first_and_stable():
+    plan = build_plan("quick", qualities=["low"], seeds=[0, 1])
+    order = plan.run_order(plan.cells)
+    assert sorted(order, key=lambda c: c.key) == sorted(plan.cells, key=lambda c: c.key)
+    cost = [P.estimate_seconds([(c.algo.name, plan.cell_config(c))], plan.eval_points, plan.eval_episodes)["trials_s"]
+            for c in order]
+    assert cost == sorted(cost, reverse=True) and cost[0] > cost[-1]
+    index = {c.key: i for i, c in enumerate(plan.cells)}
+    ties = [(a, b) for (a, ca), (b, cb) in zip(zip(order, cost), zip(order[1:], cost[1:])) if ca == cb]
+    assert ties and all(index[a.key] < index[b.key] for a, b in ties)  # equal estimates keep the plan's order
+
+
+def test_trials_of_per_variant_experiments_of_earlier_runs_are_recovered(bench, tmp_path):
+    """Output folders of runs before the one-experiment plan (tune/<variant>/<trial>, flat
+    params.json) still resume: a finished trial there whose row is missing is read back."""
+    import json
+
+    from rllib_sit.experiments.runner import PLAN_EXPERIMENT, experiment_name
+
+    plan, out, _, _ = bench
+    old = str(tmp_path / "old")
+    shutil.copytree(out, old)
+    root = os.path.join(old, TUNE_DIR)
+    for _, name, p in _plan_trials(old):
+        dest = os.path.join(root, experiment_name(p["cell"]["label"]), name)
+        shutil.move(os.path.join(root, PLAN_EXPERIMENT, name), dest)
+        with open(os.path.join(dest, "params.json"), "w") as f:
+            json.dump(p["cell"]["config"], f)
+    shutil.rmtree(os.path.join(root, PLAN_EXPERIMENT))
+    rows = R.read_csv(os.path.join(old, R.RESULTS_CSV))
+    lost = next(r for r in rows if r["algorithm"] == "SIT")
+    R.write_csv(os.path.join(old, R.RESULTS_CSV), R.RESULT_FIELDS, [r for r in rows if r is not lost])
+    rep = run_benchmark(plan, old, progress=False, figures=False)
+    assert rep.recovered == 1 and rep.ran == 0
+    assert R.ResultStore(old).results()[R.row_key(lost)]["final_return"] == pytest.approx(lost["final_return"])

@@ -1,7 +1,11 @@
 """``rllib-sit benchmark``'s engine: run a :class:`~rllib_sit.experiments.plan.Plan` as Ray Tune trials.
 
-One Tune experiment per algorithm (variant), one trial per cell (map × quality × seed) of it,
-at most ``max_concurrent`` trials at a time (default #CPUs − 1: Ray Data reads deadlock when trials
+The whole plan is ONE Tune experiment (``tune/plan``): one trial per cell (algorithm variant × map ×
+quality × seed), every algorithm through one trainable
+(:class:`~rllib_sit.experiments.trainable.PlanTrial`), queued longest first
+(:meth:`Plan.run_order`), so no core idles while cells wait (one experiment per variant, as
+before, left the last trial of each variant running alone), at most ``max_concurrent`` trials at
+a time (default #CPUs − 1: Ray Data reads deadlock when trials
 hold every CPU, DESIGN.md). When the runner starts Ray itself it gives it one CPU slot more than
 the machine's cores, so every core runs a one-thread trial and one slot stays free for those reads
 and the driver (which mostly waits): on 2 cores, two trials at a time. Datasets are generated
@@ -11,7 +15,8 @@ checkpoints at the end; the driver writes its row the moment it finishes
 (:mod:`rllib_sit.experiments.results`), then the table and figures are redrawn.
 
 Resuming: a cell whose row is in ``results.csv`` is skipped; a finished trial in ``tune/`` whose row
-is missing (the driver died first) is read back from its ``result.json``; unfinished trials are
+is missing (the driver died first) is read back from its ``result.json`` (in ``tune/plan`` or in
+the per-variant experiment folders of earlier versions); unfinished trials are
 run again from the start. A finished row made with other settings (lengths, evaluation, dataset
 size) than the current plan's is an error: use another output folder.
 
@@ -24,7 +29,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import logging
 import os
 import sys
 import time
@@ -36,6 +40,7 @@ from rllib_sit.experiments.plan import Cell, Plan, default_config
 
 SETUP_ENV = "RLLIB_SIT_BENCHMARK_SETUP"
 TUNE_DIR = "tune"
+PLAN_EXPERIMENT = "plan"  # the one Tune experiment of a plan, under TUNE_DIR
 PLAN_FILE = "plan.json"
 TABLE_FILE = "table.md"
 
@@ -93,7 +98,8 @@ class BenchmarkReport:
 
 
 def experiment_name(label: str) -> str:
-    """Tune experiment folder of an algorithm label: ``SIT[prioritized=False]`` -> ``SIT-prioritized=False``."""
+    """Tune experiment folder of an algorithm label in runs before the one-experiment plan (read
+    when resuming them): ``SIT[prioritized=False]`` -> ``SIT-prioritized=False``."""
     name = label.replace("[", "-").replace("]", "").replace(",", "-").replace("|", "_")
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in name)
 
@@ -165,9 +171,15 @@ def _cell_details(cell: Cell, key, last_result: Dict[str, Any], dataset: str, ch
     return rewards, dper
 
 
-def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, int], Cell], store: R.ResultStore,
+def _point(label: str, env: str, inp: str, seed) -> Tuple[str, str, str, int]:
+    return (label, env, os.path.abspath(inp) if "://" not in inp else inp, int(seed))
+
+
+def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, str, int], Cell], store: R.ResultStore,
                    progress: _Progress, errors: List):
     from ray import tune
+
+    from rllib_sit.experiments.trainable import cell_of_config
 
     class Recorder(tune.Callback):
         """Driver side: keeps each trial's results, writes its cell the moment it finishes."""
@@ -179,9 +191,9 @@ def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, int], Cell], store: R
 
         @staticmethod
         def cell_of(trial) -> Cell:
-            c = trial.config
-            return cells[(c["env"], os.path.abspath(c["input"]) if "://" not in c["input"] else c["input"],
-                          int(c["seed"]))]
+            cell = cell_of_config(trial.config)
+            c = cell["config"]
+            return cells[_point(cell["label"], c["env"], c["input"], c["seed"])]
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started.setdefault(trial.trial_id, time.time())
@@ -207,13 +219,14 @@ def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, int], Cell], store: R
                 errors.append((cell.key, f"{trial.path}: ended before the last phase finished"))
                 return
             ckpt = trial.checkpoint.path if trial.checkpoint is not None else R.latest_checkpoint(trial.path)
-            dataset = trial.config["input"]
+            config = cell_of_config(trial.config)["config"]
+            dataset = config["input"]
             wall = time.time() - self.started.get(trial.trial_id, time.time())
             row, curve = R.cell_row(cell.key, results, algorithm_name=cell.algo.name, dataset=dataset,
                                     behaviour=R.behaviour_stats(dataset), checkpoint=ckpt, trial=trial.path,
                                     settings=plan.settings(cell), settings_hash=plan.settings_hash(cell),
                                     wall_time_s=wall)
-            rewards, dper = _cell_details(cell, cell.key, results[-1], dataset, ckpt, trial.config, progress)
+            rewards, dper = _cell_details(cell, cell.key, results[-1], dataset, ckpt, config, progress)
             store.add_cell(row, curve, rewards, dper)
             fin = row["final_return"]
             progress.done(f"[benchmark] done {cell.algo.label} {cell.dataset.map} {cell.dataset.quality} seed "
@@ -243,14 +256,16 @@ def _check_resumable(plan: Plan, done: Dict[Tuple, Dict[str, Any]]) -> None:
                          f"e.g. {key}: stored {old} vs now {new}; use another --out (or delete those rows)")
 
 
-def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict[Tuple[str, str], str],
-             progress: _Progress) -> int:
-    """Rows of trials that finished in ``tune/`` but are missing from results.csv."""
-    by_path = _dataset_of(paths)
-    cells = {(c.algo.label, c.dataset.map, c.dataset.quality, c.seed): c for c in plan.cells}
-    n = 0
-    for label in {c.algo.label for c in plan.cells}:
-        exp = os.path.join(out, TUNE_DIR, experiment_name(label))
+def _finished_trials(out: str, labels) -> List[Tuple[str, str, Dict[str, Any], List[Dict[str, Any]]]]:
+    """``(label, trial folder, its algorithm config, results)`` of the finished trials in ``tune/``:
+    the plan's one experiment (the label is in each trial's cell) and the per-variant experiments
+    of earlier versions (the label is the folder's)."""
+    from rllib_sit.experiments.trainable import CELL
+
+    found = []
+    folders = [(None, os.path.join(out, TUNE_DIR, PLAN_EXPERIMENT))]
+    folders += [(label, os.path.join(out, TUNE_DIR, experiment_name(label))) for label in sorted(labels)]
+    for label, exp in folders:
         if not os.path.isdir(exp):
             continue
         for name in sorted(os.listdir(exp)):
@@ -258,24 +273,39 @@ def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict
             params, results = R.read_trial(trial)
             if not params or not R.trial_finished(results):
                 continue
-            inp = params.get("input") or ""
-            mq = by_path.get(os.path.abspath(inp) if "://" not in inp else inp)
-            cell = cells.get((label, mq[0], mq[1], int(params.get("seed", -1)))) if mq else None
-            if cell is None or cell.key in done:
-                continue
-            want = plan.cell_config(cell)
-            if any(params.get(k) != v for k, v in want.items()) or params.get("evaluation_duration") != plan.eval_episodes:
-                continue  # made with other settings
-            ckpt = R.latest_checkpoint(trial)
-            row, curve = R.cell_row(cell.key, results, algorithm_name=cell.algo.name, dataset=inp,
-                                    behaviour=R.behaviour_stats(inp), checkpoint=ckpt, trial=trial,
-                                    settings=plan.settings(cell), settings_hash=plan.settings_hash(cell),
-                                    wall_time_s=None)
-            rewards, dper = _cell_details(cell, cell.key, results[-1], inp, ckpt, params, progress)
-            store.add_cell(row, curve, rewards, dper)
-            done[cell.key] = row
-            n += 1
-            progress.write(f"[benchmark] recovered {cell.key} from {trial}")
+            cell = params.get(CELL)
+            if label is None and isinstance(cell, dict) and isinstance(cell.get("config"), dict):
+                found.append((cell.get("label"), trial, cell["config"], results))
+            elif label is not None and CELL not in params:
+                found.append((label, trial, params, results))
+    return found
+
+
+def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict[Tuple[str, str], str],
+             progress: _Progress) -> int:
+    """Rows of trials that finished in ``tune/`` but are missing from results.csv."""
+    by_path = _dataset_of(paths)
+    cells = {(c.algo.label, c.dataset.map, c.dataset.quality, c.seed): c for c in plan.cells}
+    n = 0
+    for label, trial, params, results in _finished_trials(out, {c.algo.label for c in plan.cells}):
+        inp = params.get("input") or ""
+        mq = by_path.get(os.path.abspath(inp) if "://" not in inp else inp)
+        cell = cells.get((label, mq[0], mq[1], int(params.get("seed", -1)))) if mq else None
+        if cell is None or cell.key in done:
+            continue
+        want = plan.cell_config(cell)
+        if any(params.get(k) != v for k, v in want.items()) or params.get("evaluation_duration") != plan.eval_episodes:
+            continue  # made with other settings
+        ckpt = R.latest_checkpoint(trial)
+        row, curve = R.cell_row(cell.key, results, algorithm_name=cell.algo.name, dataset=inp,
+                                behaviour=R.behaviour_stats(inp), checkpoint=ckpt, trial=trial,
+                                settings=plan.settings(cell), settings_hash=plan.settings_hash(cell),
+                                wall_time_s=None)
+        rewards, dper = _cell_details(cell, cell.key, results[-1], inp, ckpt, params, progress)
+        store.add_cell(row, curve, rewards, dper)
+        done[cell.key] = row
+        n += 1
+        progress.write(f"[benchmark] recovered {cell.key} from {trial}")
     return n
 
 
@@ -370,57 +400,66 @@ def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, rep
         bar = _Progress(len(todo), progress)
         errors: List = []
         try:
-            for label in dict.fromkeys(c.algo.label for c in todo):
-                cells = [c for c in todo if c.algo.label == label]
-                _run_label(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_failures,
-                           checkpoint_freq, verbose, tune, BasicVariantGenerator)
-                report.ran += sum(1 for c in cells if c.key in store.results())
+            _run_plan(plan, plan.run_order(todo), paths, out, store, bar, errors, conc, n_threads, max_failures,
+                      checkpoint_freq, verbose, tune, BasicVariantGenerator)
         finally:
             bar.close()
+            finished = store.results()
+            report.ran += sum(1 for c in todo if c.key in finished)
         report.errors = errors
     finally:
         if started:
             ray.shutdown()
 
 
-def _run_label(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_failures, checkpoint_freq, verbose,
-               tune, BasicVariantGenerator) -> None:
+def _label_config(plan: Plan, cell: Cell, n_threads: int):
+    """The AlgorithmConfig every cell of ``cell``'s algorithm variant starts from."""
     from rllib_sit.experiments.callbacks import EvaluateAfterPolicyUpdates
 
-    spec = cells[0].algo
-    cfg = default_config(spec.name)
-    cfg.update_from_dict(plan.cell_config(cells[0]))
+    cfg = default_config(cell.algo.name)
+    cfg.update_from_dict(plan.cell_config(cell))
     if "num_torch_threads" not in plan.config and hasattr(cfg, "num_torch_threads"):
         cfg.num_torch_threads = n_threads
     cfg.evaluation(evaluation_interval=None, evaluation_duration=plan.eval_episodes)
     cfg.callbacks(EvaluateAfterPolicyUpdates)
-    by_point: Dict[Tuple[str, str, int], Cell] = {}
-    points = []
+    return cfg
+
+
+def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_failures, checkpoint_freq, verbose,
+              tune, BasicVariantGenerator) -> None:
+    """Every cell as one trial of ONE Tune experiment (``tune/plan``), in ``cells``' order."""
+    from rllib_sit.experiments.trainable import CELL, PlanTrial, trial_dirname
+
+    configs: Dict[str, Any] = {}
+    by_point: Dict[Tuple[str, str, str, int], Cell] = {}
+    trials = []
     for c in cells:
         path = paths[(c.dataset.map, c.dataset.quality)]
-        apath = os.path.abspath(path) if "://" not in path else path
-        by_point[(c.dataset.map, apath, int(c.seed))] = c
-        points.append({"env": c.dataset.map, "input": path, "dataset": None, "seed": int(c.seed)})
-    # Bad settings fail here, once, rather than in every trial.
-    probe = cfg.copy(copy_frozen=False).environment(cells[0].dataset.map).offline_data(input_=points[0]["input"])
-    probe.validate()
+        if c.algo.label not in configs:
+            configs[c.algo.label] = _label_config(plan, c, n_threads)
+            # Bad settings fail here, once per variant, rather than in every trial.
+            probe = configs[c.algo.label].copy(copy_frozen=False).environment(c.dataset.map).offline_data(input_=path)
+            probe.validate()
+        cfg = configs[c.algo.label].copy(copy_frozen=False).environment(c.dataset.map).offline_data(input_=path)
+        cfg.debugging(seed=int(c.seed))
+        d = cfg.to_dict()
+        d.update({"env": c.dataset.map, "input": path, "dataset": None, "seed": int(c.seed)})
+        by_point[_point(c.algo.label, c.dataset.map, path, c.seed)] = c
+        trials.append({"label": c.algo.label, "algorithm": c.algo.name, "config": d})
     callback = _make_callback(plan, by_point, store, bar, errors)
-    # Each trial's env/input/seed come from its point; Tune warns that they differ from the config's.
-    logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
     tuner = tune.Tuner(
-        spec.name, param_space=cfg,
-        tune_config=tune.TuneConfig(
-            search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=conc),
-            num_samples=len(points)),
+        PlanTrial, param_space={CELL: tune.grid_search(trials)},
+        tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=conc), num_samples=1,
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
-            name=experiment_name(spec.label), storage_path=os.path.join(out, TUNE_DIR), stop=_finished,
+            name=PLAN_EXPERIMENT, storage_path=os.path.join(out, TUNE_DIR), stop=_finished,
             verbose=1 if verbose else 0, callbacks=[callback],
             failure_config=tune.FailureConfig(max_failures=int(max_failures)),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=int(checkpoint_freq), checkpoint_at_end=True,
                                                     num_to_keep=1)))
     tuner.fit()
-    if callback.ended < len(points):  # Tune returns normally from Ctrl-C: do not go on to the next algorithm
-        raise KeyboardInterrupt(f"{spec.label}: {len(points) - callback.ended} trial(s) interrupted")
+    if callback.ended < len(trials):  # Tune returns normally from Ctrl-C: say so
+        raise KeyboardInterrupt(f"{len(trials) - callback.ended} trial(s) interrupted")
 
 
 def finish(plan: Plan, out: str, report: BenchmarkReport, figures: bool = True,
