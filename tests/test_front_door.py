@@ -200,3 +200,23 @@ def test_error_line_reads_the_cause_out_of_ray_tracebacks():
               "occurred:\n\nAttributeError: 'NoneType' object has no attribute 'enable_rl_module_and_learner'\n"
               "An unexpected internal error occurred while the worker was executing a task.")
     assert error_line(RuntimeError(masked)) == "ValueError: the real cause"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--algos", "SIT", "--config", '{"alpah": 5}'],
+     "rllib-sit: error: --config: unknown setting 'alpah' (no registered algorithm has it); did you mean 'alpha'?"),
+    (["--algos", "SIT[alpha=-1]"],
+     "rllib-sit: error: benchmark: algorithm SIT[alpha=-1] (on smac:2s3z): SITConfig: alpha=-1 is invalid; expected a "
+     "number > 0"),
+])
+def test_benchmark_checks_its_configs_before_data_or_trials(tmp_path, extra, message):
+    """`rllib-sit benchmark` (not a dry run): one line, nothing generated, no output folder."""
+    exe = shutil.which("rllib-sit")
+    cmd = [exe] if exe else [sys.executable, "-m", "rllib_sit.cli.sit_cmd"]
+    env = dict(os.environ, RLLIB_SIT_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.run(cmd + ["benchmark", "--profile", "quick", "--maps", "smac:2s3z", "--qualities", "low",
+                                 "--seeds", "0", "--episodes", "3", "--out", str(tmp_path / "out"), "--no-progress",
+                                 *extra], env=env, capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 2 and lines[-1] == message, proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()

@@ -89,6 +89,9 @@ def run(args) -> int:
             raise ValueError(f"--config: not valid JSON ({e}): {args.config!r}") from None
         if not isinstance(config, dict):
             raise ValueError(f"--config: expected a JSON object, got {args.config!r}")
+        from rllib_sit.cli.front_door import check_config_keys
+
+        check_config_keys(config)
     for s in args.setup:  # before the plan: a setup may register the maps it names
         runner.run_setup(s)
     out = args.out or os.path.join("results", "benchmark", args.profile)
@@ -96,6 +99,10 @@ def run(args) -> int:
                          episodes=args.episodes, updates=args.updates, eval_points=args.eval_points,
                          eval_episodes=args.eval_episodes, config=config, dataset_seed=args.dataset_seed,
                          command=command_line(args))
+    if not args.figures_only:  # bad settings: one line now, not a failed trial per cell after the data is made
+        from rllib_sit.cli.front_door import check_plan
+
+        check_plan(plan)
     if args.figures_only:
         report = runner.BenchmarkReport(out=os.path.abspath(out), cells=len(plan.cells), already_done=0)
         runner.finish(plan, os.path.abspath(out), report, sensitivity_source=args.sensitivity_from)

@@ -195,3 +195,51 @@ def error_line(error: Optional[BaseException]) -> str:
         return f"{first_cause[-1].group(1)}: {first_cause[-1].group(2)}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else type(error).__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# rllib-sit benchmark: the plan's configs, before Ray starts or a dataset is generated
+# ------------------------------------------------------------------------------------------------
+
+def _known_settings(cfg) -> List[str]:
+    return sorted(set(getattr(cfg, "_settings", None) or ()) | {k for k in vars(cfg) if not k.startswith("_")})
+
+
+def check_config_keys(config: Dict[str, Any], where: str = "--config") -> None:
+    """Every key must be a setting of at least one registered algorithm (or RLlib's): a misspelt
+    key is one error naming the closest known one (the benchmark gives each algorithm the keys it has)."""
+    from rllib_sit.experiments.plan import default_config
+
+    defaults = [default_config(name) for name in registered_algorithms()]
+    known = sorted({k for cfg in defaults for k in _known_settings(cfg)})
+    for key in config:
+        if not any(hasattr(cfg, key) for cfg in defaults):
+            raise FrontDoorError(f"{where}: unknown setting {key!r} (no registered algorithm has it)"
+                                 f"{did_you_mean(key, known)}")
+
+
+def check_plan(plan) -> None:
+    """``rllib-sit benchmark``: every algorithm variant's config is built (``update_from_dict``) and
+    ``validate()``-d on its first map, before Ray starts or a dataset is generated (none is read)."""
+    import logging
+
+    from rllib_sit.experiments.plan import default_config
+
+    firsts = {}
+    for cell in plan.cells:
+        firsts.setdefault(cell.algo.label, cell)
+    rllib_log = logging.getLogger("ray.rllib.algorithms.algorithm_config")
+    level = rllib_log.level
+    rllib_log.setLevel(logging.ERROR)
+    try:
+        for label, cell in firsts.items():
+            try:
+                cfg = default_config(cell.algo.name)
+                cfg.update_from_dict(plan.cell_config(cell))
+                cfg.environment(cell.dataset.map)
+                cfg.validate()
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+                raise FrontDoorError(f"benchmark: algorithm {label} (on {cell.dataset.map}): {msg}") from None
+    finally:
+        rllib_log.setLevel(level)
