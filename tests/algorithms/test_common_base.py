@@ -309,3 +309,25 @@ def test_polyak_target_update():
         "r": rng.normal(size=8).astype(np.float32)})}, env_steps=8))
     for k, v in x.target_critic.state_dict().items():
         torch.testing.assert_close(v, 0.1 * x.critic.state_dict()[k] + 0.9 * t0[k])
+
+
+def test_total_loss_booked_per_module_or_under_all_modules():
+    """RLlib logs a ``total_loss`` per key of compute_losses' dict: a term that trains one module is
+    booked under it, a joint term (several modules) under ALL_MODULES, whatever the modules are called."""
+    from ray.rllib.utils.metrics import ALL_MODULES
+
+    joint = _build(JointLearner, {"a": QNet, "b": QNet, "mixer": Mixer})
+    rng = np.random.default_rng(1)
+    s = rng.normal(size=(6, 3)).astype(np.float32)
+    tb = _tensors({"a": {"s": s}, "b": {"s": s[::-1].copy()},
+                   "mixer": {"s2": rng.normal(size=(6, 2)).astype(np.float32), "y": rng.normal(size=6).astype(np.float32)}})
+    per_key = joint.compute_losses(fwd_out=joint.module.forward_train(tb), batch=tb)
+    assert set(per_key) == {ALL_MODULES}
+    torch.testing.assert_close(per_key[ALL_MODULES], joint._loss_terms["td"][0])
+    single = _build(PerOptimizerLearner, {"ac": ActorCritic})
+    tb = _tensors({"ac": {"s": rng.normal(size=(8, 3)).astype(np.float32), "a": rng.normal(size=(8, 1)).astype(np.float32),
+                          "r": rng.normal(size=8).astype(np.float32)}})
+    per_key = single.compute_losses(fwd_out=single.module.forward_train(tb), batch=tb)
+    assert set(per_key) == {"ac"}
+    terms = single._loss_terms
+    torch.testing.assert_close(per_key["ac"], terms["ac/critic"][0] + terms["ac/actor"][0])

@@ -185,13 +185,13 @@ def _torch(d):
 
 def _fake_learner(**training):
     noop = SimpleNamespace(log_value=lambda *a, **k: None, log_dict=lambda *a, **k: None)
-    return SimpleNamespace(config=OMACConfig().training(**training), metrics=noop,
-                           agent_modules=lambda: ["leg", "leg"])
+    return SimpleNamespace(config=OMACConfig().training(**training), metrics=noop)
 
 
 def _cont_losses(agent, mixer, agent_batch, joint_batch, **training):
     """The learner's own ``compute_joint_losses`` (value phase, then policy phase) on the two modules."""
     fake = _fake_learner(**training)
+    fake.module = {MIXER_MODULE_ID: mixer}  # the agent order: the mixer's model_config["agent_modules"]
     ab, jb = _torch(agent_batch), _torch(joint_batch)
     fwd = {"leg": agent.forward_train(ab), MIXER_MODULE_ID: mixer.forward_train(jb)}
     value = OMACTorchLearner.compute_joint_losses(fake, batch={"leg": ab, MIXER_MODULE_ID: jb}, fwd_out=fwd)

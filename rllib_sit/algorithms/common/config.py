@@ -267,7 +267,7 @@ class OfflineMARLConfig(AlgorithmConfig):
     def mixer_module_spec(self, info: EnvInfo, mixer: str, **mixer_kwargs) -> Dict[str, RLModuleSpec]:
         """``{MIXER_MODULE_ID: spec}`` of a learner-only :class:`~rllib_sit.models.mixers.MixerTorchRLModule`
         (``mixer``: "linear" = Σ w_i(s) Q_i + b(s), or "qmix"), carrying the agent -> module order the
-        learner's ``agent_modules()`` reads: what a joint algorithm returns from ``extra_module_specs``."""
+        joint-loss helpers read (``joint.agent_order``): what a joint algorithm returns from ``extra_module_specs``."""
         from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
         from rllib_sit.models.mixers import MixerTorchRLModule
 
@@ -302,6 +302,13 @@ class OfflineMARLConfig(AlgorithmConfig):
         return dict(obs_dim=info.obs_dim, state_dim=info.state_dim, n_agents=info.n_agents,
                     discrete=info.discrete, n_actions=info.n_actions or 0, act_dim=info.act_dim or 0,
                     action_low=info.action_low, action_high=info.action_high)
+
+    def module_spec(self, info: EnvInfo, module_class, **model_config) -> RLModuleSpec:
+        """The RLModuleSpec of ``module_class`` on the agents' spaces (:meth:`spaces`), its
+        ``model_config`` the dataset's sizes (:meth:`env_model_config`) updated with ``model_config``."""
+        obs_space, act_space = self.spaces(info)
+        return RLModuleSpec(module_class=module_class, observation_space=obs_space, action_space=act_space,
+                            model_config=dict(self.env_model_config(info), **model_config))
 
     def agent_module_spec(self, info: EnvInfo, module_id: str, agents: List[str]) -> RLModuleSpec:
         """The RLModuleSpec of one agent module (``agents``: the agent ids mapped to it)."""

@@ -53,6 +53,13 @@ def stack_agents(values: Mapping[str, torch.Tensor], agent_modules: Sequence[str
     return torch.stack(cols, dim=2)  # [B, L, N, ...]
 
 
+def agent_order(learner) -> List[str]:
+    """The module id of every agent in the env's agent order: the joint-loss convention puts it in
+    the mixer module's ``model_config["agent_modules"]`` (``OfflineMARLConfig.agent_module_order``,
+    what ``mixer_module_spec`` writes)."""
+    return list(learner.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"])
+
+
 class JointView:
     """What a ``compute_joint_losses`` opens with, once: the agent -> module order, the distinct agent
     modules and their agents' indices, the mixer's joint batch, the mixer module and the episode
@@ -61,7 +68,7 @@ class JointView:
     the optimizers a term reaches."""
 
     def __init__(self, learner, batch: Mapping[str, Any], fwd_out: Mapping[str, Any]):
-        self.agent_modules: List[str] = list(learner.agent_modules())
+        self.agent_modules: List[str] = agent_order(learner)
         self.members: Dict[str, List[int]] = module_members(self.agent_modules)
         self.modules: List[str] = list(self.members)
         self.joint = batch[MIXER_MODULE_ID]

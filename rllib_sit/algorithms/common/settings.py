@@ -7,7 +7,7 @@ A config declares each of its own settings once, as a class attribute::
         alpha = Setting(0.2, "Table 11: softmax temperature α = 0.2")
 
 :func:`collect_settings` (run for every config class) takes the declarations off the class into
-``cls._settings`` (``{name: Setting}``, the bases' first); the instance gets the default in
+``cls._settings`` (``{name: Setting}``, its own first); the instance gets the default in
 ``__init__``; :func:`training_signature` and :func:`training_doc` give ``training()`` a keyword-only
 parameter per setting with the declaration's text as its documentation (``help(XConfig.training)``,
 ``inspect.signature``, IDEs that read runtime signatures), beside RLlib's own training settings;
@@ -43,15 +43,16 @@ class UnknownSettingError(ValueError, TypeError):
 
 
 def collect_settings(cls) -> Dict[str, Setting]:
-    """The settings of ``cls``: its bases' (in MRO order, base first) then its own declarations,
-    which are removed from the class body (instances hold the values)."""
+    """The settings of ``cls``: its own declarations first (what ``help()`` shows first), then its
+    bases' (nearest first); the declarations are removed from the class body (instances hold the
+    values)."""
     own = {name: v for name, v in vars(cls).items() if isinstance(v, Setting)}
     for name in own:
         delattr(cls, name)
-    merged: Dict[str, Setting] = {}
-    for base in reversed(cls.__mro__[1:]):
-        merged.update(base.__dict__.get("_settings", {}))
-    merged.update(own)
+    merged: Dict[str, Setting] = dict(own)
+    for base in cls.__mro__[1:]:
+        for name, setting in base.__dict__.get("_settings", {}).items():
+            merged.setdefault(name, setting)
     return merged
 
 

@@ -36,6 +36,7 @@ import torch
 from ray.rllib.core.learner.torch.torch_learner import TorchLearner
 from ray.rllib.core.learner.utils import update_target_network
 from ray.rllib.core.rl_module.apis import TargetNetworkAPI
+from ray.rllib.utils.metrics import ALL_MODULES
 
 # pymarl's RMSprop (the code base SIT and the CTDE baselines follow): smoothing 0.99, eps 1e-5.
 RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-5
@@ -201,13 +202,11 @@ class OfflineMARLTorchLearner(TorchLearner):
             terms = {k: (loss.float(), targets) for k, (loss, targets) in terms.items()}
         self._loss_terms = terms
         # RLlib reports a `total_loss` per key of this dict: a term that trains one module is booked
-        # under it, a joint term under the mixer it trains (else its first module).
-        from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
-
+        # under that module, a term that trains several (a joint term) under RLlib's ALL_MODULES.
         per_module: Dict[str, torch.Tensor] = {}
         for loss, targets in terms.values():
-            mids = [m for m, _ in targets]
-            mid = MIXER_MODULE_ID if MIXER_MODULE_ID in mids else mids[0]
+            mids = {m for m, _ in targets}
+            mid = mids.pop() if len(mids) == 1 else ALL_MODULES
             per_module[mid] = per_module[mid] + loss if mid in per_module else loss
         self._updated = {mid for _, targets in terms.values() for mid, _ in targets}
         return per_module
@@ -231,21 +230,6 @@ class OfflineMARLTorchLearner(TorchLearner):
                     grads[pid] = grads[pid] + g if pid in grads else g
         self._loss_terms = {}
         return grads
-
-    def agent_modules(self) -> List[str]:
-        """The module id of every agent in the env's agent order (what ``stack_agents`` needs), from
-        the joint-loss convention: the mixer module's ``model_config["agent_modules"]``
-        (``OfflineMARLConfig.agent_module_order(info)``)."""
-        from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
-
-        return list(self.module[MIXER_MODULE_ID].unwrapped().model_config["agent_modules"])
-
-    def stacked(self, fwd_out: Dict[str, Dict[str, Any]], key: str) -> torch.Tensor:
-        """Every agent module's ``fwd_out[m][key]`` (``[B * n_m, L, ...]``) in env agent order: ``[B, L, N, ...]``."""
-        from rllib_sit.algorithms.common.joint import stack_agents
-
-        order = self.agent_modules()
-        return stack_agents({m: fwd_out[m][key] for m in dict.fromkeys(order)}, order)
 
     # -- target networks -------------------------------------------------------------------------
     def after_gradient_based_update(self, *, timesteps: Dict[str, Any]) -> None:

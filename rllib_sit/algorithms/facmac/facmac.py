@@ -86,10 +86,8 @@ class FACMACConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.facmac.torch.default_facmac_torch_rl_module import FACMACAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=FACMACAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden,
-                                              critic_hidden=self.critic_hidden))
+        return self.module_spec(info, FACMACAgentTorchRLModule, rnn_hidden=self.rnn_hidden,
+                                critic_hidden=self.critic_hidden)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         return self.mixer_module_spec(info, "qmix", embed=self.mixing_embed_dim, hyper_hidden=self.hypernet_embed)

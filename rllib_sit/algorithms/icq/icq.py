@@ -77,11 +77,8 @@ class ICQConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.icq.torch.default_icq_torch_rl_module import ICQAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=ICQAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden,
-                                              critic_hidden=self.critic_hidden,
-                                              n_action_samples=self.n_action_samples))
+        return self.module_spec(info, ICQAgentTorchRLModule, rnn_hidden=self.rnn_hidden,
+                                critic_hidden=self.critic_hidden, n_action_samples=self.n_action_samples)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         return self.mixer_module_spec(info, "linear", hidden=self.mixer_hidden)

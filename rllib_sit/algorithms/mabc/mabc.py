@@ -57,10 +57,7 @@ class MABCConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.mabc.torch.default_mabc_torch_rl_module import MABCAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=MABCAgentTorchRLModule, observation_space=obs_space,
-                            action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden))
+        return self.module_spec(info, MABCAgentTorchRLModule, rnn_hidden=self.rnn_hidden)
 
 
 class MABC(OfflineMARLAlgorithm):

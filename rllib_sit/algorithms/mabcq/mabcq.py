@@ -93,17 +93,13 @@ class MABCQConfig(OfflineMARLConfig):
         from rllib_sit.algorithms.mabcq.torch.default_mabcq_torch_rl_module import (
             MABCQContinuousAgentTorchRLModule, MABCQDiscreteAgentTorchRLModule)
 
-        obs_space, act_space = self.spaces(info)
-        mc = dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden)
         if info.discrete:
-            cls = MABCQDiscreteAgentTorchRLModule
-            mc.update(zeta=self.zeta, double_q=self.double_q)
-        else:
-            cls = MABCQContinuousAgentTorchRLModule
-            mc.update(num_sampled_actions=self.num_sampled_actions, perturbation_scale=self.perturbation_scale,
-                      vae_hidden=self.vae_hidden, vae_latent_dim=self.vae_latent_dim,
-                      perturb_hidden=self.perturb_hidden)
-        return RLModuleSpec(module_class=cls, observation_space=obs_space, action_space=act_space, model_config=mc)
+            return self.module_spec(info, MABCQDiscreteAgentTorchRLModule, rnn_hidden=self.rnn_hidden, zeta=self.zeta,
+                                    double_q=self.double_q)
+        return self.module_spec(info, MABCQContinuousAgentTorchRLModule, rnn_hidden=self.rnn_hidden,
+                                num_sampled_actions=self.num_sampled_actions,
+                                perturbation_scale=self.perturbation_scale, vae_hidden=self.vae_hidden,
+                                vae_latent_dim=self.vae_latent_dim, perturb_hidden=self.perturb_hidden)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         # One StateLinearMixer (ICQ's Σ w_i(s) Q_i + b(s), the SIT paper's decomposition for MABCQ).

@@ -94,12 +94,9 @@ class MACQLConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.macql.torch.default_macql_torch_rl_module import MACQLAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=MACQLAgentTorchRLModule, observation_space=obs_space,
-                            action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden,
-                                              critic_hidden=self.critic_hidden, cql_num_samples=self.cql_num_samples,
-                                              initial_alpha=self.initial_alpha))
+        return self.module_spec(info, MACQLAgentTorchRLModule, rnn_hidden=self.rnn_hidden,
+                                critic_hidden=self.critic_hidden, cql_num_samples=self.cql_num_samples,
+                                initial_alpha=self.initial_alpha)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         # One learner-only mixer: ICQ's Q_tot = Σ_i w_i(s) Q_i + b(s) (the SIT paper's decomposition

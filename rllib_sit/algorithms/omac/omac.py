@@ -69,19 +69,13 @@ class OMACConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import OMACAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=OMACAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.hidden))
+        return self.module_spec(info, OMACAgentTorchRLModule, rnn_hidden=self.hidden)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import CCAMixerTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return {MIXER_MODULE_ID: RLModuleSpec(module_class=CCAMixerTorchRLModule, observation_space=obs_space,
-                                              action_space=act_space,
-                                              model_config=dict(self.env_model_config(info), cca_hidden=self.cca_hidden,
-                                                                hidden=self.hidden,
-                                                                agent_modules=self.agent_module_order(info)))}
+        return {MIXER_MODULE_ID: self.module_spec(info, CCAMixerTorchRLModule, cca_hidden=self.cca_hidden,
+                                                  hidden=self.hidden, agent_modules=self.agent_module_order(info))}
 
 
 class OMAC(OfflineMARLAlgorithm):

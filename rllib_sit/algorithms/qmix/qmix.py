@@ -78,9 +78,7 @@ class QMIXConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.qmix.torch.default_qmix_torch_rl_module import QMIXAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=QMIXAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden))
+        return self.module_spec(info, QMIXAgentTorchRLModule, rnn_hidden=self.rnn_hidden)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         return self.mixer_module_spec(info, "qmix", embed=self.mixing_embed_dim, hyper_hidden=self.hypernet_embed)

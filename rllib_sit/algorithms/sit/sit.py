@@ -176,20 +176,15 @@ class SITConfig(OfflineMARLConfig):
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
         from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import SITAgentTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=SITAgentTorchRLModule, observation_space=obs_space, action_space=act_space,
-                            model_config=dict(self.env_model_config(info), rnn_hidden=self.rnn_hidden,
-                                              critic_hidden=self.critic_hidden, use_gat=self.use_gat))
+        return self.module_spec(info, SITAgentTorchRLModule, rnn_hidden=self.rnn_hidden,
+                                critic_hidden=self.critic_hidden, use_gat=self.use_gat)
 
     def extra_module_specs(self, info) -> Dict[str, RLModuleSpec]:
         from rllib_sit.algorithms.sit.torch.default_sit_torch_rl_module import ARDNEMTorchRLModule
 
-        obs_space, act_space = self.spaces(info)
-        return {K.ARDNEM_MODULE_ID: RLModuleSpec(
-            module_class=ARDNEMTorchRLModule, observation_space=obs_space, action_space=act_space,
-            model_config=dict(self.env_model_config(info), ensemble_size=self.effective_ensemble_size,
-                              reward_hidden=self.reward_hidden, attention_hidden=self.attention_hidden,
-                              weight_mode=self.weight_mode))}
+        return {K.ARDNEM_MODULE_ID: self.module_spec(
+            info, ARDNEMTorchRLModule, ensemble_size=self.effective_ensemble_size, reward_hidden=self.reward_hidden,
+            attention_hidden=self.attention_hidden, weight_mode=self.weight_mode)}
 
 
 class SIT(OfflineMARLAlgorithm):

@@ -19,10 +19,10 @@ the paper's ablation rows (BCQ, BCQ w/ λ_vd, BCQ w/ λ_tn, MABCQ).
 
 Usage::
 
-    config = (VDTNBCQConfig().environment("smac:8m")
-              .training(dataset={"quality": "vdtn-medium", "episodes": 10000, "seed": 0}, optimism=0.99)
-              .evaluation(evaluation_interval=5, evaluation_duration=32))
-    algo = config.build_algo()
+    algo = (VDTNBCQConfig().environment("smac:8m")
+            .training(dataset={"quality": "vdtn-medium", "episodes": 10000, "seed": 0}, optimism=0.99)
+            .evaluation(evaluation_interval=5, evaluation_duration=32)
+            .build_algo())
     algo.train()
 
 See docs/algorithms/vdtn.md.
@@ -174,9 +174,7 @@ class VDTNConfig(OfflineMARLConfig):
                     double_q=self.double_q)
 
     def agent_module_spec(self, info, module_id, agents) -> RLModuleSpec:
-        obs_space, act_space = self.spaces(info)
-        return RLModuleSpec(module_class=self.module_class(info), observation_space=obs_space,
-                            action_space=act_space, model_config=self.module_model_config(info))
+        return self.module_spec(info, self.module_class(info), **self.module_model_config(info))
 
 
 class VDTN(OfflineMARLAlgorithm):

@@ -10,7 +10,7 @@ from typing import Dict
 
 import torch
 
-from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, stack_agents
+from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID, agent_order, stack_agents
 from rllib_sit.algorithms.common.losses import masked_mean
 from rllib_sit.algorithms.common.torch_learner import OfflineMARLTorchLearner
 from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import (Q_TARGET_TAKEN, V, V_SHARE, W_Q, W_V)
@@ -74,7 +74,7 @@ class OMACTorchLearner(OfflineMARLTorchLearner):
             loss = expectile_value_loss(f[Q_TARGET_TAKEN], f[V][:, :L], batch[m][K.FILLED], cfg.expectile)
             self.metrics.log_value((m, "value_loss"), loss.item(), window=1)
             terms[f"{m}/value"] = (loss, [(m, "value")])
-        order = self.agent_modules()
+        order = agent_order(self)
         mix, joint = fwd_out[MIXER_MODULE_ID], batch[MIXER_MODULE_ID]
         L = joint[K.FILLED].shape[1]
         q = stack_agents({m: fwd_out[m][K.Q_TAKEN] for m in agents}, order)  # [B, L, N]
