@@ -220,3 +220,56 @@ def test_benchmark_checks_its_configs_before_data_or_trials(tmp_path, extra, mes
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
     assert proc.returncode == 2 and lines[-1] == message, proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(root):
+    """A MABC checkpoint on the 3-episode 2s3z dataset (built and saved, not trained: evaluate's
+    checks run before the algorithm is rebuilt). Ray runs in this process for this fixture only."""
+    import ray
+
+    from rllib_sit.algorithms.mabc import MABCConfig
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        algo = (MABCConfig().environment("smac:2s3z").offline_data(input_=str(root / "ds_2s3z"))
+                .training(batch_size_episodes=2).debugging(seed=0)).build_algo()
+        path = algo.save(str(root / "ckpt")).checkpoint.path
+        algo.stop()
+    finally:
+        ray.shutdown()
+    return path
+
+
+def _evaluate(ckpt, *extra):
+    exe = shutil.which("rllib")
+    cmd = ([exe] if exe else [sys.executable, "-m", "rllib_sit.cli.rllib_cmd"]) + ["evaluate", ckpt, *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    return proc, lines
+
+
+def _with_input(ckpt, dest, new_input):
+    """A copy of the checkpoint whose config reads ``new_input`` (as one made before issue 21 could)."""
+    import pickle
+
+    shutil.copytree(ckpt, dest)
+    f = os.path.join(dest, "class_and_ctor_args.pkl")
+    d = pickle.load(open(f, "rb"))
+    d["ctor_args_and_kwargs"][0][0]["input_"] = new_input
+    pickle.dump(d, open(f, "wb"))
+    return str(dest)
+
+
+def test_evaluate_checks_before_building(root, checkpoint, tmp_path):
+    proc, lines = _evaluate(checkpoint, "--episodes", "0")
+    assert proc.returncode == 2 and lines[-1] == "rllib: error: --episodes 0 is invalid; expected an int >= 1"
+    moved = _with_input(checkpoint, tmp_path / "moved", str(root / "gone"))
+    proc, lines = _evaluate(moved)
+    assert proc.returncode == 2 and lines[-1].startswith(
+        f"rllib: error: {moved}: the checkpoint's dataset: input_={str(root / 'gone')!r} does not exist"), lines[-1]
+    other = _with_input(checkpoint, tmp_path / "other", str(root / "ds_3m"))
+    proc, lines = _evaluate(other)
+    assert proc.returncode == 2 and "was recorded in another env than the config's (env id 'smac:3m' vs " \
+        "'smac:2s3z'; agent count 3 vs 5" in lines[-1], lines[-1]
+    assert "Traceback" not in proc.stdout + proc.stderr

@@ -133,25 +133,29 @@ def _build_point(path: str, name: str, cls, label: str, point: Dict[str, Any]):
 
 def check_dataset(path: str, name: str, config: Dict[str, Any]) -> None:
     """``input_`` must exist (even beside a ``dataset:`` spec) and be a dataset of the config's env."""
+    for label, point in grid_points(config):
+        where = f"{path}: experiment {name!r}" + (f" (grid point {label})" if label else "")
+        check_input(where, point.get("input", point.get("input_")), point.get("env"), point.get("dataset"))
+
+
+def check_input(where: str, inp: Any, env: Any, dataset: Any = None) -> None:
+    """One ``input_``: a local folder must exist; a dataset's env must be ``env`` (metadata only)."""
     from rllib_sit.data.episode_store import check_dataset_env, has_scheme, missing_input_message
     from rllib_sit.data.validation import DatasetError
 
-    for label, point in grid_points(config):
-        inp = point.get("input", point.get("input_"))
-        if isinstance(inp, (list, tuple)):
-            inp = inp[0] if inp else None
-        if not isinstance(inp, str) or not inp or inp == "sampler":
-            continue
-        where = f"{path}: experiment {name!r}" + (f" (grid point {label})" if label else "")
-        local = os.path.expanduser(inp)
-        if not has_scheme(inp) and not os.path.exists(local):
-            raise FrontDoorError(missing_input_message(inp, point.get("dataset"), where))
-        try:
-            check_dataset_env(inp if has_scheme(inp) else os.path.abspath(local), point.get("env"), where)
-        except DatasetError as e:
-            raise FrontDoorError(f"{where}: input_: {e}") from None
-        except ValueError as e:
-            raise FrontDoorError(str(e)) from None
+    if isinstance(inp, (list, tuple)):
+        inp = inp[0] if inp else None
+    if not isinstance(inp, str) or not inp or inp == "sampler":
+        return
+    local = os.path.expanduser(inp)
+    if not has_scheme(inp) and not os.path.exists(local):
+        raise FrontDoorError(missing_input_message(inp, dataset, where))
+    try:
+        check_dataset_env(inp if has_scheme(inp) else os.path.abspath(local), env, where)
+    except DatasetError as e:
+        raise FrontDoorError(f"{where}: input_: {e}") from None
+    except ValueError as e:
+        raise FrontDoorError(str(e)) from None
 
 
 def check_experiments(path: str, experiments: Dict[str, Dict[str, Any]],
@@ -243,3 +247,24 @@ def check_plan(plan) -> None:
                 raise FrontDoorError(f"benchmark: algorithm {label} (on {cell.dataset.map}): {msg}") from None
     finally:
         rllib_log.setLevel(level)
+
+
+# ------------------------------------------------------------------------------------------------
+# rllib evaluate: the checkpoint's config, before the algorithm is built
+# ------------------------------------------------------------------------------------------------
+
+def check_checkpoint_config(path: str, state: Dict[str, Any], episodes: Any) -> None:
+    """``rllib evaluate``: ``--episodes`` >= 1, the checkpoint's config rebuilt and ``validate()``-d,
+    and its dataset (its env's metadata and sizes come from it) still there and of its env."""
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    if not isinstance(episodes, int) or isinstance(episodes, bool) or episodes < 1:
+        raise FrontDoorError(f"--episodes {episodes!r} is invalid; expected an int >= 1")
+    try:
+        cfg = AlgorithmConfig.from_state(dict(state))
+        cfg.validate()
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise FrontDoorError(f"{path}: the checkpoint's config: {msg}") from None
+    check_input(f"{path}: the checkpoint's dataset", getattr(cfg, "input_", None), cfg.env,
+                getattr(cfg, "dataset", None))

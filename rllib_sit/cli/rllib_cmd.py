@@ -31,7 +31,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
-from rllib_sit.cli.front_door import check_experiment_keys, check_experiments, error_line
+from rllib_sit.cli.front_door import (check_checkpoint_config, check_experiment_keys, check_experiments,
+                                      error_line)
 
 DEFAULT_STORAGE = os.path.join("~", "ray_results")
 # What `rllib evaluate` prints from result["evaluation"]["env_runners"].
@@ -273,8 +274,6 @@ def evaluate_checkpoint(args) -> int:
     path = os.path.abspath(os.path.expanduser(args.checkpoint))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: no such checkpoint folder")
-    if not ray.is_initialized():
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
     rllib_sit.register_all()
     # Rebuild the algorithm with the checkpoint's config plus --episodes/--seed (the evaluation
     # EnvRunner takes its reset seed from the config when it is built), then restore its state.
@@ -283,9 +282,12 @@ def evaluate_checkpoint(args) -> int:
         raise FileNotFoundError(f"{path}: not an RLlib algorithm checkpoint (no {Checkpointable.CLASS_AND_CTOR_ARGS_FILE_NAME})")
     with open(ctor_file, "rb") as f:
         config = dict(pickle.load(f)["ctor_args_and_kwargs"][0][0])  # AlgorithmConfig.get_state()
-    config["evaluation_duration"] = int(args.episodes)
+    config["evaluation_duration"] = args.episodes
     if args.seed is not None:
         config["seed"] = int(args.seed)
+    check_checkpoint_config(path, config, args.episodes)
+    if not ray.is_initialized():
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
     algo = Algorithm.from_checkpoint(path, config=config)
     try:
         t0 = time.time()
