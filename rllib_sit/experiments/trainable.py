@@ -52,7 +52,9 @@ class PlanTrial(tune.Trainable):
         rllib_sit.register_all()
         algo_cls, cfg = algorithm_config(config)
         self.label = cell_of_config(config)["label"]
-        self.algo = algo_cls(config=cfg)  # Tune logs the trial's results; the algorithm has no storage of its own
+        # The trial's own storage: the algorithm's logdir is the trial's folder (without it, every
+        # trial would leave an empty folder in ~/ray_results); Tune logs the results.
+        self.algo = algo_cls(config=cfg, storage=self._storage)
 
     def step(self) -> Dict[str, Any]:
         return self.algo.train()
