@@ -15,7 +15,13 @@ The YAML is RLlib's classic tuned-example format::
         dataset: {quality: low, episodes: 10000}   # or input_: <dataset folder>
         alpha: {grid_search: [0.1, 0.2]}
 
-Runs on Ray Tune: checkpoints and TensorBoard/CSV/JSON logs go to ``<storage-path>/<name>``.
+Before Ray starts, every experiment is checked (:mod:`rllib_sit.cli.front_door`): its keys, its
+``run:`` name, its config built and validated at every grid point, its ``input_`` (which must exist,
+even beside a ``dataset:`` spec, and be a dataset of ``env:``); a problem is one line naming the
+file, the experiment, the key and what was expected (exit status 2), and nothing is written.
+Runs on Ray Tune: checkpoints and TensorBoard/CSV/JSON logs go to ``<storage-path>/<name>``. A trial
+that fails in its setup is not retried, and the CLI's last line is its error; ``--resume`` continues
+each trial from its newest complete checkpoint (:mod:`rllib_sit.cli.trial_guard`).
 Datasets named by ``config.dataset`` are generated (once, with progress) on the driver before the
 trials start, so trials only read them. On a 2-CPU machine at most ``#CPUs - 1`` trials run at once
 by default: Ray Data reads inside trials deadlock when trials hold every CPU (DESIGN.md).

@@ -152,7 +152,11 @@ class ResumeFromNewestCheckpoint(Callback):
         # The trial's folder in the run's storage (trial.local_path is Ray's staging copy in its session dir).
         trial_dir = next((d for d in (trial.path, trial.local_path) if d and os.path.isdir(d)), trial.path)
         recorded = trial.checkpoint.path if trial.checkpoint is not None else None
-        newest = newest_complete_checkpoint(trial_dir, reference=recorded) if trial_dir else None
+        if not (trial_dir and os.path.isdir(trial_dir)):  # not on the local disk (cloud storage): Tune's record
+            self.say(f"[rllib] trial {trial.trial_id}: " + (f"resumes from {os.path.basename(recorded)}" if recorded
+                     else "Tune recorded no checkpoint; it restarts at iteration 1"))
+            return
+        newest = newest_complete_checkpoint(trial_dir, reference=recorded)
         if newest is None:
             self.say(f"[rllib] trial {trial.trial_id}: no complete checkpoint in {trial_dir}; it restarts "
                      "at iteration 1")
