@@ -6,8 +6,9 @@
   cosine similarity > 0.9 and a norm ratio bf16/fp32 in [0.8, 1.25] — and differ from the fp32
   deltas (the switch changed the arithmetic).
 * Under "bf16" every linear layer of the update computes in bfloat16 (its raw output) and bf16
-  matmuls reach the dispatcher; under "fp32" none does; every module output reaching the loss
-  code, and every loss, is float32 either way.
+  matmuls reach the dispatcher; under "fp32" none does; on the CPU every GRU computes in float32
+  under both (the fp32 island); every module output reaching the loss code, and every loss, is
+  float32 either way.
 * The config names a bad value; a bf16 Stage I does not reuse an fp32 one's cache entry.
 
 The fp32 path is unchanged (the golden trace, tests/algorithms/test_sit_golden.py). Ray is
@@ -143,22 +144,29 @@ def test_bf16_runs_the_matmuls_in_bfloat16_and_fp32_does_not(case, dataset, cont
         # the raw output of every linear layer (before the learner's fp32 cast: prepend=True)
         layers = [m for mid in learner.module.keys() for m in learner.module[mid].unwrapped().modules()
                   if isinstance(m, (torch.nn.Linear, EnsembleLinear))]
-        raw = []
+        raw, gru_raw = [], []
         handles = [m.register_forward_hook(lambda mod, args, out: raw.append(out.dtype), prepend=True) for m in layers]
-        seen, linear = {}, {}
+        # the CPU fp32 island: a GRU's own output (before any cast), under either precision
+        grus = [m for mid in learner.module.keys() for m in learner.module[mid].unwrapped().modules()
+                if isinstance(m, torch.nn.GRU)]
+        handles += [m.register_forward_hook(lambda mod, args, out: gru_raw.append(out[0].dtype), prepend=True)
+                    for m in grus]
+        seen, linear, gru = {}, {}, {}
         for precision in ("fp32", "bf16"):
             _restore(learner, state)
             learner.precision = precision
             raw.clear()
+            gru_raw.clear()
             with _MatmulDtypes() as rec:
                 algo.learner_group.update(batch=to_multi_agent_batch(batches))
-            seen[precision], linear[precision] = rec.dtypes, list(raw)
+            seen[precision], linear[precision], gru[precision] = rec.dtypes, list(raw), list(gru_raw)
         for h in handles:
             h.remove()
         assert seen["fp32"] and set(seen["fp32"]) == {torch.float32}
         assert torch.bfloat16 in seen["bf16"], seen["bf16"]
         assert linear["fp32"] and set(linear["fp32"]) == {torch.float32}
         assert len(linear["bf16"]) == len(linear["fp32"]) and set(linear["bf16"]) == {torch.bfloat16}
+        assert gru["bf16"] and set(gru["bf16"]) == set(gru["fp32"]) == {torch.float32}
         for fwd_dtypes, loss_dtypes, term_dtypes in losses:
             assert set(fwd_dtypes) <= {torch.float32} and set(loss_dtypes) == set(term_dtypes) == {torch.float32}
     finally:
@@ -200,3 +208,41 @@ def test_bf16_stage1_gets_its_own_cache_entry(dataset, cont_dataset):
     assert "precision" not in fp32  # fp32 entries written before the setting keep their keys
     bf16 = S1.key_fields(tiny_config("SIT", dataset, cont_dataset, precision="bf16"), "ds-0")
     assert S1.make_key(bf16) != S1.make_key(fp32)
+
+
+def test_fp32_output_hooks_and_the_cpu_gru_island():
+    """``install_fp32_outputs`` on a Linear -> GRU -> Linear net under CPU bf16 autocast: without the
+    hooks the GRU fed a bf16 input runs in bf16 (CPU autocast follows its inputs' dtypes); with them
+    each network's output is fp32, the GRU computes in fp32 and autocast is on again after it (the
+    last linear layer still computes in bf16); outside autocast the hooks change nothing."""
+    from rllib_sit.algorithms.common.torch_learner import install_fp32_outputs
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.gru, self.out = torch.nn.Linear(3, 4), torch.nn.GRU(4, 4, batch_first=True), torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(self.gru(self.fc(x))[0])
+
+    torch.manual_seed(0)
+    net, x = Net(), torch.randn(2, 5, 3)
+    raw = {}
+    for name in ("fc", "gru", "out"):
+        getattr(net, name).register_forward_hook(
+            lambda mod, args, out, name=name: raw.__setitem__(name, (out[0] if name == "gru" else out).dtype),
+            prepend=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = net(x)
+    assert (raw["fc"], raw["gru"], raw["out"], plain.dtype) == (torch.bfloat16,) * 4
+    reference = net(x)
+    handles = install_fp32_outputs(net, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hooked = net(x)
+        assert torch.is_autocast_enabled("cpu")
+    assert (raw["fc"], raw["gru"], raw["out"], hooked.dtype) == (torch.bfloat16, torch.float32, torch.bfloat16,
+                                                                  torch.float32)
+    assert torch.allclose(hooked, reference, atol=0.05)
+    assert torch.equal(net(x), reference)  # outside autocast: nothing changes
+    for h in handles:
+        h.remove()
