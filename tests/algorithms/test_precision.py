@@ -246,3 +246,19 @@ def test_fp32_output_hooks_and_the_cpu_gru_island():
     assert torch.equal(net(x), reference)  # outside autocast: nothing changes
     for h in handles:
         h.remove()
+
+
+def test_bf16_qmix_learns_the_rewarding_actions(dataset, cont_dataset):
+    """tests/algorithms/test_qmix.py's learning check in bf16: tiny:coop pays 1 when a0 takes action 1
+    and 0.5 when b0 does; after 100 bf16 updates the greedy agents (acting in fp32) take them."""
+    algo = tiny_config("QMIX", dataset, cont_dataset, precision="bf16", agent_updates=100,
+                       agent_updates_per_iteration=100, lr=5e-3, gamma=0.5, target_update_interval=20,
+                       batch_size_episodes=16).build_algo()
+    try:
+        before = algo.evaluate()["env_runners"]
+        assert before["episode_return_mean"] < 1.5 * before["episode_len_mean"]
+        algo.train()
+        ev = algo.evaluate()["env_runners"]
+        assert ev["episode_return_mean"] == pytest.approx(1.5 * ev["episode_len_mean"]), (before, ev)
+    finally:
+        algo.stop()
