@@ -103,11 +103,23 @@ def test_unknown_config_key_suggests_the_closest(root, tmp_path):
     assert last == f"rllib: error: {f}: experiment 'sit-2s3z': SITConfig: unknown setting 'alpah'; did you mean 'alpha'?"
 
 
+def test_unknown_key_in_the_yaml_config_suggests_the_closest(root, tmp_path):
+    f = write_yaml(tmp_path / "sit_2s3z.yaml", name="sit-2s3z", run="SIT",
+                   config={"dataset": {"quality": "low", "episodes": 300}, "ardnem_updaets": 10})
+    last = refused(root, f)
+    assert last == (f"rllib: error: {f}: experiment 'sit-2s3z': SITConfig: unknown setting 'ardnem_updaets'; did you "
+                    "mean 'ardnem_updates'?")
+
+
 def test_unknown_experiment_key_suggests_the_closest(root, tmp_path):
     f = write_yaml(tmp_path / "typo.yaml", chekpoint_freq=2)
     last = refused(root, f)
     assert last.startswith(f"rllib: error: {f}: experiment 'mabc-2s3z': unknown key 'chekpoint_freq'; did you mean "
                            "'checkpoint_freq'?")
+    (tmp_path / "b").mkdir()
+    last = refused(root, write_yaml(tmp_path / "b" / "stop.yaml"), "--stop", '{"training_iteraton": 3}')
+    assert last.endswith("experiment 'mabc-2s3z': stop key 'training_iteraton' is not a result key; did you mean "
+                         "'training_iteration'?")
 
 
 @pytest.mark.parametrize("setting, message", [

@@ -45,6 +45,9 @@ def check_experiment_keys(path: str, name: str, exp: Any) -> None:
         if key not in EXPERIMENT_KEYS:
             raise FrontDoorError(f"{path}: experiment {name!r}: unknown key {key!r}{did_you_mean(key, EXPERIMENT_KEYS)} "
                                  f"(expected some of {list(EXPERIMENT_KEYS)})")
+    if exp.get("stop") is not None and not isinstance(exp["stop"], dict):
+        raise FrontDoorError(f"{path}: experiment {name!r}: 'stop:' is {exp['stop']!r}; expected a mapping like "
+                             "{training_iteration: 10}")
     if exp.get("config") is not None and not isinstance(exp["config"], dict):
         raise FrontDoorError(f"{path}: experiment {name!r}: 'config:' is {exp['config']!r}; expected a mapping of "
                              "algorithm settings")
@@ -158,13 +161,38 @@ def check_input(where: str, inp: Any, env: Any, dataset: Any = None) -> None:
         raise FrontDoorError(str(e)) from None
 
 
+# Result keys a stop criterion usually names (Tune's and RLlib's); a criterion Tune never finds in a
+# result is ignored with a warning, so a misspelt one would train forever.
+STOP_KEYS = ("training_iteration", "time_total_s", "time_since_restore", "iterations_since_restore",
+             "timesteps_total", "episodes_total", "num_env_steps_sampled_lifetime",
+             "evaluation/env_runners/episode_return_mean", "evaluation/env_runners/win_rate")
+
+
+def check_stop(path: str, name: str, stop: Any) -> None:
+    """``stop:`` (with ``--stop`` merged in): a mapping of result keys to numbers; a key close to a
+    common one but not it is an error naming the closest."""
+    if not isinstance(stop, dict):
+        raise FrontDoorError(f"{path}: experiment {name!r}: stop: {stop!r}; expected a mapping like "
+                             "{training_iteration: 10}")
+    for key, value in stop.items():
+        if key not in STOP_KEYS and did_you_mean(key, STOP_KEYS):
+            raise FrontDoorError(f"{path}: experiment {name!r}: stop key {key!r} is not a result key"
+                                 f"{did_you_mean(key, STOP_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise FrontDoorError(f"{path}: experiment {name!r}: stop {key}={value!r} is invalid; expected a number")
+
+
 def check_experiments(path: str, experiments: Dict[str, Dict[str, Any]],
-                      configs: Dict[str, Dict[str, Any]], check_datasets: bool = True) -> Dict[str, Any]:
+                      configs: Dict[str, Dict[str, Any]], check_datasets: bool = True,
+                      stops: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Check every experiment (keys were checked when the YAML was read); ``configs``: each one's
-    merged config (``env`` included). Returns ``{name: algorithm class}``."""
+    merged config (``env`` included); ``stops``: each one's merged stop criteria. Returns
+    ``{name: algorithm class}``."""
     classes = {}
     for name, exp in experiments.items():
         classes[name] = cls = trainable_class(path, name, exp["run"])
+        if stops is not None:
+            check_stop(path, name, stops[name])
         config = configs[name]
         if hasattr(cls, "get_default_config"):
             build_config(path, name, cls, config)

@@ -165,9 +165,10 @@ def train_file(args) -> int:
     stop_over = _json_arg(args.stop, "--stop")
     config_over = _json_arg(args.config, "--config")
     configs = {name: experiment_config(exp, config_over) for name, exp in experiments.items()}
+    stops = {name: dict(exp.get("stop") or {}, **stop_over) for name, exp in experiments.items()}
     # Every experiment's config is built and validated here, before Ray, Tune or a dataset start.
     rllib_sit.register_all()
-    check_experiments(args.file, experiments, configs)
+    check_experiments(args.file, experiments, configs, stops=stops)
     if not ray.is_initialized():
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
     n_cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -176,7 +177,7 @@ def train_file(args) -> int:
     for name, exp in experiments.items():
         config = configs[name]
         _prepare_datasets(config, config.get("env"))
-        stop = dict(exp.get("stop") or {}, **stop_over)
+        stop = stops[name]
         storage = os.path.abspath(os.path.expanduser(args.storage_path or exp.get("storage_path")
                                                      or exp.get("local_dir") or DEFAULT_STORAGE))
         max_conc = args.max_concurrent_trials or exp.get("max_concurrent_trials") or max(1, n_cpus - 1)
