@@ -322,9 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-concurrent-trials", type=int, help="default: #CPUs - 1 (at least 1)")
     f.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance")
     f.add_argument("--resume", action="store_true",
-                   help="continue an interrupted experiment from its trials' last checkpoints (Tune's restore)")
+                   help="continue an interrupted experiment, each trial from its newest complete checkpoint "
+                        "(Tune's restore; also a checkpoint written after Tune last saved its state)")
     f.add_argument("--max-failures", type=int,
-                   help="restarts of a crashed trial from its last checkpoint (default: the YAML's max_failures or 3)")
+                   help="restarts of a crashed trial from its last checkpoint (default: the YAML's max_failures or 3); "
+                        "a trial that fails before its first result (config, dataset) fails once")
     f.add_argument("-v", "--verbose", action="store_true")
     f.set_defaults(func=train_file)
     ev = sub.add_parser("evaluate", help="greedy evaluation of a checkpoint on its environment")
