@@ -1,4 +1,4 @@
-"""Driver-side checks of ``rllib train file`` before Ray or Tune start: one clear line per problem.
+"""Driver-side checks before Ray or Tune start: one clear line per problem.
 
 Every experiment of a tuned-example YAML (with the ``--config``/``--stop`` overrides merged in)
 is checked before anything runs or is written:
@@ -12,7 +12,10 @@ is checked before anything runs or is written:
   ``dataset:`` spec is present (nothing is generated), and a dataset recorded in another env
   than the config's is an error naming both (its metadata only is read).
 
-Config errors are therefore never retried by Tune's ``max_failures``.
+Config errors are therefore never retried by Tune's ``max_failures``. ``rllib evaluate``
+(:func:`check_checkpoint_config`) and ``rllib-sit benchmark`` (:func:`check_config_keys`,
+:func:`check_plan`) check their input the same way before they build anything. The errors and what
+to do about each: docs/operations.md, "The front door".
 """
 
 from __future__ import annotations
