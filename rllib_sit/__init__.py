@@ -16,7 +16,10 @@ __all__ = ["__version__", "register_all"]
 def _register_algorithm_names() -> None:
     from rllib_sit.algorithms import register_algorithms_lazily
 
-    register_algorithms_lazily()
+    try:
+        register_algorithms_lazily()
+    except ImportError:  # no Ray in this process (e.g. an exported policy's inference): no Tune to register with
+        pass
 
 
 def register_all() -> None:

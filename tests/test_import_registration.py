@@ -54,6 +54,14 @@ def test_names_survive_a_new_ray_cluster():
     assert proc.stdout.split() == ["rllib_sit.algorithms.mabc.mabc"] * 2
 
 
+def test_the_package_imports_without_ray():
+    """Exported policies run where Ray is absent: importing the package must not need it."""
+    code = "import sys\nsys.modules['ray'] = None\nimport rllib_sit\nprint('ok', 'torch' in sys.modules)\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["ok", "False"]
+
+
 def test_without_the_package_the_names_are_unknown():
     """The check above can fail: a fresh interpreter that does not import rllib_sit cannot resolve SIT."""
     code = ("from ray.tune.registry import get_trainable_cls\n"

@@ -94,7 +94,8 @@ def test_rllibs_own_keys_keep_working_in_update_from_dict():
     cfg = SITConfig().update_from_dict({
         "lr": 1e-3, "train_batch_size_per_learner": 8, "evaluation_interval": 3, "num_learners": 0,
         "input_": "/tmp/ds", "env": "smac:2s3z", "env_config": {"k": 1}, "seed": 4, "gamma": 0.9,
-        "num_cpus_for_main_process": 1, "callbacks": None, "__trial_info__": None, "alpha": 5.0})
+        "num_cpus_for_main_process": 1, "callbacks": None, "alpha": 5.0,
+        "__trial_info__": None, "__stdout_file__": None, "__stderr_file__": None})  # Tune's own keys
     assert (cfg.lr, cfg.train_batch_size_per_learner, cfg.evaluation_interval, cfg.input_, cfg.env, cfg.seed,
             cfg.gamma, cfg.alpha) == (1e-3, 8, 3, "/tmp/ds", "smac:2s3z", 4, 0.9, 5.0)
     assert cfg.env_config == {"k": 1}

@@ -254,7 +254,7 @@ def test_learner_loss_on_a_dataset_batch_matches_numpy(dataset, variant):
     mixer_mod = learner.module[MIXER_MODULE_ID].unwrapped()
     with torch.no_grad():  # targets differ from the online nets, so that double Q matters
         for mid in ("scout", "tank"):
-            for p in learner.module[mid].unwrapped().target_actor.parameters():
+            for p in learner.module[mid].unwrapped().target_q.parameters():
                 p.add_(0.3 * torch.randn_like(p))
         for p in mixer_mod.target_mixer.parameters():
             p.add_(0.3 * torch.randn_like(p))
@@ -454,7 +454,7 @@ def test_checkpoint_round_trip(dataset, tmp_path):
         ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
         ev_before = algo.evaluate()["env_runners"]["episode_return_mean"]
         learner = algo.learner_group._learner
-        w_before = learner.module["tank"].unwrapped().actor.fc_out.weight.detach().clone()
+        w_before = learner.module["tank"].unwrapped().q.fc_out.weight.detach().clone()
         mix_before = learner.module[MIXER_MODULE_ID].unwrapped().mixer.state_dict()
         mix_before = {k: v.clone() for k, v in mix_before.items()}
         next_batch = joint_batch(algo.sampler, 8)  # the sampler's RNG is in the checkpoint
@@ -465,7 +465,7 @@ def test_checkpoint_round_trip(dataset, tmp_path):
         assert restored.config.cql_variant == "joint"
         assert restored.schedule.current_name == "cql" and restored.schedule.done["cql"] == 4
         learner = restored.learner_group._learner
-        torch.testing.assert_close(learner.module["tank"].unwrapped().actor.fc_out.weight, w_before)
+        torch.testing.assert_close(learner.module["tank"].unwrapped().q.fc_out.weight, w_before)
         for k, v in learner.module[MIXER_MODULE_ID].unwrapped().mixer.state_dict().items():
             torch.testing.assert_close(v, mix_before[k])
         assert learner.module_updates("tank") == 4
@@ -483,16 +483,34 @@ def test_targets_are_frozen_copies_synced_on_the_schedule(dataset):
     sampler, _ = _sampler(dataset, cfg)
     tank = learner.module["tank"].unwrapped()
     mixer_mod = learner.module[MIXER_MODULE_ID].unwrapped()
-    assert all(not p.requires_grad for p in tank.target_actor.parameters())
-    t0 = copy.deepcopy(tank.target_actor.state_dict())
+    assert all(not p.requires_grad for p in tank.target_q.parameters())
+    t0 = copy.deepcopy(tank.target_q.state_dict())
     for n in range(3):
         res = learner.update(batch=to_multi_agent_batch(joint_batch(sampler, 8)))
         if n < 2:
-            for k, v in tank.target_actor.state_dict().items():
+            for k, v in tank.target_q.state_dict().items():
                 torch.testing.assert_close(v, t0[k])
-    for k, v in tank.target_actor.state_dict().items():
-        torch.testing.assert_close(v, tank.actor.state_dict()[k])
+    for k, v in tank.target_q.state_dict().items():
+        torch.testing.assert_close(v, tank.q.state_dict()[k])
     for k, v in mixer_mod.target_mixer.state_dict().items():
         torch.testing.assert_close(v, mixer_mod.mixer.state_dict()[k])
     td = res[MIXER_MODULE_ID][TD_LOSS]
     assert math.isfinite(float(td.peek() if hasattr(td, "peek") else td))
+
+
+def test_discrete_q_network_is_q_and_the_agent_acts_with_it(dataset):
+    """The discrete Q-network is registered as ``q`` (target ``target_q``), not under the policy's
+    name; ``actor`` (what acting, evaluation and export read) is that same network, and the
+    continuous module keeps its policy as ``actor`` beside the critic."""
+    _, learner = _learner(dataset)
+    tank = learner.module["tank"].unwrapped()
+    names = {n for n, _ in tank.named_children()}
+    assert {"q", "target_q"} <= names and "actor" not in names and "target_actor" not in names
+    assert tank.actor is tank.q
+    assert all(k.startswith(("q.", "target_q.")) for k in tank.state_dict())
+    from rllib_sit.envs.base import EnvInfo
+
+    info = EnvInfo(env_id="box:test", agents=["l0", "l1"], agent_types=["leg", "leg"], obs_dim=3, state_dim=4,
+                   discrete=False, n_actions=None, act_dim=2, episode_limit=5, action_low=-1.0, action_high=1.0)
+    cont = MACQLConfig().agent_module_spec(info, "leg", ["l0", "l1"]).build()
+    assert cont.actor is cont._modules["actor"] and "q" not in dict(cont.named_children())

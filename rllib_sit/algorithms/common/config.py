@@ -46,6 +46,11 @@ RLLIB_TRAINING_KEYS = tuple(n for n, p in inspect.signature(AlgorithmConfig.trai
 RLLIB_DICT_KEYS = ("multiagent", TRIAL_INFO, "_enable_new_api_stack")
 
 
+def _tune_key(name: str) -> bool:
+    """Tune's bookkeeping in a trial's config (``__trial_info__``, ``__stdout_file__``, ...)."""
+    return name.startswith("__") and name.endswith("__")
+
+
 def _bad(owner: str, name: str, value: Any, expected: str):
     raise ValueError(f"{owner}: {name}={value!r} is invalid; expected {expected}")
 
@@ -177,7 +182,7 @@ class OfflineMARLConfig(AlgorithmConfig):
         special keys): a misspelt key is an error naming the closest known one."""
         for key in config_dict:
             name = self._translate_special_keys(key, warn_deprecated=False)
-            if name in self._settings or name in RLLIB_DICT_KEYS or hasattr(self, name):
+            if name in self._settings or name in RLLIB_DICT_KEYS or _tune_key(name) or hasattr(self, name):
                 continue
             known = list(self._settings) + [k for k in vars(self) if not k.startswith("_")]
             raise UnknownSettingError(unknown_setting_message(self._owner, key, known))

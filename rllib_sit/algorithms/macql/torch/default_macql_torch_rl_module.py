@@ -1,10 +1,11 @@
 """MACQL's agent module: one per agent type (shared by its agents, the SIT paper's setting).
 
-* **Discrete** (SMAC, MPE): the base's recurrent network (:class:`~rllib_sit.models.gru_actor.GRUActor`,
-  fc → GRU → fc over τ_i = (o_i^t, a_i^{t-1})) *is* the per-agent Q-network Q_i(τ_i, ·): called
-  without a mask it returns the raw values of every action, and the base's greedy evaluation (arg
-  max of the values masked to the available actions) is the Q-learning policy. Its target copy
-  ``target_actor`` comes from RLlib's ``TargetNetworkAPI`` (``target_networks = ("actor",)``).
+* **Discrete** (SMAC, MPE): the per-agent Q-network Q_i(τ_i, ·) is ``q``, the base's recurrent
+  network (:class:`~rllib_sit.models.gru_actor.GRUActor`, fc → GRU → fc over τ_i = (o_i^t, a_i^{t-1}))
+  called without a mask (the raw values of every action). It is also what the agent acts with:
+  ``actor`` (read by the base's greedy acting, evaluation and export) is ``q``, whose arg max over
+  the available actions is the Q-learning policy. Its target copy ``target_q`` comes from RLlib's
+  ``TargetNetworkAPI`` (``target_networks = ("q",)``).
 * **Continuous** (MAMuJoCo; our design, see ``docs/algorithms/macql.md``): the base's tanh-Gaussian
   GRU actor π_i acts; the shared recurrent critic Q_i(τ_i, a_i)
   (:class:`~rllib_sit.models.recurrent_q.RecurrentActionValue`: fc(o ⊕ a^{t-1}) → ReLU → GRU, then
@@ -53,10 +54,19 @@ class MACQLAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
     (continuous only). EnvRunners use the actor (the greedy Q-network for discrete actions).
     """
 
+    @property
+    def actor(self) -> nn.Module:
+        """The network the agent acts with (what the base's acting, evaluation and export read): the
+        Q-network ``q`` (greedy arg max over the available actions) for discrete actions, the
+        tanh-Gaussian policy for continuous ones."""
+        return self._modules["q"] if "q" in self._modules else self._modules["actor"]
+
     def setup_learner(self) -> None:
         mc = self.model_config
         if self.discrete:
-            self.target_networks = ("actor",)
+            # The base built its GRU (fc → GRU → fc on τ_i): it is Q_i(τ_i, ·), registered as ``q``.
+            self.q = self._modules.pop("actor")
+            self.target_networks = ("q",)
             return
         self.target_networks = ("critic",)
         self.critic = RecurrentActionValue(mc["obs_dim"] + self.act_dim, self.act_dim, mc["rnn_hidden"],
@@ -66,7 +76,7 @@ class MACQLAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
 
     def get_non_inference_attributes(self):
         if self.discrete:
-            return ["target_actor"]
+            return ["target_q"]
         return ["critic", "target_critic", "log_alpha"]
 
     # -- discrete --------------------------------------------------------------------------------
@@ -74,7 +84,7 @@ class MACQLAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         """Q_i(τ_i^t, ·) for t = 0..L of an individual-trajectory batch: ``[B, L+1, n_actions]``
         (raw values: unavailable actions are masked by the losses, not here)."""
         own = gather_agent(batch[K.OBS_ALL], batch[K.AGENT_INDEX])
-        net = self.target_actor if target else self.actor
+        net = self.target_q if target else self.q
         return net(own, batch[K.PREV_ACTIONS])
 
     # -- continuous ------------------------------------------------------------------------------

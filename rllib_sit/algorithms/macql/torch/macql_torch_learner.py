@@ -142,7 +142,7 @@ class MACQLTorchLearner(OfflineMARLTorchLearner):
         if module_id == MIXER_MODULE_ID:
             return {"mixer": (module.mixer.parameters(), config.lr)}
         if module.discrete:
-            return {"q": (module.actor.parameters(), config.lr)}
+            return {"q": (module.q.parameters(), config.lr)}
         return {"critic": (module.critic.parameters(), config.lr),
                 "actor": (module.actor.parameters(), config.actor_lr),
                 "alpha": ([module.log_alpha], config.alpha_lr)}
