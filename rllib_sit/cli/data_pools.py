@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--no-fit", dest="fit", action="store_false",
                    help="keep each level's member mid-band; by default members are moved within their bands so "
                         "that the Table 7-9 datasets get the paper's average returns (docs/datasets.md)")
+    b.add_argument("--refit", action="store_true",
+                   help="start the fit from the existing card's members (no per-level calibration): a cheaper "
+                        "rebuild")
     b.add_argument("--dir", help="folder to write the cards to (default: $RLLIB_SIT_POOLS_DIR or the package's "
                                  "resources/policy_pools)")
 
@@ -123,13 +126,16 @@ def run_build(args: argparse.Namespace) -> int:
         raise ValueError(f"give environment ids or --all, not both (got {args.env} and --all)")
     if not args.all and not args.env:
         raise ValueError("give environment id(s) to build (e.g. smac:2s3z) or --all")
+    if args.refit and not args.fit:
+        raise ValueError("--refit starts the fit from the existing card; it cannot be combined with --no-fit")
     envs = list(load_specs()) if args.all else list(dict.fromkeys(args.env))
     folder = _folder(args)
     # every argument is checked before the first (minutes-long) calibration starts
     check_build_request(envs, eval_episodes=args.episodes, cal_episodes=args.cal_episodes, seed=args.seed)
     for env_id in envs:
         card = build_pool(env_id, eval_episodes=args.episodes, seed=args.seed, cal_episodes=args.cal_episodes,
-                          directory=folder, fit_datasets=args.fit)
+                          directory=folder, fit_datasets=args.fit,
+                          refit=args.refit)
         missing = card.get("missing_levels") or {}
         print(f"{env_id}: wrote {pool_card_path(env_id, folder)} in {card['build_seconds']} s"
               + (f"; missing levels: {sorted(missing)}" if missing else ""), flush=True)

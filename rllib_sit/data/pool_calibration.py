@@ -214,7 +214,7 @@ def calibrate(env: CoopEnv, cand: Candidate, rng_range: Tuple[float, float], n_e
 
 def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
                cal_episodes: Optional[int] = None, directory: Optional[os.PathLike] = None,
-               log=print, fit_datasets: bool = True) -> Dict[str, Any]:
+               log=print, fit_datasets: bool = True, refit: bool = False) -> Dict[str, Any]:
     """Calibrate the random/medium/expert members of ``env_id`` and write its pool card.
 
     For each level the candidates of :func:`default_candidates` are tried in order (random: uniform
@@ -231,6 +231,8 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
     ``fit_datasets`` (default): the members are then moved within their bands so that the datasets
     of the specs citing Tables 7–9 get the paper's average returns (:mod:`.pool_fit`); the card's
     ``dataset_fit`` holds, per dataset, the paper's average, the fitted and the freshly measured one.
+    ``refit``: skip the per-level calibration and start the fit from the members of the existing card
+    (in ``directory``, else the shipped one): a cheaper rebuild after a change of the fit.
     """
     from rllib_sit.envs.registry import make_env, parse_env_id
 
@@ -247,7 +249,14 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
     levels: Dict[str, List[PoolMember]] = {}
     missing: Dict[str, str] = {}
     used = spec.levels_used()
-    for lvl in POOL_LEVELS:
+    if refit:
+        from rllib_sit.data.pool_card import load_pool
+
+        old = load_pool(env_id, directory)
+        levels = {lvl: list(ms) for lvl, ms in old.levels.items()}
+        missing = dict(old.card.get("missing_levels") or {})
+        log(f"{env_id}: refit from {old.card_path}")
+    for lvl in (() if refit else POOL_LEVELS):
         if lvl not in spec.pool_ranges:
             # The paper gives no return range (e.g. the differential game's uniform-random data):
             # a level the specs use is its first fixed candidate as defined (random: uniform), measured;

@@ -18,8 +18,8 @@ that cite Tables 7–9 get the paper's average return:
   continuous envs: saturated corner actions, ``corner_prob``), the way untrained snapshots behave.
 * Per level, the grades whose all-agents return stays inside the level's band (shrunk by
   ``BAND_MARGIN`` of its width) are found by bisection: ``[g_lo, g_hi]``.
-* The grades are then chosen by coordinate-wise golden-section search inside those intervals,
-  minimising Σ_q ((D_q − paper_q) / tol_q)² over the datasets q, where D_q is the dataset's
+* The grades are then chosen by coordinate-wise golden-section search inside those intervals
+  (then polished once on 4x the episodes in a ±0.1 window: noisy returns), minimising Σ_q ((D_q − paper_q) / tol_q)² over the datasets q, where D_q is the dataset's
   average return simulated with common random numbers and ``tol_q = max(15 % |paper_q|, 0.5 on SMAC)``
   (the acceptance band of issue 20).
 
@@ -207,6 +207,19 @@ def fit_pool(env: CoopEnv, spec: EnvSpec, family: str, heuristic: Optional[str],
             if f < current:
                 grades[lvl], current = g, f
             log(f"{spec.env_id}: round {r + 1}, {lvl} grade {grades[lvl]:.4f}, loss {current:.3f}")
+    # Polish: the coarse fit matches its own (few) common-random-number episodes; where returns are noisy
+    # (MAMuJoCo: std ~ 45 over 40 episodes, tol ~ 6) that sample can sit a tolerance away from the mean.
+    # Re-fit once on 4x the episodes (other seeds) in a window of ±0.1 grade around each coarse grade.
+    fit_episodes, fit_seed = 4 * fit_episodes, 3_000_000 + seed
+    current = loss(grades) if levels else 0.0
+    log(f"{spec.env_id}: polish on {fit_episodes} episodes, loss {current:.3f}")
+    if current >= 0.25 * len(targets):
+        for lvl in levels:
+            lo, hi = max(intervals[lvl][0], grades[lvl] - 0.1), min(intervals[lvl][1], grades[lvl] + 0.1)
+            g, f = golden_section(lambda x, _l=lvl: loss({**grades, _l: x}), lo, hi, grades[lvl], iters=5)
+            if f < current:
+                grades[lvl], current = g, f
+            log(f"{spec.env_id}: polish, {lvl} grade {grades[lvl]:.4f}, loss {current:.3f}")
     final = averages(grades, fit_episodes, fit_seed)
     fit = {q: {"paper_average_return": t, "fitted_average_return": round(final[q], 3),
                "tolerance": round(tolerance(family, t), 3),
