@@ -17,6 +17,7 @@ numeric statistics under ``results[ALGORITHM_RESULTS]`` (:meth:`log_algorithm_me
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from typing import Any, Dict, List
@@ -173,6 +174,41 @@ class OfflineMARLAlgorithm(Algorithm):
         else:
             results.pop(EVALUATION_RESULTS, None)
         return results
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, parallel_train_future=None):
+        """RLlib's evaluation, twice: a greedy pass (``explore=False``) and a sampled pass
+        (``explore=True``) on the same env seeds, merged by :func:`~rllib_sit.algorithms.common.
+        evaluation.merge_passes` (the headline keys are the pass ``evaluation_config["explore"]``
+        selects, greedy by default; both passes under ``*_greedy`` / ``*_sampled``)."""
+        from rllib_sit.algorithms.common.evaluation import merge_passes
+
+        headline = bool(self.evaluation_config.explore)
+        passes = {}
+        try:
+            for explore in (False, True):
+                self._set_eval_explore(explore)
+                passes[explore] = copy.deepcopy(super().evaluate(parallel_train_future=parallel_train_future))
+        finally:
+            self._set_eval_explore(headline)
+        return merge_passes(passes[False], passes[True], explore=headline)
+
+    def _set_eval_explore(self, explore: bool) -> None:
+        """Make the evaluation EnvRunners' next ``sample()`` greedy (False) or sampled (True), starting
+        from a reset with their seed (RLlib reseeds at each episode-unit evaluation already; this makes
+        a timestep-unit one do the same), so both passes see the same env seeds."""
+        def set_mode(runner):
+            cfg = runner.config
+            if cfg.explore != explore:
+                frozen = getattr(cfg, "_is_frozen", False)
+                cfg._is_frozen = False  # the one attribute a frozen AlgorithmConfig lets us set
+                cfg.explore = explore
+                cfg._is_frozen = frozen
+            if hasattr(runner, "_needs_initial_reset"):
+                runner._needs_initial_reset = True
+
+        if self.eval_env_runner_group is not None:
+            self.eval_env_runner_group.foreach_env_runner(set_mode, local_env_runner=True)
 
     # -- checkpointing ---------------------------------------------------------------------------
     def get_extra_state(self) -> Dict[str, Any]:

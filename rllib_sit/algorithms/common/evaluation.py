@@ -6,9 +6,20 @@ numbers: every agent of a cooperative env receives the team reward, so RLlib's o
 ``episode_return_*`` (the sum over agents) would count it N times. It replaces them with the team
 return's mean/min/max, adds ``episode_return_std`` and, on envs whose infos carry ``battle_won``
 (SMAC), ``win_rate``.
+
+Every evaluation runs two passes (:meth:`OfflineMARLAlgorithm.evaluate
+<rllib_sit.algorithms.common.algorithm.OfflineMARLAlgorithm.evaluate>`): a greedy one (``explore=False``:
+the modules' ``_forward_inference``, arg max / the mean action) and a sampled one (``explore=True``:
+``_forward_exploration``, actions drawn from the policy), on the same env seeds (each pass resets the
+evaluation envs with the EnvRunner's seed), so their difference is the policy's, not the episodes'.
+:func:`merge_passes` reports both as ``<key>_greedy`` / ``<key>_sampled`` (:data:`PASS_KEYS`) next to
+the headline keys, which are the pass ``evaluation_config["explore"]`` selects (greedy by default), and
+``explore`` (which one the headline is).
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
@@ -20,6 +31,32 @@ WIN_RATE = "win_rate"
 # Per-episode values logged on the EnvRunners (item series), turned into statistics at the end.
 TEAM_RETURNS = "team_returns"
 WINS = "team_wins"
+EPISODE_LEN_MEAN = "episode_len_mean"
+EVALUATION_EXPLORE = "explore"  # whether the headline keys are the sampled pass's
+GREEDY, SAMPLED = "greedy", "sampled"
+# The keys each pass reports under its own suffix (``episode_return_mean_sampled``, ``win_rate_greedy``).
+PASS_KEYS = (EPISODE_RETURN_MEAN, EPISODE_RETURN_STD, EPISODE_RETURN_MIN, EPISODE_RETURN_MAX, WIN_RATE,
+             EPISODE_LEN_MEAN)
+
+
+def pass_key(key: str, explore: bool) -> str:
+    """``episode_return_mean`` -> ``episode_return_mean_sampled`` (``explore``) / ``..._greedy``."""
+    return f"{key}_{SAMPLED if explore else GREEDY}"
+
+
+def merge_passes(greedy: dict, sampled: dict, explore: bool) -> dict:
+    """The evaluation results of a greedy and a sampled pass -> one: the headline pass's results
+    (``explore``: the sampled one's) with every :data:`PASS_KEYS` value of both passes added to its
+    ``env_runners`` under :func:`pass_key`, and ``explore``."""
+    out = copy.deepcopy(sampled if explore else greedy)
+    results = out.setdefault(ENV_RUNNER_RESULTS, {})
+    for flag, res in ((False, greedy), (True, sampled)):
+        res = res.get(ENV_RUNNER_RESULTS) or {}
+        for key in PASS_KEYS:
+            if key in res:
+                results[pass_key(key, flag)] = res[key]
+    results[EVALUATION_EXPLORE] = bool(explore)
+    return out
 
 
 def team_return(episode) -> float:
