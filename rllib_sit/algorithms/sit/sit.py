@@ -35,6 +35,7 @@ from ray.rllib.utils.metrics import LEARNER_RESULTS
 
 from rllib_sit.algorithms.common.algorithm import ALGORITHM_RESULTS, OfflineMARLAlgorithm
 from rllib_sit.algorithms.common.config import OfflineMARLConfig
+from rllib_sit.algorithms.common.joint import module_members
 from rllib_sit.algorithms.common.phases import Phase
 from rllib_sit.algorithms.common.settings import Setting
 from rllib_sit.algorithms.sit import sit_learner as K
@@ -436,9 +437,10 @@ class SIT(OfflineMARLAlgorithm):
         filled = np.asarray(self.store[S.FILLED], bool)
         floor = K.uncertainty_floor_value(r_hat, filled, cfg.uncertainty_floor, cfg.uncertainty_floor_mode)
         self.u_hat_stats = {K.U_HAT_FLOOR: floor, K.U_HAT_CLAMPED_FRACTION: K.clamped_fraction(u_hat, filled, floor)}
+        members = module_members(self.agent_modules)
         for m, p in probs.items():
-            cols = [i for i, a in enumerate(self.agent_modules) if a == m]
-            self.dper_summary[m][K.U_HAT_CLAMPED_FRACTION] = K.sampled_clamped_fraction(u_hat, filled, floor, p, cols)
+            self.dper_summary[m][K.U_HAT_CLAMPED_FRACTION] = K.sampled_clamped_fraction(u_hat, filled, floor, p,
+                                                                                        members[m])
         return np.maximum(u_hat, np.float32(floor)) if cfg.uncertainty_floor_mode == "relative" else u_hat
 
     def _start_dper(self) -> None:
