@@ -73,6 +73,16 @@ def test_writes_one_csv_row_per_cell_seed(bench):
             next(c for c in plan.cells if c.key == R.row_key(r)))
     curves = R.read_csv(os.path.join(out, R.CURVES_CSV))
     assert sorted({c["policy_updates"] for c in curves}) == [2, 4] and len(curves) == 8
+    # Both passes of every evaluation: greedy (final_return, win_rate) and sampled (*_sampled), the
+    # row's final values being its last curve point's.
+    for r in rows:
+        last = max((c for c in curves if R.row_key(c) == R.row_key(r)), key=lambda c: c["policy_updates"])
+        for row_field, curve_field in (("final_return", "return_mean"), ("win_rate", "win_rate"),
+                                       ("final_return_sampled", "return_mean_sampled"),
+                                       ("final_return_std_sampled", "return_std_sampled"),
+                                       ("win_rate_sampled", "win_rate_sampled")):
+            assert np.isfinite(r[row_field]) and r[row_field] == pytest.approx(last[curve_field]), row_field
+        assert r["best_return_sampled"] >= r["final_return_sampled"]
     rewards = R.read_csv(os.path.join(out, R.REWARDS_CSV))
     assert {(r["seed"], r["agent"]) for r in rewards} == {(s, a) for s in (0, 1) for a in ("a0", "a1", "b0")}
     assert {r["agent_type"] for r in rewards} == {"scout", "tank"} and {r["behaviour_level"] for r in rewards} == {"r"}
@@ -97,6 +107,14 @@ def test_table_holds_mean_and_std_over_seeds_of_the_csv(bench):
         assert cells[algo] == f"{v.mean():.2f} ± {v.std():.2f}"
     assert cells["Behaviour"] == f"{rows[0]['behaviour_return']:.2f}"
     assert cells["QMIX/FacMAC"] == cells["ICQ"] == "—"
+    # The sampled pass's table follows under its own heading (greedy first: the default).
+    heads = [ln for ln in text.splitlines() if ln.startswith("## Table 1")]
+    assert len(heads) == 2 and "greedy" in heads[0] and "sampled" in heads[1]
+    sampled = text.split(heads[1])[1]
+    row = [c.strip() for c in [ln for ln in sampled.splitlines() if ln.startswith("| ")][1].strip("|").split("|")]
+    for algo in ("MABC", "SIT"):
+        v = np.array([r["final_return_sampled"] for r in rows if r["algorithm"] == algo])
+        assert dict(zip(head, row))[algo] == f"{v.mean():.2f} ± {v.std():.2f}"
 
 
 def test_rerun_skips_finished_cells_without_starting_a_trial(bench):
@@ -188,6 +206,44 @@ def test_figure_functions_on_synthetic_data(tmp_path):
         assert F.png_size(p) == F.expected_png_size(panels.get(name, 1)), name
     sens = [r for r in F.sensitivity_rows(rows) if r["quality"] == "low"]  # ablations are not on these axes
     assert len(sens) == 3 * (12 + 1) and {r["alpha"] for r in sens} == {0.2, 1.0, 5.0}  # SIT = (0.2, 0.1, 1)
+
+
+def test_results_csv_without_sampled_columns_still_reads(tmp_path):
+    """A results.csv/curves.csv written before the sampled pass existed: its *_sampled fields read as
+    None, the table shows only the greedy one, and a new cell rewrites the old rows with empty cells."""
+    from rllib_sit.experiments.tables import markdown_report
+
+    old_fields = [f for f in R.RESULT_FIELDS if not f.endswith("_sampled")]
+    row = {"algorithm": "MABC", "map": "smac:2s3z", "quality": "low", "seed": 0, "final_return": 7.5,
+           "win_rate": 0.25, "behaviour_return": 6.4}
+    R.write_csv(str(tmp_path / R.RESULTS_CSV), old_fields, [row])
+    store = R.ResultStore(str(tmp_path))
+    got = store.results()[("MABC", "smac:2s3z", "low", 0)]
+    assert got["final_return"] == 7.5 and got["final_return_sampled"] is None and got["win_rate_sampled"] is None
+    text = markdown_report(list(store.results().values()), "cmd")
+    assert [ln for ln in text.splitlines() if ln.startswith("## ")] == [
+        "## Table 1: return of greedy policies (arg max / the mean action)"]
+    store.add_cell(dict(row, seed=1, final_return_sampled=6.0))
+    rows = store.read(R.RESULTS_CSV)
+    assert [r["final_return_sampled"] for r in rows] == [None, 6.0]
+    assert "## Table 1: return of sampled policies" in markdown_report(rows, "cmd")
+
+
+def test_curve_points_read_both_passes_and_old_results():
+    from rllib_sit.experiments.callbacks import BENCHMARK_RESULTS, EVALUATED, POLICY_UPDATES
+
+    bench = {EVALUATED: True, POLICY_UPDATES: 4}
+    new = {"episode_return_mean": 3.0, "episode_return_mean_greedy": 3.0, "episode_return_std_greedy": 0.5,
+           "win_rate_greedy": 1.0, "episode_return_mean_sampled": 2.0, "episode_return_std_sampled": 0.25,
+           "win_rate_sampled": 0.5, "explore": False}
+    old = {"episode_return_mean": 4.0, "episode_return_std": 1.0, "win_rate": 0.75}
+    # A headline of the sampled pass (evaluation_config explore=True) is not read as the greedy one.
+    headline_sampled = dict(new, episode_return_mean=2.0, explore=True)
+    pts = R.evaluations([{"training_iteration": i, BENCHMARK_RESULTS: bench, "evaluation": {"env_runners": ev}}
+                         for i, ev in enumerate((new, old, headline_sampled))])
+    assert [(p["return_mean"], p["return_std"], p["win_rate"]) for p in pts] == [(3.0, 0.5, 1.0), (4.0, 1.0, 0.75),
+                                                                                (3.0, 0.5, 1.0)]
+    assert [(p["return_mean_sampled"], p["win_rate_sampled"]) for p in pts] == [(2.0, 0.5), (None, None), (2.0, 0.5)]
 
 
 def test_write_figures_draws_what_the_folder_supports(tmp_path):

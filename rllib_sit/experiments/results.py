@@ -9,6 +9,11 @@ Files in the output folder (each rewritten atomically: a temporary file, then ``
     dper_priorities.csv  SIT: histogram of the rescaled DPER priorities of each agent: DPER_FIELDS
                          (Figure 3b/c/e/f), from the final checkpoint (see :func:`dper_histograms`)
 
+Every evaluation has a greedy and a sampled pass on the same env seeds
+(:mod:`rllib_sit.algorithms.common.evaluation`): ``final_return``/``win_rate``/``return_mean``...
+are the greedy pass's, the ``*_sampled`` fields the sampled pass's. A CSV written before the
+``*_sampled`` fields existed reads them as None (empty cells once rewritten).
+
 A trial's numbers come from its results (Tune's ``result.json`` lines or the live results of the
 driver callback) through :func:`cell_row`; the same function rebuilds rows of finished trials
 whose row is missing (an interrupted driver) from the Tune folder.
@@ -26,6 +31,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from rllib_sit.algorithms.common.evaluation import EVALUATION_EXPLORE, pass_key
 from rllib_sit.experiments.callbacks import BENCHMARK_RESULTS, EVALUATED, POLICY_UPDATES
 
 RESULTS_CSV, CURVES_CSV, REWARDS_CSV, DPER_CSV = ("results.csv", "curves.csv", "sit_rewards.csv",
@@ -34,14 +40,18 @@ KEY_FIELDS = ["algorithm", "map", "quality", "seed"]
 RESULT_FIELDS = KEY_FIELDS + [
     "final_return", "final_return_std", "best_return", "best_policy_updates", "win_rate", "best_win_rate",
     "behaviour_return", "behaviour_return_std", "iterations", "policy_updates", "evaluations", "wall_time_s",
-    "train_time_s", "checkpoint", "dataset", "algorithm_name", "settings_hash", "settings", "trial", "finished_at"]
-CURVE_FIELDS = KEY_FIELDS + ["iteration", "policy_updates", "time_s", "return_mean", "return_std", "win_rate"]
+    "train_time_s", "checkpoint", "dataset", "algorithm_name", "settings_hash", "settings", "trial", "finished_at",
+    # The same evaluations' sampled pass (actions drawn from the policy); the fields above are the greedy pass.
+    "final_return_sampled", "final_return_std_sampled", "best_return_sampled", "win_rate_sampled"]
+CURVE_FIELDS = KEY_FIELDS + ["iteration", "policy_updates", "time_s", "return_mean", "return_std", "win_rate",
+                             "return_mean_sampled", "return_std_sampled", "win_rate_sampled"]
 REWARD_FIELDS = KEY_FIELDS + ["agent", "agent_type", "r_hat_mean", "behaviour_level"]
 DPER_FIELDS = KEY_FIELDS + ["agent", "agent_type", "bin_low", "bin_high", "count", "type_ess"]
 DPER_BINS = 40
 _FLOATS = {"final_return", "final_return_std", "best_return", "win_rate", "best_win_rate", "behaviour_return",
            "behaviour_return_std", "wall_time_s", "train_time_s", "time_s", "return_mean", "return_std",
-           "r_hat_mean", "bin_low", "bin_high", "type_ess"}
+           "r_hat_mean", "bin_low", "bin_high", "type_ess", "final_return_sampled", "final_return_std_sampled",
+           "best_return_sampled", "win_rate_sampled", "return_mean_sampled", "return_std_sampled"}
 _INTS = {"seed", "best_policy_updates", "iterations", "policy_updates", "evaluations", "iteration", "count"}
 
 
@@ -59,12 +69,14 @@ def _parse(field: str, value: str) -> Any:
     return value
 
 
-def read_csv(path: str) -> List[Dict[str, Any]]:
-    """Rows of a benchmark CSV with numbers parsed (empty cells -> None); [] if absent."""
+def read_csv(path: str, fields: Sequence[str] = ()) -> List[Dict[str, Any]]:
+    """Rows of a benchmark CSV with numbers parsed (empty cells -> None); [] if absent. ``fields``
+    missing from the file (a CSV written before they existed) read as None."""
     if not os.path.exists(path):
         return []
     with open(path, newline="") as f:
-        return [{k: _parse(k, v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [dict({k: None for k in fields}, **{k: _parse(k, v) for k, v in row.items()})
+                for row in csv.DictReader(f)]
 
 
 def write_csv(path: str, fields: Sequence[str], rows: Iterable[Dict[str, Any]]) -> None:
@@ -97,7 +109,7 @@ class ResultStore:
         return os.path.join(self.folder, name)
 
     def read(self, name: str) -> List[Dict[str, Any]]:
-        return read_csv(self.path(name))
+        return read_csv(self.path(name), self.FILES.get(name, ()))
 
     def results(self) -> Dict[Tuple[str, str, str, int], Dict[str, Any]]:
         return {row_key(r): r for r in self.read(RESULTS_CSV)}
@@ -119,18 +131,37 @@ class ResultStore:
 # One finished trial -> rows
 # ------------------------------------------------------------------------------------------------
 
+# What the benchmark keeps of result["evaluation"]["env_runners"]: the headline keys and both passes.
+EVALUATION_KEYS = ("episode_return_mean", "episode_return_std", "win_rate", EVALUATION_EXPLORE) + tuple(
+    pass_key(k, x) for x in (False, True) for k in ("episode_return_mean", "episode_return_std", "win_rate"))
+
+
+def _pass_value(ev: Dict[str, Any], key: str, explore: bool) -> Optional[float]:
+    """``key``'s value of the greedy (sampled) evaluation pass: ``<key>_greedy`` (``_sampled``); a
+    result without them (written before both passes existed) had only the greedy headline keys."""
+    value = ev.get(pass_key(key, explore))
+    if value is None and not explore and not ev.get(EVALUATION_EXPLORE):
+        value = ev.get(key)
+    return None if value is None else float(value)
+
+
 def evaluations(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The evaluated results of a trial as curve points (policy updates, return mean/std, win rate)."""
+    """The evaluated results of a trial as curve points (policy updates; return mean/std and win
+    rate of the greedy pass, and ``*_sampled`` of the sampled pass)."""
     out = []
     for r in results:
         bench = r.get(BENCHMARK_RESULTS) or {}
         ev = ((r.get("evaluation") or {}).get("env_runners") or {})
-        if not bench.get(EVALUATED) or "episode_return_mean" not in ev:
+        greedy = _pass_value(ev, "episode_return_mean", False)
+        if not bench.get(EVALUATED) or greedy is None:
             continue
         out.append({"iteration": int(r.get("training_iteration", 0)), "policy_updates": int(bench[POLICY_UPDATES]),
-                    "time_s": float(r.get("time_total_s", 0.0)), "return_mean": float(ev["episode_return_mean"]),
-                    "return_std": float(ev.get("episode_return_std", 0.0)),
-                    "win_rate": None if ev.get("win_rate") is None else float(ev["win_rate"])})
+                    "time_s": float(r.get("time_total_s", 0.0)), "return_mean": greedy,
+                    "return_std": _pass_value(ev, "episode_return_std", False) or 0.0,
+                    "win_rate": _pass_value(ev, "win_rate", False),
+                    "return_mean_sampled": _pass_value(ev, "episode_return_mean", True),
+                    "return_std_sampled": _pass_value(ev, "episode_return_std", True),
+                    "win_rate_sampled": _pass_value(ev, "win_rate", True)})
     return out
 
 
@@ -156,7 +187,12 @@ def cell_row(key: Tuple[str, str, str, int], results: Sequence[Dict[str, Any]], 
                train_time_s=None if last.get("time_total_s") is None else round(float(last["time_total_s"]), 1),
                checkpoint=checkpoint, dataset=dataset, algorithm_name=algorithm_name, settings_hash=settings_hash,
                settings=json.dumps(settings, sort_keys=True, default=str), trial=trial,
-               finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+               finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               final_return_sampled=final.get("return_mean_sampled"),
+               final_return_std_sampled=final.get("return_std_sampled"),
+               best_return_sampled=max((p["return_mean_sampled"] for p in points
+                                        if p.get("return_mean_sampled") is not None), default=None),
+               win_rate_sampled=final.get("win_rate_sampled"))
     return row, curve
 
 

@@ -114,8 +114,7 @@ def _slim(result: Dict[str, Any]) -> Dict[str, Any]:
     ev = ((result.get("evaluation") or {}).get("env_runners") or {})
     out = {k: result.get(k) for k in ("training_iteration", "time_total_s", "phases", R.BENCHMARK_RESULTS)}
     if ev:
-        out["evaluation"] = {"env_runners": {k: ev[k] for k in ("episode_return_mean", "episode_return_std",
-                                                                "win_rate") if k in ev}}
+        out["evaluation"] = {"env_runners": {k: ev[k] for k in R.EVALUATION_KEYS if k in ev}}
     if (result.get("algorithm") or {}).get("r_hat_mean_per_agent"):
         out["algorithm"] = {"r_hat_mean_per_agent": dict(result["algorithm"]["r_hat_mean_per_agent"])}
     return out

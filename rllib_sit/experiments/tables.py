@@ -4,8 +4,12 @@ Rows: quality, then map (the paper's map order, other maps after in order of app
 Columns: Behaviour, MABC, QMIX/FacMAC, MABCQ, MACQL, ICQ, OMAC, SIT (the paper's order; QMIX on
 discrete maps, FACMAC on MAMuJoCo), then any other algorithm or variant (``SIT[prioritized=False]``)
 in order of appearance. A cell is the mean ± std (population, ddof = 0) over seeds of the final
-greedy evaluation return; "—" where the algorithm has no finished seed. Behaviour is the
+evaluation return; "—" where the algorithm has no finished seed. Behaviour is the
 dataset card's mean episode return (one dataset per map × quality, as in the paper).
+
+:func:`markdown_report` shows the greedy policies' table first (``final_return``: arg max / the
+mean action, the package's default), then the sampled policies' (``final_return_sampled``: actions
+drawn from the policy, same env seeds), each under a heading that says which it is.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import numpy as np
 from rllib_sit.experiments import profiles as P
 
 MISSING = "—"
+RETURN_FIELDS = ("final_return", "final_return_sampled")  # the tables with a Behaviour column
+GREEDY_TEXT = "greedy policies (arg max / the mean action)"
+SAMPLED_TEXT = "sampled policies (actions drawn from the policy; same env seeds as the greedy evaluation)"
 
 
 def _ordered(values: Sequence[str], order: Sequence[str]) -> List[str]:
@@ -72,7 +79,7 @@ def table1(rows: Sequence[Dict[str, Any]], field: str = "final_return", digits: 
             for _name, algos in cols:
                 if not algos:  # Behaviour: the dataset card's mean return
                     beh = [r["behaviour_return"] for r in here if r.get("behaviour_return") is not None]
-                    cells.append(fmt(beh[0], None, digits) if beh and field == "final_return" else MISSING)
+                    cells.append(fmt(beh[0], None, digits) if beh and field in RETURN_FIELDS else MISSING)
                     continue
                 got = [r for a in algos for r in by.get((a, m, q), [])]
                 cells.append(_cell(got, field, digits, max_n))
@@ -85,16 +92,21 @@ def markdown_report(rows: Sequence[Dict[str, Any]], command: str, eval_episodes:
     """table.md: the exact command, what the numbers are, the return table (and win rates on SMAC)."""
     rows = list(rows)
     seeds = sorted({int(r["seed"]) for r in rows})
-    ev = f"{eval_episodes} greedy episodes" if eval_episodes else "greedy episodes"
+    ev = f"{eval_episodes} episodes" if eval_episodes else "episodes"
     parts = [
         "# Benchmark: evaluation return in the layout of the SIT paper's Table 1", "",
         f"Command: `{command}`" if command else "Command: (not recorded)", "",
-        f"Final evaluation return ({ev} after the last update), mean ± std (population) over seeds "
+        f"Final evaluation return ({ev} after the last update, each evaluated twice on the same env seeds: "
+        f"greedy and sampled actions), mean ± std (population) over seeds "
         f"{seeds}; \"(n=k)\" marks a cell with fewer finished seeds than the others. Behaviour: the dataset "
         "card's mean episode return. QMIX/FacMAC: QMIX on discrete maps, FACMAC on MAMuJoCo. "
-        f"\"{MISSING}\": not run or not registered.", "",
-        table1(rows, "final_return", digits)]
-    if any(r.get("win_rate") is not None for r in rows):
-        parts += ["", "Win rate (SMAC; final evaluation), mean ± std over seeds:", "",
-                  table1([r for r in rows if r.get("win_rate") is not None], "win_rate", digits)]
-    return "\n".join(parts) + "\n"
+        f"\"{MISSING}\": not run or not registered.", ""]
+    for suffix, text in (("", GREEDY_TEXT), ("_sampled", SAMPLED_TEXT)):
+        field, win = f"final_return{suffix}", f"win_rate{suffix}"
+        if suffix and not any(r.get(field) is not None for r in rows):
+            continue  # results written before the sampled pass existed
+        parts += [f"## Table 1: return of {text}", "", table1(rows, field, digits), ""]
+        if any(r.get(win) is not None for r in rows):
+            parts += [f"Win rate (SMAC; final evaluation) of {text}, mean ± std over seeds:", "",
+                      table1([r for r in rows if r.get(win) is not None], win, digits), ""]
+    return "\n".join(parts).rstrip("\n") + "\n"
