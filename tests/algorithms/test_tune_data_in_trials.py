@@ -11,6 +11,7 @@ from ray import tune
 
 import rllib_sit
 from rllib_sit.algorithms.sit import SITConfig
+from rllib_sit.data.generation import DATA_VERSION
 
 
 @pytest.fixture(scope="module")
@@ -43,4 +44,4 @@ def test_two_trials_on_two_cpus_generate_the_dataset_once_and_finish(ray_2cpu, t
     assert len(results) == 2 and not results.errors
     assert all(r.metrics["phases"]["agents_updates_done"] == 2 for r in results)
     made = [root for root, _, files in os.walk(ray_2cpu) if "card.json" in files]
-    assert len(made) == 1 and made[0].endswith(os.path.join("smac_2s3z", "low_24_123"))
+    assert len(made) == 1 and made[0].endswith(os.path.join("smac_2s3z", f"low_24_123_v{DATA_VERSION}"))
