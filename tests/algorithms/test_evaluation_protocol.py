@@ -103,3 +103,29 @@ def test_every_algorithm_reports_both_passes(case, dataset, cont_dataset):
             assert np.isfinite(ev[pass_key("episode_len_mean", explore)]), (case, explore)
     finally:
         algo.stop()
+
+
+def test_facmac_samples_gaussian_noise_of_std_0_1_around_its_greedy_action(dataset, cont_dataset):
+    """FacMAC's sampled form is its code's Gaussian exploration (act_noise 0.1 in [-1, 1] units),
+    not its actor's untrained log-std: from the same GRU state, sampled - greedy ~ N(0, 0.1²)."""
+    from ray.rllib.core.columns import Columns
+
+    from rllib_sit.algorithms.facmac.torch.default_facmac_torch_rl_module import ACT_NOISE
+    from rllib_sit.envs.base import OBS_KEY
+
+    algo = tiny_config("FACMAC", dataset, cont_dataset).build_algo()
+    try:
+        module = algo.eval_env_runner.module["leg"]
+        n = 4000
+        gen = torch.Generator().manual_seed(0)
+        state = module.get_initial_state()
+        batch = {Columns.OBS: {OBS_KEY: torch.randn(n, 1, 3, generator=gen)},
+                 Columns.STATE_IN: {"h": state["h"].expand(n, -1), "prev_action": state["prev_action"].expand(n, -1)}}
+        torch.manual_seed(0)
+        greedy = module._forward_inference(batch)[Columns.ACTIONS]
+        sampled = module._forward_exploration(batch)[Columns.ACTIONS]
+        assert sampled.shape == greedy.shape and float(sampled.abs().max()) <= 1.0
+        d = (sampled - greedy)[greedy.abs() < 0.6].double()  # away from the clip at ±1
+        assert ACT_NOISE == 0.1 and abs(float(d.std()) - ACT_NOISE) < 0.005 and abs(float(d.mean())) < 0.005
+    finally:
+        algo.stop()

@@ -10,12 +10,17 @@ takes tanh of the mean, so evaluation runs exactly μ_i.
 from __future__ import annotations
 
 import torch
+from ray.rllib.core.columns import Columns
 from torch import nn
 
 from rllib_sit.algorithms.facmac.facmac_learner import PI, Q_PI
 from rllib_sit.models.blocks import mlp
 from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
 from rllib_sit.replay import keys as K
+
+
+# Stddev of the Gaussian noise of FacMAC's exploration (its sampled evaluation), in [-1, 1] action units.
+ACT_NOISE = 0.1
 
 
 class FACMACCritic(nn.Module):
@@ -46,6 +51,20 @@ class FACMACAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule)
 
     def get_non_inference_attributes(self):
         return ["critic", "target_actor", "target_critic"]
+
+    def _act(self, batch, explore: bool):
+        """Greedy: μ_i(τ_i) (the base's tanh of the mean). ``explore``: FacMAC's Gaussian exploration,
+        μ_i + N(0, ACT_NOISE²) per action dimension in [-1, 1] units, clipped to [-1, 1] (oxwhirl/facmac
+        ``facmac_mamujoco.yaml``: ``exploration_mode: gaussian``, ``act_noise: 0.1``), not the actor's
+        untrained ``log_std``."""
+        out = super()._act(batch, explore=False)
+        if explore:
+            a = out[Columns.ACTIONS]
+            a = (a + ACT_NOISE * torch.randn_like(a)).clamp(-1.0, 1.0)
+            prev = out[Columns.STATE_OUT]["prev_action"]
+            out[Columns.ACTIONS] = a
+            out[Columns.STATE_OUT]["prev_action"] = self.actor._scale(a.reshape(prev.shape))
+        return out
 
     def policy(self, obs: torch.Tensor, prev_actions: torch.Tensor, target: bool = False) -> torch.Tensor:
         """μ_i(τ_i^t) = tanh(mean) in [-1, 1] over an unrolled trajectory ``[B, T, A]`` (``target``: μ'_i)."""
