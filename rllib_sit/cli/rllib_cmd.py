@@ -2,7 +2,7 @@
 
     rllib train file tuned_examples/sit_2s3z_quick.yaml [--stop JSON] [--config JSON]
                      [--storage-path DIR] [--max-concurrent-trials N] [--num-cpus N]
-    rllib evaluate CHECKPOINT [--episodes N] [--seed S]
+    rllib evaluate CHECKPOINT [--episodes N] [--seed S] [--explore]
 
 The YAML is RLlib's classic tuned-example format::
 
@@ -277,6 +277,7 @@ def evaluate_checkpoint(args) -> int:
     from ray.rllib.utils.checkpoints import Checkpointable
 
     import rllib_sit
+    from rllib_sit.algorithms.common.evaluation import PASS_KEYS, pass_key
 
     path = os.path.abspath(os.path.expanduser(args.checkpoint))
     if not os.path.isdir(path):
@@ -292,6 +293,9 @@ def evaluate_checkpoint(args) -> int:
     config["evaluation_duration"] = args.episodes
     if args.seed is not None:
         config["seed"] = int(args.seed)
+    # Every evaluation runs a greedy and a sampled pass on the same env seeds; --explore makes the
+    # headline keys the sampled pass's (default: the greedy pass's). Both are printed, suffixed.
+    config["evaluation_config"] = dict(config.get("evaluation_config") or {}, explore=bool(args.explore))
     check_checkpoint_config(path, config, args.episodes)
     if not ray.is_initialized():
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=args.verbose)
@@ -302,6 +306,9 @@ def evaluate_checkpoint(args) -> int:
         stats = {k: float(ev[k]) for k in EVAL_KEYS if k in ev}
         if "num_episodes" in stats:
             stats["num_episodes"] = int(stats["num_episodes"])
+        stats["explore"] = bool(args.explore)
+        stats.update({pass_key(k, x): float(ev[pass_key(k, x)]) for x in (False, True) for k in PASS_KEYS
+                      if pass_key(k, x) in ev})
         print(json.dumps({"checkpoint": path, "env": algo.config.env, "seconds": round(time.time() - t0, 2),
                           **stats}, indent=2))
     finally:
@@ -329,8 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "a trial that fails before its first result (config, dataset) fails once")
     f.add_argument("-v", "--verbose", action="store_true")
     f.set_defaults(func=train_file)
-    ev = sub.add_parser("evaluate", help="greedy evaluation of a checkpoint on its environment")
+    ev = sub.add_parser("evaluate", help="evaluation of a checkpoint on its environment (greedy and sampled passes)")
     ev.add_argument("checkpoint")
+    ev.add_argument("--explore", action="store_true",
+                    help="headline metrics from sampled actions (drawn from the policy) instead of greedy ones; "
+                         "both passes are printed as *_greedy / *_sampled")
     ev.add_argument("--episodes", type=int, default=32)
     ev.add_argument("--seed", type=int)
     ev.add_argument("--num-cpus", type=int)
