@@ -168,7 +168,9 @@ def check_input(where: str, inp: Any, env: Any, dataset: Any = None) -> None:
 # result is ignored with a warning, so a misspelt one would train forever.
 STOP_KEYS = ("training_iteration", "time_total_s", "time_since_restore", "iterations_since_restore",
              "timesteps_total", "episodes_total", "num_env_steps_sampled_lifetime",
-             "evaluation/env_runners/episode_return_mean", "evaluation/env_runners/win_rate")
+             "evaluation/env_runners/episode_return_mean", "evaluation/env_runners/win_rate") + tuple(
+    # Both evaluation passes (rllib_sit.algorithms.common.evaluation.pass_key; not imported: no Ray here).
+    f"evaluation/env_runners/{k}_{p}" for p in ("greedy", "sampled") for k in ("episode_return_mean", "win_rate"))
 
 
 def check_stop(path: str, name: str, stop: Any) -> None:

@@ -54,3 +54,15 @@ def test_rllib_evaluate_explore_prints_the_sampled_metrics(checkpoint):
     # Same seed, same checkpoint: the greedy pass of both runs is the same, whichever is the headline.
     assert sampled["episode_return_mean_greedy"] == greedy["episode_return_mean_greedy"]
     assert sampled["episode_return_mean_sampled"] != sampled["episode_return_mean_greedy"]
+
+
+def test_stop_criteria_may_name_either_pass():
+    from rllib_sit.algorithms.common.evaluation import PASS_KEYS
+    from rllib_sit.cli.front_door import STOP_KEYS, FrontDoorError, check_stop
+
+    for explore in (False, True):
+        for key in ("episode_return_mean", "win_rate"):
+            assert key in PASS_KEYS and f"evaluation/env_runners/{pass_key(key, explore)}" in STOP_KEYS
+    check_stop("exp.yaml", "e", {"evaluation/env_runners/episode_return_mean_sampled": 10.0})
+    with pytest.raises(FrontDoorError, match="did you mean 'evaluation/env_runners/episode_return_mean_sampled'"):
+        check_stop("exp.yaml", "e", {"evaluation/env_runners/episode_return_mean_sampeld": 10.0})
