@@ -45,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "kept for Ray Data reads)")
     p.add_argument("--threads", type=int, help="torch threads per trial (default: (Ray's CPUs - 1) // concurrent "
                    "trials, at least 1)")
-    p.add_argument("--max-failures", type=int, default=1, help="restarts of a crashed trial (default 1)")
+    p.add_argument("--max-failures", type=int, default=1,
+                   help="restarts of a trial that crashed after its first result, from its last checkpoint (default "
+                        "1); a trial that fails in its setup (its config, its dataset) fails once, not retried")
     p.add_argument("--checkpoint-freq", type=int, default=0, help="also checkpoint every N iterations (default: end only)")
     p.add_argument("--setup", action="append", default=[], metavar="MODULE[:FN]|FILE.py[:FN]",
                    help="code that registers custom environments, run in the driver and every Ray worker")
@@ -76,7 +78,24 @@ def command_line(args) -> str:
     return shlex.join(parts)
 
 
+def cell_name(key) -> str:
+    """``('MABC', 'smac:3m', 'low', 0)`` -> ``MABC on smac:3m low seed 0``."""
+    label, map_, quality, seed = key
+    return f"{label} on {map_} {quality} seed {seed}"
+
+
+def failure_line(key, where: str, cause) -> str:
+    """A failed cell in the one-line form of ``rllib train file``: the cell, its trial folder and the
+    root cause (e.g. the ``DatasetError``), not Ray's traceback."""
+    from rllib_sit.cli.front_door import error_line
+
+    trial = os.path.basename(where.split(": ", 1)[0].rstrip("/"))
+    what = error_line(cause) if cause is not None else where.split(": ", 1)[-1]
+    return f"cell {cell_name(key)}, trial {trial}: {what}"
+
+
 def run(args) -> int:
+    from rllib_sit.cli.trial_guard import NoRetryBeforeFirstResult
     from rllib_sit.experiments import plan as PL
     from rllib_sit.experiments import results as R
     from rllib_sit.experiments import runner
@@ -124,7 +143,9 @@ def run(args) -> int:
         report = runner.run_benchmark(
             plan, out, max_concurrent=args.max_concurrent_trials, num_cpus=args.num_cpus, threads=args.threads,
             max_failures=args.max_failures, checkpoint_freq=args.checkpoint_freq, setup=args.setup,
-            progress=not args.no_progress, verbose=args.verbose, sensitivity_source=args.sensitivity_from)
+            progress=not args.no_progress, verbose=args.verbose, sensitivity_source=args.sensitivity_from,
+            # A setup failure (config, dataset) is not retried; --max-failures is for crashes after training started.
+            callbacks=[NoRetryBeforeFirstResult(args.max_failures)])
     except KeyboardInterrupt as e:
         print(f"[benchmark] interrupted ({e}); finished cells are saved in {os.path.abspath(out)}: "
               "run the same command again to go on", file=sys.stderr)
@@ -134,9 +155,15 @@ def run(args) -> int:
     print(f"[benchmark] table: {report.table}")
     for f in report.figures:
         print(f"[benchmark] figure: {f}")
+    sys.stdout.flush()
     if report.errors:
         print(f"[benchmark] {len(report.errors)} cell(s) failed (run the command again to retry them):", file=sys.stderr)
         for key, where in report.errors:
             print(f"[benchmark]   {key}: {where}", file=sys.stderr)
+        # The last line: what went wrong (e.g. the DatasetError), as `rllib train file` says it.
+        key, where = report.errors[0]
+        more = f" (and {len(report.errors) - 1} more cell(s) above)" if len(report.errors) > 1 else ""
+        print(f"rllib-sit: error: benchmark: {failure_line(key, where, report.causes.get(key))}{more}",
+              file=sys.stderr, flush=True)
         return 1
     return 0

@@ -338,6 +338,27 @@ def algorithm_lengths(spec: AlgoSpec, prof: P.Profile, default_updates: Optional
     return out
 
 
+def _setting_names(name: str) -> List[str]:
+    """The settings of registered algorithm ``name``: its own and RLlib's (its config's attributes)."""
+    cfg = _default_config(name)
+    return sorted(set(getattr(cfg, "_settings", None) or ()) | {k for k in vars(cfg) if not k.startswith("_")})
+
+
+def config_key_message(key: str, names: Sequence[str]) -> str:
+    """``--config`` key that none of the plan's algorithms ``names`` has (one line): the closest
+    setting they have, and which registered algorithms have the key."""
+    from rllib_sit.algorithms import ALGORITHMS
+    from rllib_sit.algorithms.common.settings import closest
+
+    best = closest(key, [k for n in names for k in _setting_names(n)])
+    owners = [n for n in ALGORITHMS if n not in names and hasattr(_default_config(n), key)]
+    msg = f"--config: unknown setting {key!r} for the plan's algorithms {list(names)}"
+    msg += f" (a setting of {', '.join(owners)}, not in --algos)" if owners else " (no registered algorithm has it)"
+    if best:
+        return f"{msg}; did you mean {best!r}?"
+    return msg + (f"; drop it, or add {' or '.join(owners)} to --algos" if owners else "; drop it")
+
+
 def build_plan(profile: Optional[str] = None, *, algos: Optional[Sequence[str]] = None,
                maps: Optional[Sequence[str]] = None, qualities: Optional[Sequence[str]] = None,
                seeds: Optional[Sequence[int]] = None, episodes: Optional[int] = None,
@@ -364,7 +385,7 @@ def build_plan(profile: Optional[str] = None, *, algos: Optional[Sequence[str]] 
         raise ValueError(f"--eval-points {ev_points} / --eval-episodes {ev_episodes}: expected ints >= 1")
     for k in config or {}:
         if not any(hasattr(_default_config(s.name), k) for s in specs):
-            raise ValueError(f"--config: no algorithm of {sorted({s.name for s in specs})} has a setting {k!r}")
+            raise ValueError(config_key_message(k, sorted({s.name for s in specs})))
     default_updates, per_algo = parse_updates(updates or ())
     unknown = sorted(set(per_algo) - {s.label for s in specs} - {s.name for s in specs})
     if unknown:

@@ -92,7 +92,8 @@ class BenchmarkReport:
     already_done: int
     ran: int = 0
     recovered: int = 0
-    errors: List[Tuple[Tuple, str]] = field(default_factory=list)
+    errors: List[Tuple[Tuple, str]] = field(default_factory=list)  # (cell key, where to look)
+    causes: Dict[Tuple, Any] = field(default_factory=dict)  # cell key -> the failed trial's exception
     table: Optional[str] = None
     figures: List[str] = field(default_factory=list)
 
@@ -174,8 +175,28 @@ def _point(label: str, env: str, inp: str, seed) -> Tuple[str, str, str, int]:
     return (label, env, os.path.abspath(inp) if "://" not in inp else inp, int(seed))
 
 
+def trial_exception(trial) -> Optional[BaseException]:
+    """The exception a failed trial raised, as Tune stored it in the trial's folder: the pickled
+    error (Ray's wrapper of the trial's own exception), else the text of ``error.txt`` as a
+    ``RuntimeError`` (None if Tune wrote neither)."""
+    import ray.cloudpickle as cloudpickle
+
+    pickled = getattr(trial, "pickled_error_file", None)
+    if pickled and os.path.isfile(pickled):
+        try:
+            with open(pickled, "rb") as f:
+                return cloudpickle.load(f)
+        except Exception:  # noqa: BLE001 - an exception class that cannot be rebuilt here: read the text
+            pass
+    text = getattr(trial, "error_file", None)
+    if text and os.path.isfile(text):
+        with open(text) as f:
+            return RuntimeError(f.read())
+    return None
+
+
 def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, str, int], Cell], store: R.ResultStore,
-                   progress: _Progress, errors: List):
+                   progress: _Progress, errors: List, causes: Optional[Dict[Tuple, Any]] = None):
     from ray import tune
 
     from rllib_sit.experiments.trainable import cell_of_config
@@ -236,9 +257,13 @@ def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, str, int], Cell], sto
         def on_trial_error(self, iteration, trials, trial, **info):
             self.ended += 1
             cell = self.cell_of(trial)
-            errors.append((cell.key, f"{trial.path}: {trial.error_file or 'error'}"))
+            # error.txt in the trial's folder under --out (trial.error_file is Ray's staging copy in /tmp/ray).
+            error_file = os.path.join(trial.path, os.path.basename(trial.error_file)) if trial.error_file else None
+            errors.append((cell.key, f"{trial.path}: {error_file or 'error'}"))
+            if causes is not None:
+                causes[cell.key] = trial_exception(trial)
             progress.write(f"[benchmark] FAILED {cell.algo.label} {cell.dataset.map} {cell.dataset.quality} "
-                           f"seed {cell.seed}: see {trial.error_file or trial.path}")
+                           f"seed {cell.seed}: see {error_file or trial.path}")
 
     return Recorder()
 
@@ -311,7 +336,7 @@ def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict
 def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None, num_cpus: Optional[int] = None,
                   threads: Optional[int] = None, max_failures: int = 1, checkpoint_freq: int = 0,
                   setup: Sequence[str] = (), progress: bool = True, figures: bool = True, verbose: bool = False,
-                  sensitivity_source: Optional[str] = None) -> BenchmarkReport:
+                  sensitivity_source: Optional[str] = None, callbacks: Sequence[Any] = ()) -> BenchmarkReport:
     """Run the cells of ``plan`` not finished in ``out`` yet; write results, table.md and figures.
 
     Args:
@@ -324,6 +349,12 @@ def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None,
         max_failures: restarts of a crashed trial (from its last checkpoint, else from the start).
         checkpoint_freq: checkpoint every N iterations too (0: only at the end).
         setup: ``--setup`` entries (see :func:`run_setup`).
+        callbacks: more Tune callbacks of the plan's experiment. ``rllib-sit benchmark`` passes
+            :class:`rllib_sit.cli.trial_guard.NoRetryBeforeFirstResult`, so that a trial failing in
+            its setup (a ``DatasetError``) fails once instead of ``max_failures`` + 1 times.
+
+    A failed cell does not stop the others: it is in ``report.errors`` (cell key, trial folder and
+    error file) and ``report.causes`` (cell key -> the trial's exception), and has no row.
     """
     out = os.path.abspath(os.path.expanduser(out))
     store = R.ResultStore(out)
@@ -345,7 +376,7 @@ def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None,
         try:
             _run_cells(plan, todo, out, store, report, max_concurrent=max_concurrent, num_cpus=num_cpus,
                        threads=threads, max_failures=max_failures, checkpoint_freq=checkpoint_freq, setup=setup,
-                       progress=progress, verbose=verbose)
+                       progress=progress, verbose=verbose, callbacks=callbacks)
         except KeyboardInterrupt:
             finish(plan, out, report, figures=False)  # the table of what finished; figures on the next run
             raise
@@ -366,7 +397,8 @@ def default_concurrency() -> int:
 
 
 def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, report: BenchmarkReport, *,
-               max_concurrent, num_cpus, threads, max_failures, checkpoint_freq, setup, progress, verbose) -> None:
+               max_concurrent, num_cpus, threads, max_failures, checkpoint_freq, setup, progress, verbose,
+               callbacks: Sequence[Any] = ()) -> None:
     import ray
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -400,7 +432,7 @@ def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, rep
         errors: List = []
         try:
             _run_plan(plan, plan.run_order(todo), paths, out, store, bar, errors, conc, n_threads, max_failures,
-                      checkpoint_freq, verbose, tune, BasicVariantGenerator)
+                      checkpoint_freq, verbose, tune, BasicVariantGenerator, causes=report.causes, callbacks=callbacks)
         finally:
             bar.close()
             finished = store.results()
@@ -425,7 +457,8 @@ def _label_config(plan: Plan, cell: Cell, n_threads: int):
 
 
 def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_failures, checkpoint_freq, verbose,
-              tune, BasicVariantGenerator) -> None:
+              tune, BasicVariantGenerator, causes: Optional[Dict[Tuple, Any]] = None,
+              callbacks: Sequence[Any] = ()) -> None:
     """Every cell as one trial of ONE Tune experiment (``tune/plan``), in ``cells``' order."""
     from rllib_sit.experiments.trainable import CELL, PlanTrial, trial_dirname
 
@@ -445,14 +478,14 @@ def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_
         d.update({"env": c.dataset.map, "input": path, "dataset": None, "seed": int(c.seed)})
         by_point[_point(c.algo.label, c.dataset.map, path, c.seed)] = c
         trials.append({"label": c.algo.label, "algorithm": c.algo.name, "config": d})
-    callback = _make_callback(plan, by_point, store, bar, errors)
+    callback = _make_callback(plan, by_point, store, bar, errors, causes)
     tuner = tune.Tuner(
         PlanTrial, param_space={CELL: tune.grid_search(trials)},
         tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=conc), num_samples=1,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=PLAN_EXPERIMENT, storage_path=os.path.join(out, TUNE_DIR), stop=_finished,
-            verbose=1 if verbose else 0, callbacks=[callback],
+            verbose=1 if verbose else 0, callbacks=[callback, *callbacks],
             failure_config=tune.FailureConfig(max_failures=int(max_failures)),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=int(checkpoint_freq), checkpoint_at_end=True,
                                                     num_to_keep=1)))
