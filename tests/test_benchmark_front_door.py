@@ -4,13 +4,16 @@ subprocess.
 * A cell whose dataset fails inside its trial (a NaN reward, found while the trial builds its
   column cache) fails once — not ``--max-failures`` + 1 times — and alone: the plan's other cell
   trains to the end and keeps its row; the exit status is 1 and the last line is the
-  ``DatasetError`` in ``rllib train file``'s one-line form. One benchmark run on two 3-episode
-  datasets (Ray runs in that subprocess only).
+  ``DatasetError`` in ``rllib train file``'s one-line form. In the same run the other cell crashes
+  once after its first result (a ``--setup`` hook): that crash IS retried, from its checkpoint, and
+  its row keeps the evaluations made before the crash. One benchmark run on two 3-episode datasets
+  (Ray runs in that subprocess only).
 * ``--config`` keys that a registered algorithm has but none of the plan's, and an empty folder
   given as a map: one line before anything starts, nothing written.
 """
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +26,30 @@ from test_front_door import _plant_nan_reward
 pytestmark = pytest.mark.timeout(600)
 
 SHARD_ERROR = "column 'reward' contains NaN or inf at row(s) [1]; expected finite values"
+
+# --setup hook (run in the driver and every Ray worker): a trial's second step raises once.
+CRASH_HOOK = """
+import os
+
+MARKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "crashed_once")
+
+
+def crash_once_after_first_result():
+    from rllib_sit.experiments.trainable import PlanTrial
+
+    if getattr(PlanTrial, "_crash_once", False):
+        return
+    step = PlanTrial.step
+
+    def crashing_step(self):
+        if self.iteration >= 1 and not os.path.exists(MARKER):
+            open(MARKER, "w").close()
+            raise RuntimeError("injected crash after the first result")
+        return step(self)
+
+    PlanTrial.step = crashing_step
+    PlanTrial._crash_once = True
+"""
 
 
 def benchmark(cwd, data_dir, *args, timeout=120):
@@ -44,7 +71,8 @@ def leftovers(*folders):
 
 @pytest.fixture(scope="module")
 def nan_run(tmp_path_factory):
-    """MABC on a good smac:3m dataset and a smac:2s3z one with a NaN reward, --max-failures 2."""
+    """MABC on a good smac:3m dataset (its trial crashes once after its first result) and a
+    smac:2s3z one with a NaN reward; --max-failures 2, a checkpoint every iteration."""
     from rllib_sit.data.synthetic import make_random_dataset
 
     root = tmp_path_factory.mktemp("bench_front_door")
@@ -52,12 +80,15 @@ def nan_run(tmp_path_factory):
     make_random_dataset("smac:3m", 3, good, seed=0)
     make_random_dataset("smac:2s3z", 3, bad, seed=0)
     shard = _plant_nan_reward(bad)
+    hook = root / "crash_hook.py"
+    hook.write_text(CRASH_HOOK)
     out, data = root / "out", root / "data"
     proc, lines = benchmark(root, data, "--profile", "quick", "--algos", "MABC", "--maps", good, bad, "--seeds", "0",
-                            "--updates", "2", "--eval-points", "1", "--eval-episodes", "1",
+                            "--updates", "4", "--eval-points", "2", "--eval-episodes", "1",
                             "--config", '{"batch_size_episodes": 2, "num_torch_threads": 1}', "--max-failures", "2",
+                            "--checkpoint-freq", "1", "--setup", f"{hook}:crash_once_after_first_result",
                             "--num-cpus", "2", "--out", str(out), "--no-progress", timeout=500)
-    return dict(proc=proc, lines=lines, out=out, data=data, good=good, shard=shard)
+    return dict(proc=proc, lines=lines, out=out, data=data, good=good, shard=shard, marker=root / "crashed_once")
 
 
 def test_failed_cell_is_the_last_line_and_exit_1(nan_run):
@@ -86,11 +117,29 @@ def test_other_cell_ran_and_kept_its_row(nan_run):
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(r["algorithm"], r["map"], r["seed"]) for r in rows] == [("MABC", "smac:3m", "0")]
-    assert rows[0]["dataset"] == nan_run["good"] and rows[0]["policy_updates"] == "2"
+    assert rows[0]["dataset"] == nan_run["good"] and rows[0]["policy_updates"] == "4"
     assert os.path.isdir(rows[0]["checkpoint"])
     with open(out / "curves.csv") as f:
-        assert {r["map"] for r in csv.DictReader(f)} == {"smac:3m"}
+        curve = list(csv.DictReader(f))
+    assert {r["map"] for r in curve} == {"smac:3m"}
     assert "[benchmark] 1 cell(s) run now" in nan_run["proc"].stdout
+
+
+def test_crash_after_the_first_result_is_retried_from_its_checkpoint(nan_run):
+    """--max-failures still applies once a trial has reported: the good cell's injected crash at its
+    second step was retried from checkpoint_000000, and its row has both evaluations."""
+    assert nan_run["marker"].exists()  # the hook did crash the trial
+    trial = next((nan_run["out"] / "tune" / "plan").glob("MABC_smac_3m_s0_*"))
+    text = (trial / "error.txt").read_text()
+    assert text.count("Failure # ") == 1 and "injected crash after the first result" in text
+    results = [json.loads(ln) for ln in (trial / "result.json").read_text().splitlines() if ln.strip()]
+    last = results[-1]
+    assert last["training_iteration"] == 2 and last["iterations_since_restore"] == 1  # continued, not restarted
+    with open(nan_run["out"] / "results.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["iterations"] == "2" and row["evaluations"] == "2"  # the evaluation before the crash is kept
+    with open(nan_run["out"] / "curves.csv") as f:
+        assert [(r["iteration"], r["policy_updates"]) for r in csv.DictReader(f)] == [("1", "2"), ("2", "4")]
 
 
 def test_nothing_half_written(nan_run):

@@ -217,7 +217,9 @@ def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, str, int], Cell], sto
 
         def on_trial_start(self, iteration, trials, trial, **info):
             self.started.setdefault(trial.trial_id, time.time())
-            self.results[trial.trial_id] = []
+            # Not reset on a restart after a crash (--max-failures): the results before the checkpoint it
+            # continues from stay; on_trial_result drops those of the iterations it runs again.
+            self.results.setdefault(trial.trial_id, [])
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             it = int(result.get("training_iteration", 0))
