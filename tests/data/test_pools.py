@@ -287,9 +287,10 @@ def no_calibration(monkeypatch):
     """Replaces build_pool: records the calls and writes a small valid card instead of calibrating."""
     calls = []
 
-    def fake_build_pool(env_id, eval_episodes=None, seed=0, cal_episodes=None, directory=None, log=print):
+    def fake_build_pool(env_id, eval_episodes=None, seed=0, cal_episodes=None, directory=None, log=print,
+                        fit_datasets=True, refit=False):
         calls.append(dict(env_id=env_id, eval_episodes=eval_episodes, seed=seed, cal_episodes=cal_episodes,
-                          directory=directory))
+                          directory=directory, fit_datasets=fit_datasets, refit=refit))
         card = {"env": env_id, "levels": {}, "missing_levels": {"random": "fake"}, "build_seconds": 0.0}
         write_pool_card(env_id, card, directory)
         return card
@@ -305,6 +306,7 @@ def no_calibration(monkeypatch):
     (["smac:2s3z", "--episodes", "10"], r"eval_episodes \(--episodes\) must be an integer >= 50 .* got 10"),
     (["smac:2s3z", "--cal-episodes", "0"], r"cal_episodes \(--cal-episodes\) must be an integer >= 1, got 0"),
     (["smac:2s3z", "--seed", "-1"], r"seed \(--seed\) must be a non-negative integer, got -1"),
+    (["smac:2s3z", "--refit", "--no-fit"], r"--refit starts the fit from the existing card; it cannot be combined with --no-fit"),
 ])
 def test_cli_build_validates_before_any_work(argv, message, no_calibration, tmp_path, capsys):
     import re
@@ -326,10 +328,15 @@ def test_cli_build_passes_arguments_and_writes_to_dir(no_calibration, tmp_path, 
                      "--cal-episodes", "5", "--seed", "3", "--dir", str(tmp_path)]) == 0
     assert [c["env_id"] for c in no_calibration] == ["smac:2s3z", "mpe:cn_3ls3l"]  # duplicates built once
     assert all(c["eval_episodes"] == 60 and c["cal_episodes"] == 5 and c["seed"] == 3
-               and c["directory"] == tmp_path for c in no_calibration)
+               and c["directory"] == tmp_path and c["fit_datasets"] and not c["refit"] for c in no_calibration)
     out = capsys.readouterr().out
     assert f"smac:2s3z: wrote {tmp_path / 'smac_2s3z.json'}" in out and "missing levels: ['random']" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mpe_cn_3ls3l.json", "smac_2s3z.json"]
+    assert sit_main(["data", "pools", "build", "mpe:cn_3ls3l", "--no-fit", "--dir", str(tmp_path)]) == 0
+    assert no_calibration[-1]["fit_datasets"] is False
+    assert sit_main(["data", "pools", "build", "mpe:cn_3ls3l", "--refit", "--dir", str(tmp_path)]) == 0
+    assert no_calibration[-1]["refit"] is True
+    del no_calibration[2:]
     assert sit_main(["data", "pools", "build", "--all", "--dir", str(tmp_path)]) == 0
     assert {c["env_id"] for c in no_calibration[2:]} == set(load_specs()) >= set(SIT_MAPS)
 
