@@ -16,7 +16,7 @@ _VDTN = dict(hidden=[16, 16], batch_size=16, fit_updates=2, td_updates=2, update
 CASES = {
     "SIT": ("SIT", "discrete", dict(ardnem_updates=2, agent_updates=4, ardnem_updates_per_iteration=2,
                                     agent_updates_per_iteration=2, batch_size_episodes=8, target_update_interval=2,
-                                    stage2_batch_episodes=16, stage1_cache=False)),
+                                    stage2_batch_episodes=16, stage1_cache=False, priority_scale="minmax")),
     "MABC": ("MABC", "discrete", dict(agent_updates=4, agent_updates_per_iteration=2, batch_size_episodes=8)),
     "QMIX": ("QMIX", "discrete", dict(agent_updates=4, agent_updates_per_iteration=2, batch_size_episodes=8,
                                       target_update_interval=2)),

@@ -28,7 +28,7 @@ from rllib_sit.models.recurrent_agent import TargetNetworksMixin
 
 
 def test_validate_checks_without_rewriting_the_users_values():
-    cfg = SITConfig().environment(TINY_ENV_ID).training(ensemble=False, ensemble_size=5)
+    cfg = SITConfig().environment(TINY_ENV_ID).training(ensemble=False, ensemble_size=5, priority_scale="minmax")
     before = copy.deepcopy(cfg.to_dict())
     cfg.validate()
     after = cfg.to_dict()

@@ -192,7 +192,7 @@ def test_continuous_forward_inference_is_the_tanh_mean(ray_session, tmp_path):
     register_tiny_continuous_env()
     path = make_random_dataset(TinyContinuousEnv(), 8, str(tmp_path / "cont"), seed=0)
     algo = (SITConfig().environment(TINY_CONT_ENV_ID).offline_data(input_=path)
-            .training(ardnem_updates=1, agent_updates=1, batch_size_episodes=4)
+            .training(ardnem_updates=1, agent_updates=1, batch_size_episodes=4, priority_scale="minmax")
             .evaluation(evaluation_duration=2).debugging(seed=0)).build_algo()
     try:
         module = algo.eval_env_runner.module["leg"]

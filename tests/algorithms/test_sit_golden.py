@@ -29,7 +29,8 @@ def _trace(env_id, path, **kw):
 
     cfg = (SITConfig().environment(env_id).offline_data(input_=path)
            .training(ardnem_updates=5, agent_updates=7, ardnem_updates_per_iteration=1, agent_updates_per_iteration=1,
-                     batch_size_episodes=8, target_update_interval=3, stage2_batch_episodes=16, **kw)
+                     batch_size_episodes=8, target_update_interval=3, stage2_batch_episodes=16,
+                     priority_scale="minmax", **kw)
            .debugging(seed=3))
     algo = cfg.build_algo()
     out = {"ardnem_loss": [], "critic_loss": {}, "actor_loss": {}}

@@ -78,12 +78,14 @@ def test_data_specs_give_the_papers_return_ranges():
     for env, rr in (("smac:2s3z", (0.0, 20.0)), ("smac:10m_vs_11m", (0.0, 20.0)),
                     ("mpe:cn_3ls3l", (-174.41, -37.32)), ("mamujoco:halfcheetah_2l", (-203.47, 198.7))):
         c = SITConfig().environment(env).training(priority_scale="return_range")
-        assert c.resolved_priority_return_range == pytest.approx(rr)
+        assert c.resolved_priority_return_range() == pytest.approx(rr)
         c.validate_settings()
     # an explicit range wins over the spec; "minmax" has none
     c = SITConfig().environment("smac:2s3z").training(priority_scale="return_range", priority_return_range=(1, 9))
-    assert c.resolved_priority_return_range == (1.0, 9.0)
-    assert SITConfig().environment("smac:2s3z").resolved_priority_return_range is None
+    assert c.resolved_priority_return_range() == (1.0, 9.0)
+    assert SITConfig().environment("smac:2s3z").training(priority_scale="minmax").resolved_priority_return_range() is None
+    # the default is the return-range reading (the decision of docs/algorithms/sit.md), the paper's α
+    assert (SITConfig().priority_scale, SITConfig().alpha) == ("return_range", 0.2)
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -96,6 +98,20 @@ def test_validation_names_the_setting(kw, match):
     c = SITConfig().environment("mpe:dg").training(**kw)
     with pytest.raises(ValueError, match=match):
         c.validate_settings()
+
+
+def test_an_env_without_a_range_is_refused_before_training(dataset):
+    """The default reading needs the env's return range: a config naming an env the data specs give
+    no range for fails at validate(); one that leaves the env to the dataset fails at build, before
+    Stage I, naming the setting and the dataset's env."""
+    from rllib_sit.algorithms.sit import SITConfig as C
+
+    with pytest.raises(ValueError, match="priority_return_range=None is invalid.*'tiny:coop'.*priority_scale='minmax'"):
+        C().environment("tiny:coop").offline_data(input_=dataset).validate()
+    with pytest.raises(ValueError, match="priority_return_range=None is invalid.*'tiny:coop'"):
+        C().offline_data(input_=dataset).training(ardnem_updates=1, agent_updates=1).build_algo()
+    C().environment("tiny:coop").training(priority_scale="minmax").validate_settings()
+    C().environment("tiny:coop").training(priority_return_range=(0, 3)).validate_settings()
 
 
 def test_stage2_hands_the_dper_the_return_range_probabilities(dataset):

@@ -261,7 +261,8 @@ def test_validation_names_the_parameter(kw, match):
     from rllib_sit.algorithms.sit import SITConfig
 
     with pytest.raises(ValueError, match=match):
-        SITConfig().environment("tiny:coop").offline_data(input_="/nowhere").training(**kw).validate()
+        (SITConfig().environment("tiny:coop").offline_data(input_="/nowhere")
+         .training(**{"priority_scale": "minmax", **kw}).validate())
 
 
 # -- û: bootstrap, floor, clamped fraction ----------------------------------------------------------

@@ -100,7 +100,8 @@ def test_ablations_train(dataset, ablation):
 def test_missing_dataset_fails_with_a_clear_message(ray_session, tmp_path):
     from rllib_sit.algorithms.sit import SITConfig
 
-    cfg = SITConfig().environment(TINY_ENV_ID).offline_data(input_=str(tmp_path / "nope"))
+    cfg = (SITConfig().environment(TINY_ENV_ID).offline_data(input_=str(tmp_path / "nope"))
+           .training(priority_scale="minmax"))
     with pytest.raises(Exception, match="does not exist"):
         cfg.build_algo()
 
@@ -134,7 +135,7 @@ def test_continuous_actions_train_and_evaluate(ray_session, tmp_path):
     path = make_random_dataset(TinyContinuousEnv(), 12, str(tmp_path / "cont"), seed=0)
     algo = (SITConfig().environment(TINY_CONT_ENV_ID).offline_data(input_=path)
             .training(ardnem_updates=1, ardnem_updates_per_iteration=1, agent_updates=2,
-                      agent_updates_per_iteration=2, batch_size_episodes=4)
+                      agent_updates_per_iteration=2, batch_size_episodes=4, priority_scale="minmax")
             .evaluation(evaluation_duration=2).debugging(seed=0)).build_algo()
     try:
         algo.train()

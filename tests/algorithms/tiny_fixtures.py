@@ -71,7 +71,8 @@ def tiny_config(path: str, **training):
     from rllib_sit.algorithms.sit import SITConfig
 
     kw = dict(ardnem_updates=4, agent_updates=6, ardnem_updates_per_iteration=2, agent_updates_per_iteration=3,
-              batch_size_episodes=8, target_update_interval=2, stage2_batch_episodes=16)
+              batch_size_episodes=8, target_update_interval=2, stage2_batch_episodes=16,
+              priority_scale="minmax")  # the tiny envs have no data spec, hence no return range
     kw.update(training)
     return (SITConfig().environment(TINY_ENV_ID).offline_data(input_=path).training(**kw)
             .evaluation(evaluation_duration=2).debugging(seed=0))

@@ -62,9 +62,10 @@ class SITConfig(OfflineMARLConfig):
     # --- Stage II: DPER (Eq. 7, Table 11) ---
     alpha = Setting(0.2, 'Table 11: softmax temperature α = 0.2')
     priority_range = Setting((0.0, 20.0), 'Table 11 / §DPER: priorities linearly rescaled to [0, 20]')
-    priority_scale = Setting("minmax", '§DPER read two ways (docs/algorithms/sit.md "The priority scale"): "minmax" '
-                             '= each type\'s own p̂ min/max onto priority_range; "return_range" = the env\'s return '
-                             'range (Tables 4-6) onto it')
+    priority_scale = Setting("return_range", '§DPER read two ways (docs/algorithms/sit.md "The priority scale"): '
+                             '"return_range" = the env\'s return range (Tables 4-6) onto priority_range, a fixed map '
+                             '(the identity on SMAC; chosen from the α × reading grid); "minmax" = each type\'s own '
+                             'p̂ min/max onto it')
     priority_return_range = Setting(None, 'with "return_range": (low, high) episode returns; None = the env\'s data '
                                     'spec (Tables 4-6)')
     # --- Stage III: agents (Table 11) ---
@@ -128,9 +129,10 @@ class SITConfig(OfflineMARLConfig):
                                or not rr[0] < rr[1]):
             self.bad("priority_return_range", rr, "None (the env's data spec) or (low, high) episode returns "
                      "with low < high, e.g. (0, 20) on SMAC")
-        if self.priority_scale == "return_range" and rr is None and self.env_return_range() is None:
-            self.bad("priority_return_range", rr, f"(low, high) episode returns: priority_scale='return_range' "
-                     f"and the data specs give no return range for env {self.env!r}")
+        # An env without a data spec range needs the range stated (checked again in setup once the
+        # dataset names its env, when the config gives none).
+        if isinstance(self.env, str):
+            self.check_priority_return_range(self.env)
         self.check_choice("decomposition", DECOMPOSITIONS)
         self.check_choice("stage2_backend", STAGE2_BACKENDS)
         self.check_choice("uncertainty_floor_mode", K.FLOOR_MODES)
@@ -142,21 +144,30 @@ class SITConfig(OfflineMARLConfig):
         if self.ardnem_num_torch_threads is not None:
             self.check_int(["ardnem_num_torch_threads"])
 
+    def check_priority_return_range(self, env_id: str) -> None:
+        """``priority_scale="return_range"`` needs a range: given, or from ``env_id``'s data spec."""
+        if (self.priority_scale == "return_range" and self.priority_return_range is None
+                and self.env_return_range(env_id) is None):
+            self.bad("priority_return_range", None, f"(low, high) episode returns: priority_scale='return_range' "
+                     f"and the data specs give no return range for env {env_id!r} (or set priority_scale='minmax')")
+
     # -- derived ---------------------------------------------------------------------------------
-    def env_return_range(self):
-        """The env's episode-return range from its data spec (Tables 4-6), or None (no spec / range)."""
+    def env_return_range(self, env_id: Optional[str] = None):
+        """The episode-return range of ``env_id`` (default: the config's env) from its data spec
+        (Tables 4-6), or None (no spec / range)."""
         from rllib_sit.data.composition import load_specs
 
-        spec = load_specs().get(self.env) if isinstance(self.env, str) else None
+        env_id = env_id if env_id is not None else self.env
+        spec = load_specs().get(env_id) if isinstance(env_id, str) else None
         return spec.return_range() if spec is not None else None
 
-    @property
-    def resolved_priority_return_range(self):
-        """The return range the "return_range" priority scale maps onto ``priority_range`` (None for "minmax")."""
+    def resolved_priority_return_range(self, env_id: Optional[str] = None):
+        """The return range the "return_range" priority scale maps onto ``priority_range`` (None for
+        "minmax"): ``priority_return_range``, else the data spec's range of ``env_id`` (default: the env)."""
         if self.priority_scale != "return_range":
             return None
         rr = self.priority_return_range
-        return tuple(float(x) for x in rr) if rr is not None else self.env_return_range()
+        return tuple(float(x) for x in rr) if rr is not None else self.env_return_range(env_id)
 
     @property
     def effective_ensemble_size(self) -> int:
@@ -204,6 +215,9 @@ class SIT(OfflineMARLAlgorithm):
         self.stage2_seconds: Optional[float] = None
         self.dper_restarts = 0  # DPER actors rebuilt after dying (see _rebuild_dper)
         self.agent_modules = list(self.config.agent_module_ids(self.env_info).values())
+        # Stage II's priority map, resolved before any training (the dataset names the env when the config does not).
+        self.config.check_priority_return_range(self.env_info.env_id)
+        self.dper_return_range = self.config.resolved_priority_return_range(self.env_info.env_id)
         self.u_hat_stats: Dict[str, float] = {}  # the floor of û and the share of steps it clamps
         # Stage I cache: the status is decided at the first Stage I iteration (or restored).
         self.stage1_status: Optional[str] = None
@@ -422,7 +436,7 @@ class SIT(OfflineMARLAlgorithm):
         self.stage2_seconds = time.time() - t0
         probs, self.dper_summary = K.dper_distribution(res[stage2.PRIORITY], self.agent_modules, cfg.alpha,
                                                        tuple(cfg.priority_range), cfg.prioritized,
-                                                       cfg.priority_scale, cfg.resolved_priority_return_range)
+                                                       cfg.priority_scale, self.dper_return_range)
         u_hat = self._u_hat_floor(res[stage2.R_HAT], res[stage2.U_HAT], probs)
         self._start_dper()
         ray.get([self.dper.set_step_values.remote({K.REWARD_HAT: res[stage2.R_HAT], K.UNCERTAINTY: u_hat}),
