@@ -36,6 +36,7 @@ import numpy as np
 
 from rllib_sit.data.composition import LEVEL_WORDS, Composition, EnvSpec
 from rllib_sit.data.pool_card import PoolMember
+from rllib_sit.data.pool_rollout import measure, run_episode
 from rllib_sit.envs.base import CoopEnv
 
 # Datasets whose paper average the fit targets: the SIT paper's Tables 7-9 (not the VD+TN recipes).
@@ -91,8 +92,6 @@ def composition_return(env: CoopEnv, comp: Composition, members: Dict[str, PoolM
                        seed: int) -> float:
     """Average team return of ``n_episodes`` of ``comp`` (components by exact counts; episode k seeded
     ``seed + k``, so two calls with other members see the same episodes: common random numbers)."""
-    from rllib_sit.data.pool_calibration import run_episode
-
     built = {lvl: m.build() for lvl, m in members.items()}
     rets, k = [], 0
     for c, cnt in zip(comp.components, comp.episode_counts(n_episodes)):
@@ -159,8 +158,6 @@ def fit_pool(env: CoopEnv, spec: EnvSpec, family: str, heuristic: Optional[str],
     {level: PoolMember}, "intervals": {level: (g_lo, g_hi)}, "fit": {quality: {...}}}``; a level
     without a band or without a reachable grade keeps its starting member.
     """
-    from rllib_sit.data.pool_calibration import measure
-
     targets = fit_targets(spec)
     levels = [lvl for lvl in ("random", "medium", "expert") if lvl in start and lvl in spec.pool_ranges
               and any(LEVEL_WORDS[x] == lvl for c, _ in targets.values() for x in c.levels_used())]
