@@ -25,7 +25,8 @@ from rllib_sit.experiments.runner import TUNE_DIR
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "algorithms", "tiny_fixtures.py")
 SETUP = f"{FIXTURES}:register_tiny_env"
 TINY = dict(batch_size_episodes=8, rnn_hidden=8, critic_hidden=8, reward_hidden=8, attention_hidden=8,
-            ensemble_size=2, target_update_interval=2, stage2_batch_episodes=16)
+            ensemble_size=2, target_update_interval=2, stage2_batch_episodes=16,
+            priority_scale="minmax")  # SIT only (settings apply where an algorithm has them); tiny:coop has no range
 
 
 def _tiny_plan(dataset, **kw):

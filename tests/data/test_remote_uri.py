@@ -213,7 +213,8 @@ def test_an_algorithm_trains_from_an_s3_uri(ray_ctx, local_dataset, tmp_path):
 
     algo = (SITConfig().offline_data(input_=URI)
             .training(ardnem_updates=1, ardnem_updates_per_iteration=1, agent_updates=2, agent_updates_per_iteration=2,
-                      batch_size_episodes=4, column_cache_dir=str(tmp_path / "cache"))
+                      batch_size_episodes=4, column_cache_dir=str(tmp_path / "cache"),
+                      priority_scale="minmax")  # the tiny env has no data spec (no return range)
             .debugging(seed=0)).build_algo()
     try:
         assert algo.dataset_path == URI and algo.store.num_episodes == 11

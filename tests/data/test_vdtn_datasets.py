@@ -231,12 +231,20 @@ def test_mamujoco_mixture_proportions_per_agent(tmp_path):
         for pct, own_lvl, other_lvl, _ in MIXTURE:
             count = int(((own == code[own_lvl]) & (other == code[other_lvl])).sum())
             assert count == pct * n // 100, (agent, own_lvl, other_lvl, count)
-    # noise: the early (random) part keeps the random pool's corner actions (every joint exactly ±1);
-    # the noisy parts never do (Gaussian noise on the medium/expert gait and its random steps)
+    # noise: the early (random) part keeps the random pool member's own actions: a corner of the box
+    # (every joint exactly ±1) with its corner_prob (data v2: 0.67; "support: corners" = 1), else a
+    # box-uniform action (every joint strictly inside); the noisy parts rarely sit on a corner
+    from rllib_sit.data.pools import load_pool
+
+    params = load_pool("mamujoco:halfcheetah_2l").members("random")[0].params
+    corner_p = 1.0 if params.get("support") == "corners" else float(params.get("corner_prob", 0.0))
     d = read_dataset(out).to_numpy()
     acts, filled, levels = d[S.ACTIONS], d[S.FILLED].astype(bool), d[S.POLICY_LEVELS]
     early = (levels == R).all(axis=1)
-    assert np.all(np.abs(acts[early][filled[early]]) == 1.0)
+    early_acts = np.abs(acts[early][filled[early]])  # [steps, agents, joints]
+    corner, inside = np.all(early_acts == 1.0, axis=-1), np.all(early_acts < 1.0, axis=-1)
+    assert np.all(corner | inside)
+    assert abs(corner.mean() - corner_p) < 0.05, (corner.mean(), corner_p)
     noisy = acts[~early][filled[~early]]
     assert np.all(np.abs(noisy) <= 1.0) and np.mean(np.abs(noisy) == 1.0) < 0.2
     # an agent's three joints share one gait value without noise; with noise they differ
