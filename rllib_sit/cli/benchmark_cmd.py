@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="restarts of a trial that crashed after its first result, from its last checkpoint (default "
                         "1); a trial that fails in its setup (its config, its dataset) fails once, not retried")
     p.add_argument("--checkpoint-freq", type=int, default=0, help="also checkpoint every N iterations (default: end only)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="checkpoint after every iteration (every evaluation point) and keep them all, for "
+                        "off-policy evaluation later (default: only the last checkpoint is kept)")
     p.add_argument("--setup", action="append", default=[], metavar="MODULE[:FN]|FILE.py[:FN]",
                    help="code that registers custom environments, run in the driver and every Ray worker")
     p.add_argument("--sensitivity-from", metavar="CSV|TUNE_DIR",
@@ -142,8 +145,8 @@ def run(args) -> int:
     try:
         report = runner.run_benchmark(
             plan, out, max_concurrent=args.max_concurrent_trials, num_cpus=args.num_cpus, threads=args.threads,
-            max_failures=args.max_failures, checkpoint_freq=args.checkpoint_freq, setup=args.setup,
-            progress=not args.no_progress, verbose=args.verbose, sensitivity_source=args.sensitivity_from,
+            max_failures=args.max_failures, checkpoint_freq=args.checkpoint_freq,
+            keep_checkpoints=args.keep_checkpoints, setup=args.setup, progress=not args.no_progress, verbose=args.verbose, sensitivity_source=args.sensitivity_from,
             # A setup failure (config, dataset) is not retried; --max-failures is for crashes after training started.
             callbacks=[NoRetryBeforeFirstResult(args.max_failures)])
     except KeyboardInterrupt as e:

@@ -337,7 +337,8 @@ def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict
 
 def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None, num_cpus: Optional[int] = None,
                   threads: Optional[int] = None, max_failures: int = 1, checkpoint_freq: int = 0,
-                  setup: Sequence[str] = (), progress: bool = True, figures: bool = True, verbose: bool = False,
+                  keep_checkpoints: bool = False, setup: Sequence[str] = (), progress: bool = True,
+                  figures: bool = True, verbose: bool = False,
                   sensitivity_source: Optional[str] = None, callbacks: Sequence[Any] = ()) -> BenchmarkReport:
     """Run the cells of ``plan`` not finished in ``out`` yet; write results, table.md and figures.
 
@@ -350,6 +351,8 @@ def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None,
             unless ``--config`` sets ``num_torch_threads``.
         max_failures: restarts of a crashed trial (from its last checkpoint, else from the start).
         checkpoint_freq: checkpoint every N iterations too (0: only at the end).
+        keep_checkpoints: checkpoint after every iteration (so after every evaluation) and keep them
+            all, not only the newest: what off-policy evaluation (``rllib-sit ope``) scores later.
         setup: ``--setup`` entries (see :func:`run_setup`).
         callbacks: more Tune callbacks of the plan's experiment. ``rllib-sit benchmark`` passes
             :class:`rllib_sit.cli.trial_guard.NoRetryBeforeFirstResult`, so that a trial failing in
@@ -377,8 +380,9 @@ def run_benchmark(plan: Plan, out: str, *, max_concurrent: Optional[int] = None,
               flush=True)
         try:
             _run_cells(plan, todo, out, store, report, max_concurrent=max_concurrent, num_cpus=num_cpus,
-                       threads=threads, max_failures=max_failures, checkpoint_freq=checkpoint_freq, setup=setup,
-                       progress=progress, verbose=verbose, callbacks=callbacks)
+                       threads=threads, max_failures=max_failures, checkpoint_freq=checkpoint_freq,
+                       keep_checkpoints=keep_checkpoints, setup=setup, progress=progress, verbose=verbose,
+                       callbacks=callbacks)
         except KeyboardInterrupt:
             finish(plan, out, report, figures=False)  # the table of what finished; figures on the next run
             raise
@@ -400,7 +404,7 @@ def default_concurrency() -> int:
 
 def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, report: BenchmarkReport, *,
                max_concurrent, num_cpus, threads, max_failures, checkpoint_freq, setup, progress, verbose,
-               callbacks: Sequence[Any] = ()) -> None:
+               keep_checkpoints: bool = False, callbacks: Sequence[Any] = ()) -> None:
     import ray
     from ray import tune
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -434,7 +438,8 @@ def _run_cells(plan: Plan, todo: List[Cell], out: str, store: R.ResultStore, rep
         errors: List = []
         try:
             _run_plan(plan, plan.run_order(todo), paths, out, store, bar, errors, conc, n_threads, max_failures,
-                      checkpoint_freq, verbose, tune, BasicVariantGenerator, causes=report.causes, callbacks=callbacks)
+                      1 if keep_checkpoints else checkpoint_freq, verbose, tune, BasicVariantGenerator,
+                      causes=report.causes, callbacks=callbacks, keep=None if keep_checkpoints else 1)
         finally:
             bar.close()
             finished = store.results()
@@ -460,7 +465,7 @@ def _label_config(plan: Plan, cell: Cell, n_threads: int):
 
 def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_failures, checkpoint_freq, verbose,
               tune, BasicVariantGenerator, causes: Optional[Dict[Tuple, Any]] = None,
-              callbacks: Sequence[Any] = ()) -> None:
+              callbacks: Sequence[Any] = (), keep: Optional[int] = 1) -> None:
     """Every cell as one trial of ONE Tune experiment (``tune/plan``), in ``cells``' order."""
     from rllib_sit.experiments.trainable import CELL, PlanTrial, trial_dirname
 
@@ -490,7 +495,7 @@ def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_
             verbose=1 if verbose else 0, callbacks=[callback, *callbacks],
             failure_config=tune.FailureConfig(max_failures=int(max_failures)),
             checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=int(checkpoint_freq), checkpoint_at_end=True,
-                                                    num_to_keep=1)))
+                                                    num_to_keep=keep)))
     tuner.fit()
     if callback.ended < len(trials):  # Tune returns normally from Ctrl-C: say so
         raise KeyboardInterrupt(f"{len(trials) - callback.ended} trial(s) interrupted")
