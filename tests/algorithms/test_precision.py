@@ -262,3 +262,30 @@ def test_bf16_qmix_learns_the_rewarding_actions(dataset, cont_dataset):
         assert ev["episode_return_mean"] == pytest.approx(1.5 * ev["episode_len_mean"]), (before, ev)
     finally:
         algo.stop()
+
+
+def test_layer_stacks_keep_bf16_inside_and_return_fp32():
+    """Inside an ``nn.Sequential`` / ``EnsembleMLP`` the activations stay bf16 (one cast per stack,
+    not one per layer); what leaves the stack, and a layer called on its own, is fp32."""
+    from rllib_sit.algorithms.common.torch_learner import install_fp32_outputs
+    from rllib_sit.models.blocks import EnsembleMLP
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stack = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+            self.ens = EnsembleMLP(3, 4, [8], 2)
+            self.head = torch.nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.stack(x), self.ens(x.expand(3, *x.shape)), self.head(self.stack(x))
+
+    net = Net()
+    seen = {}
+    net.stack[1].register_forward_pre_hook(lambda m, a: seen.__setitem__("relu_in", a[0].dtype))
+    net.ens.layers[1].register_forward_pre_hook(lambda m, a: seen.__setitem__("ens_hidden", a[0].dtype))
+    install_fp32_outputs(net, "cpu")
+    with torch.autocast("cpu", torch.bfloat16):
+        outs = net(torch.randn(5, 4))
+    assert seen == {"relu_in": torch.bfloat16, "ens_hidden": torch.bfloat16}
+    assert [o.dtype for o in outs] == [torch.float32] * 3

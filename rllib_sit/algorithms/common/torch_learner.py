@@ -81,16 +81,30 @@ def _rnn_fp32_hook(module, args, output):
     return None
 
 
+def _layer_stacks() -> Tuple[type, ...]:
+    from rllib_sit.models.blocks import EnsembleMLP
+
+    return (torch.nn.Sequential, EnsembleMLP)
+
+
 def install_fp32_outputs(module: torch.nn.Module, device_type: str) -> List[Any]:
-    """Forward hooks on ``module`` and every submodule: under autocast each one's floating outputs
-    are cast back to fp32 (outside autocast the hooks change nothing); on the CPU, RNNs run in fp32.
-    Returns the hook handles."""
+    """Forward hooks on ``module`` and its submodules: under autocast each hooked module's floating
+    outputs are cast back to fp32 (outside autocast the hooks change nothing); on the CPU, RNNs run
+    in fp32. Returns the hook handles.
+
+    The layers *inside* a layer stack (``nn.Sequential``, ``EnsembleMLP``) are not hooked: the
+    stack's output is cast once, and the activations between its layers stay bf16. Casting every
+    layer's output to fp32 and back to bf16 at the next layer cost more than bf16 saved (profile
+    of SIT's Stage I in docs/benchmarks.md)."""
+    stacks = _layer_stacks()
+    inner = {id(c) for m in module.modules() if isinstance(m, stacks) for c in m.modules() if c is not m}
     handles = []
     for m in module.modules():
         if device_type == "cpu" and isinstance(m, torch.nn.RNNBase):
             handles.append(m.register_forward_pre_hook(_rnn_fp32_pre_hook))
             handles.append(m.register_forward_hook(_rnn_fp32_hook))
-        handles.append(m.register_forward_hook(functools.partial(_fp32_output_hook, device_type)))
+        if id(m) not in inner:
+            handles.append(m.register_forward_hook(functools.partial(_fp32_output_hook, device_type)))
     return handles
 
 

@@ -72,8 +72,11 @@ class ARDNEM(nn.Module):
         q_key = torch.bmm(q, self.w_k.weight.transpose(1, 2))  # [M, n, H] = q W_k^T
         q_bias = (q * self.w_k.bias).sum(-1, keepdim=True)  # [M, n, 1]
         e = self.agent_embed(xm)  # [M, n, N, H]
-        scores = torch.einsum("mnh,mnkh->mnk", q_key, e) + q_bias
-        return torch.softmax(scores.float(), dim=-1)  # fp32 softmax under bf16 autocast (bf16 bmm/einsum)
+        # A product and a sum, not an einsum: the einsum is M·n batched [1, H] x [H, N] matmuls, whose
+        # layout copies cost more than the arithmetic (and, under bf16 autocast, more than all of
+        # Stage I's bf16 matmuls saved: profile in docs/benchmarks.md). Sums in fp32 (e is fp32).
+        scores = (q_key.unsqueeze(2) * e).sum(-1) + q_bias
+        return torch.softmax(scores.float(), dim=-1)  # fp32 softmax under bf16 autocast (bf16 bmm)
 
     def weighted_rewards(self, obs: torch.Tensor, actions: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """``obs [n, N, obs_dim]``, ``actions [n, N(, A)]``, ``state [n, S]`` -> λ·r ``[M, n, N]`` (Eq. 2)."""
