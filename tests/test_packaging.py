@@ -79,7 +79,7 @@ def test_wheel_ships_specs_and_pool_cards_but_no_cache(installed):
     shipped = {n for n in names if n.startswith("rllib_sit/resources/policy_pools/")}
     in_checkout = {f"rllib_sit/resources/policy_pools/{p.name}"
                    for p in (Path(__file__).parents[1] / "rllib_sit/resources/policy_pools").glob("*.json")}
-    assert shipped == in_checkout and len(shipped) == 16  # 11 SIT maps + smac:3m/3s_vs_3z/3s_vs_4z, mpe:dg, mpe:dg_partial (VD+TN)
+    assert shipped == in_checkout and len(shipped) == 18  # 11 SIT maps + smac:3m/3s_vs_3z/3s_vs_4z, mpe:dg(50)(_partial) (VD+TN)
     assert not [n for n in names if n.startswith("offline_data/") or "/datasets/" in n or "/cache/" in n]
     assert f"rllib_sit-{__version__}-" in wheel.name
 

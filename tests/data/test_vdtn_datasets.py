@@ -59,7 +59,7 @@ def test_smac_specs_follow_the_paper():
 
 def test_mpe_and_mamujoco_specs_follow_the_paper():
     specs = load_specs()
-    for env_id in ("mpe:dg", "mpe:dg_partial"):  # §5.4: full and partial observation, same recipe
+    for env_id in ("mpe:dg", "mpe:dg_partial", "mpe:dg50", "mpe:dg50_partial"):  # §5.4: full/partial, same recipe
         dg = specs[env_id]
         assert dg.agents == ["a1", "a2"] and dg.pool_ranges == {}  # the paper gives no DG pool ranges
         assert str(dg.datasets["vdtn-random"].composition) == "100% [a1:r, a2:r]"
@@ -163,7 +163,7 @@ def test_new_smac_pool_cards_are_in_range(env_id):
     assert all(callable(pool[lvl]) for lvl in ("r", "m", "e"))
 
 
-@pytest.mark.parametrize("env_id", ["mpe:dg", "mpe:dg_partial"])
+@pytest.mark.parametrize("env_id", ["mpe:dg", "mpe:dg_partial", "mpe:dg50", "mpe:dg50_partial"])
 def test_dg_pool_is_uniform_random_only(env_id):
     card = json.loads(pool_card_path(env_id).read_text())
     (m,) = card["levels"]["random"]
@@ -205,16 +205,19 @@ def test_generate_new_quality_with_decentralize(tmp_path, env_id, quality, capsy
         np.testing.assert_array_equal(d[S.POLICY_LEVELS][:, 0], joint[S.POLICY_LEVELS][:, i])
 
 
-def test_dg_partial_dataset_is_the_full_one_with_own_positions_only(tmp_path):
+@pytest.mark.parametrize("full_id, steps", [("mpe:dg", 25), ("mpe:dg50", 50)])
+def test_dg_partial_dataset_is_the_full_one_with_own_positions_only(tmp_path, full_id, steps):
     """§5.4: the partial-observation datasets hold the same transitions, each agent's observation cut to
-    its own position. Same --episodes and --seed: same actions, rewards, flags and state."""
-    full = read_dataset(cli_generate(tmp_path, "mpe:dg", "vdtn-random", episodes=6, seed=3)).to_numpy()
-    part = read_dataset(cli_generate(tmp_path, "mpe:dg_partial", "vdtn-random", episodes=6, seed=3)).to_numpy()
+    its own position. Same --episodes and --seed: same actions, rewards, flags and state; episodes of
+    the id's length."""
+    full = read_dataset(cli_generate(tmp_path, full_id, "vdtn-random", episodes=6, seed=3)).to_numpy()
+    part = read_dataset(cli_generate(tmp_path, f"{full_id}_partial", "vdtn-random", episodes=6, seed=3)).to_numpy()
     assert full[S.OBS].shape[-1] == 2 and part[S.OBS].shape[-1] == 1
+    assert full[S.OBS].shape[1] >= steps and set(np.asarray(full[S.LENGTH]).tolist()) == {steps}
     np.testing.assert_array_equal(part[S.OBS], full[S.OBS][..., :1])
     for key in set(full) - {S.OBS}:
         np.testing.assert_array_equal(part[key], full[key], err_msg=key)
-    own = read_dataset(tmp_path / "mpe_dg_partial_vdtn-random-decentralized" / "a2").to_numpy()
+    own = read_dataset(tmp_path / f"{full_id.replace(':', '_')}_partial_vdtn-random-decentralized" / "a2").to_numpy()
     np.testing.assert_array_equal(own[S.OBS][:, :, 0], full[S.OBS][:, :, 1, :1])  # agent 2 sees x2 only
 
 

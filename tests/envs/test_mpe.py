@@ -234,7 +234,8 @@ def test_rllib_wrapper_reset_step(env_id):
 # The differential game of the VD+TN paper (§5.4): mpe:dg (full observation), mpe:dg_partial
 # ------------------------------------------------------------------------------------------------
 
-DG_OBS_DIM = {"mpe:dg": 2, "mpe:dg_partial": 1}
+DG_OBS_DIM = {"mpe:dg": 2, "mpe:dg_partial": 1, "mpe:dg50": 2, "mpe:dg50_partial": 1}
+DG_LIMIT = {"mpe:dg": 25, "mpe:dg_partial": 25, "mpe:dg50": 50, "mpe:dg50_partial": 50}
 
 
 @pytest.mark.parametrize("env_id", sorted(DG_OBS_DIM))
@@ -249,22 +250,25 @@ def test_dg_spaces_and_observation(env_id):
         assert obs[a].shape == (DG_OBS_DIM[env_id],) and obs[a].dtype == np.float32
         assert env.observation_space(a).contains(obs[a])
         assert obs[a][0] == x[i]  # own position first
-        if env_id == "mpe:dg":
+        if DG_OBS_DIM[env_id] == 2:
             assert obs[a][1] == x[1 - i]  # full: the other agent's position too
         np.testing.assert_allclose(env.action_space(a).low, [-0.1])
         np.testing.assert_allclose(env.action_space(a).high, [0.1])
 
 
-def test_dg_full_and_partial_share_dynamics_and_rewards():
-    """Same seed and actions: the same positions, rewards and episode ends; the partial observation is
-    the full one cut to the agent's own position."""
-    full, part = make_env("mpe:dg"), make_env("mpe:dg_partial")
+@pytest.mark.parametrize("full_id", ["mpe:dg", "mpe:dg50"])
+def test_dg_full_and_partial_share_dynamics_and_rewards(full_id):
+    """Same seed and actions: the same positions, rewards and episode ends (after the id's number of
+    steps); the partial observation is the full one cut to the agent's own position."""
+    full, part = make_env(full_id), make_env(f"{full_id}_partial")
+    assert full.info.episode_limit == part.info.episode_limit == DG_LIMIT[full_id]
     rng = np.random.default_rng(0)
     for seed in (0, 1):
         of, _ = full.reset(seed=seed)
         op, _ = part.reset(seed=seed)
-        done = False
+        done, steps = False, 0
         while not done:
+            steps += 1
             np.testing.assert_array_equal(full.state(), part.state())
             for a in full.possible_agents:
                 np.testing.assert_array_equal(op[a], of[a][:1])
@@ -273,12 +277,22 @@ def test_dg_full_and_partial_share_dynamics_and_rewards():
             op, rp, tp, trp, _ = part.step({a: act[i:i + 1] for i, a in enumerate(part.possible_agents)})
             assert rf == rp and tf == tp and trf == trp
             done = any(trf.values())
+        assert steps == DG_LIMIT[full_id]
         np.testing.assert_array_equal(full.agent_stats()["mean_abs_position"],
                                       part.agent_stats()["mean_abs_position"])
 
 
-def test_dg_partial_is_always_partial():
-    assert make_env("mpe:dg", observe="partial").info.obs_dim == 1  # the kwarg still works on mpe:dg
-    assert make_env("mpe:dg_partial", observe="partial").info.obs_dim == 1
-    with pytest.raises(ValueError, match="mpe:dg_partial: observe is always 'partial'"):
-        make_env("mpe:dg_partial", observe="full")
+@pytest.mark.parametrize("full_id", ["mpe:dg", "mpe:dg50"])
+def test_dg_partial_is_always_partial(full_id):
+    assert make_env(full_id, observe="partial").info.obs_dim == 1  # the kwarg still works on the full id
+    assert make_env(f"{full_id}_partial", observe="partial").info.obs_dim == 1
+    with pytest.raises(ValueError, match=f"{full_id}_partial: observe is always 'partial'"):
+        make_env(f"{full_id}_partial", observe="full")
+
+
+def test_dg_episode_limit_is_an_option():
+    """The id sets the default length; ``episode_limit`` overrides it on every DG id."""
+    assert make_env("mpe:dg", episode_limit=50).info.episode_limit == 50
+    assert make_env("mpe:dg50", episode_limit=10).info.episode_limit == 10
+    with pytest.raises(ValueError, match="mpe:dg50: episode_limit must be a positive int"):
+        make_env("mpe:dg50", episode_limit=0)

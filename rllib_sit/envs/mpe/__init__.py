@@ -1,5 +1,7 @@
 """MPE family: ``mpe:cn_3ls3l``, ``mpe:cn_4ls4l``, ``mpe:pp_3p1p`` (SIT) and ``mpe:dg`` /
-``mpe:dg_partial`` (the decentralized-MARL paper's differential game, full / partial observation).
+``mpe:dg_partial`` (the decentralized-MARL paper's differential game, full / partial observation,
+25-steps episodes) with ``mpe:dg50`` / ``mpe:dg50_partial`` (the same game in 50-step episodes: the
+paper gives no length, and its Table 9 returns exceed what 25 steps can pay).
 Importing this package registers the family.
 
 Docs (observations, exact rewards, calibration): docs/envs/mpe_mamujoco.md.
@@ -24,14 +26,19 @@ _SCENARIOS: Dict[str, Callable[..., CoopEnv]] = {
     "dg": lambda **kw: DifferentialGame("mpe:dg", **kw),
     # VD/TN §5.4's partial-observation DG: the same game, each agent sees only its own position. Its own
     # id (not only ``mpe:dg`` with observe="partial") so data specs, datasets and benchmarks can name it.
-    "dg_partial": lambda **kw: DifferentialGame("mpe:dg_partial", **_partial(kw)),
+    "dg_partial": lambda **kw: DifferentialGame("mpe:dg_partial", **_partial("mpe:dg_partial", kw)),
+    # The episode length as part of the id, for the same reason: a dataset and its evaluation env
+    # must agree on it. ``episode_limit`` still overrides it (as for every scenario).
+    "dg50": lambda **kw: DifferentialGame("mpe:dg50", **{"episode_limit": 50, **kw}),
+    "dg50_partial": lambda **kw: DifferentialGame(
+        "mpe:dg50_partial", **_partial("mpe:dg50_partial", {"episode_limit": 50, **kw})),
 }
 
 
-def _partial(kwargs: dict) -> dict:
+def _partial(env_id: str, kwargs: dict) -> dict:
     if kwargs.get("observe", "partial") != "partial":
-        raise ValueError(f"mpe:dg_partial: observe is always 'partial', got {kwargs['observe']!r} "
-                         "(use mpe:dg for the full observation)")
+        raise ValueError(f"{env_id}: observe is always 'partial', got {kwargs['observe']!r} "
+                         f"(use {env_id.replace('_partial', '')} for the full observation)")
     return {**kwargs, "observe": "partial"}
 
 
