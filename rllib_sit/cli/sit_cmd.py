@@ -9,6 +9,7 @@ each module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
     rllib-sit data import PATH... --env smac:3m [--format og-marl-vault|pymarl-hdf5] [--out DIR]
     rllib-sit export CHECKPOINT [--out DIR] [--format torchscript onnx]
     rllib-sit benchmark [--profile quick|paper|...] [--algos ...] [--maps ...] [--seeds ...] [--out DIR]
+    rllib-sit ope CHECKPOINT [--dataset PATH_OR_SPEC] [--explore] [--json] | --results DIR [--score]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ COMMANDS: Dict[Tuple[str, Optional[str]], Tuple[str, str]] = {
     ("data", "import"): ("rllib_sit.cli.data_import", "import an OG-MARL vault or a pymarl/ICQ/CFCQL HDF5 dataset"),
     ("export", None): ("rllib_sit.cli.export_cmd", "export a checkpoint's actors to TorchScript and ONNX"),
     ("benchmark", None): ("rllib_sit.cli.benchmark_cmd", "run algorithms x maps x qualities x seeds: CSV, Table 1, figures"),
+    ("ope", None): ("rllib_sit.cli.ope_cmd", "off-policy evaluation (FQE, PDWIS) of checkpoints and selection metrics"),
 }
 
 
