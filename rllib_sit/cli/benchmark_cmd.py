@@ -52,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="checkpoint after every iteration (every evaluation point) and keep them all, for "
                         "off-policy evaluation later (default: only the last checkpoint is kept)")
+    p.add_argument("--ope", action="store_true",
+                   help="after the trials, score every evaluation point by fitted Q evaluation on its own dataset "
+                        "(DIR/ope.csv beside the simulator returns) and print the selection table; implies "
+                        "--keep-checkpoints (docs/ope.md)")
+    p.add_argument("--ope-config", metavar="JSON", help='with --ope: FQE settings, e.g. \'{"updates": 2000}\' '
+                   "(rllib_sit.ope.FQEConfig; default: its defaults)")
     p.add_argument("--setup", action="append", default=[], metavar="MODULE[:FN]|FILE.py[:FN]",
                    help="code that registers custom environments, run in the driver and every Ray worker")
     p.add_argument("--sensitivity-from", metavar="CSV|TUNE_DIR",
@@ -121,6 +127,7 @@ def run(args) -> int:
                          episodes=args.episodes, updates=args.updates, eval_points=args.eval_points,
                          eval_episodes=args.eval_episodes, config=config, dataset_seed=args.dataset_seed,
                          command=command_line(args))
+    ope_config = _ope_config(args)
     if not args.figures_only:  # bad settings: one line now, not a failed trial per cell after the data is made
         from rllib_sit.cli.front_door import check_plan
 
@@ -146,7 +153,7 @@ def run(args) -> int:
         report = runner.run_benchmark(
             plan, out, max_concurrent=args.max_concurrent_trials, num_cpus=args.num_cpus, threads=args.threads,
             max_failures=args.max_failures, checkpoint_freq=args.checkpoint_freq,
-            keep_checkpoints=args.keep_checkpoints, setup=args.setup, progress=not args.no_progress, verbose=args.verbose, sensitivity_source=args.sensitivity_from,
+            keep_checkpoints=args.keep_checkpoints or args.ope, setup=args.setup, progress=not args.no_progress, verbose=args.verbose, sensitivity_source=args.sensitivity_from,
             # A setup failure (config, dataset) is not retried; --max-failures is for crashes after training started.
             callbacks=[NoRetryBeforeFirstResult(args.max_failures)])
     except KeyboardInterrupt as e:
@@ -169,4 +176,38 @@ def run(args) -> int:
         print(f"rllib-sit: error: benchmark: {failure_line(key, where, report.causes.get(key))}{more}",
               file=sys.stderr, flush=True)
         return 1
+    if args.ope:
+        return _score_ope(report.out, ope_config)
     return 0
+
+
+def _ope_config(args):
+    """``--ope-config`` as an FQEConfig (None without ``--ope``); a bad one is refused before any work."""
+    if args.ope_config and not args.ope:
+        raise ValueError("--ope-config: only used with --ope")
+    if not args.ope:
+        return None
+    from rllib_sit.ope.fitted_q import FQEConfig
+
+    if not args.ope_config:
+        return FQEConfig()
+    try:
+        d = json.loads(args.ope_config)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--ope-config: not valid JSON ({e}): {args.ope_config!r}") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"--ope-config: expected a JSON object, got {args.ope_config!r}")
+    try:
+        return FQEConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"--ope-config: {e}") from None
+
+
+def _score_ope(out: str, config) -> int:
+    """``--ope``: FQE of every kept evaluation point (resumable ``ope.csv``), then the selection table."""
+    from rllib_sit.cli import ope_cmd
+    from rllib_sit.ope.scoring import score_results
+
+    path = score_results(out, config=config, log=lambda m: print(f"[benchmark] ope: {m}", flush=True))
+    print(f"[benchmark] ope: {path}")
+    return ope_cmd._score(argparse.Namespace(results=out, explore=False, figure=None, json=False))

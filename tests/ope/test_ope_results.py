@@ -71,3 +71,36 @@ def test_score_prints_the_table_and_draws_the_figure(bench, capsys):
     assert sit_main(["ope", "--results", bench, "--score", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)["tiny:coop random"]
     assert rep["candidates"] == 2 and rep["runs"] == 1
+
+
+def test_benchmark_ope_option_scores_every_evaluation_point(tmp_path, capsys):
+    """``rllib-sit benchmark --ope``: every iteration's checkpoint kept, every evaluation point scored
+    into ope.csv beside its simulator return, then the selection table."""
+    from tiny_fixtures import make_tiny_dataset
+
+    from rllib_sit.experiments import results as R
+    from rllib_sit.ope.scoring import OPE_CSV, read_ope_csv
+
+    dataset = make_tiny_dataset(str(tmp_path / "ds"), n_episodes=16, seed=1)
+    out = str(tmp_path / "bench")
+    rc = sit_main(["benchmark", "--profile", "quick", "--algos", "MABC", "--maps", dataset, "--seeds", "0",
+                   "--updates", "4", "--eval-points", "2", "--eval-episodes", "2", "--setup", SETUP,
+                   "--config", json.dumps(dict(batch_size_episodes=8, rnn_hidden=8)), "--num-cpus", "2",
+                   "--max-concurrent-trials", "1", "--threads", "1", "--no-progress", "--out", out,
+                   "--ope", "--ope-config", json.dumps({"updates": 20})])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    (row,) = R.read_csv(os.path.join(out, R.RESULTS_CSV))
+    trial = os.path.dirname(row["checkpoint"].rstrip("/"))
+    assert len([c for c in os.listdir(trial) if c.startswith("checkpoint_")]) == 2  # one per iteration, all kept
+    rows = read_ope_csv(os.path.join(out, OPE_CSV))
+    curves = R.read_csv(os.path.join(out, R.CURVES_CSV))
+    assert sorted(r["return_greedy"] for r in rows) == pytest.approx(sorted(c["return_mean"] for c in curves))
+    assert len(rows) == 2 and all(np.isfinite(r["fqe_estimate"]) for r in rows)
+    assert "| dataset | checkpoints | Spearman |" in text
+
+
+def test_benchmark_refuses_a_bad_ope_config(capsys):
+    assert sit_main(["benchmark", "--profile", "quick", "--dry-run", "--ope", "--ope-config", '{"updatez": 5}']) != 0
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--ope-config" in err and "'updatez'" in err and "did you mean 'updates'" in err
