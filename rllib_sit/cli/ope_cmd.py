@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--all-checkpoints", action="store_true", help="with --results: also checkpoints of "
                                                                        "iterations without a simulator evaluation")
     parser.add_argument("--limit", type=int, help="with --results: score at most N more checkpoints")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="S",
+                        help="with --results: score only the cells of these training seeds")
+    parser.add_argument("--qualities", nargs="+", metavar="Q",
+                        help="with --results: score only the cells of these dataset qualities")
     parser.add_argument("--no-wis", action="store_true", help="skip importance sampling even where the dataset has "
                                                               "behaviour_logp")
     parser.add_argument("--updates", type=int, help="FQE gradient steps (default 5000)")
@@ -75,6 +79,8 @@ def _check_args(args) -> None:
         raise ValueError("give either CHECKPOINT or --results DIR, not both")
     if not args.checkpoint and not args.results:
         raise ValueError("expected CHECKPOINT (a checkpoint folder) or --results DIR (a benchmark folder)")
+    if (args.seeds or args.qualities) and not args.results:
+        raise ValueError("--seeds/--qualities: only used with --results DIR")
     if args.score and not args.results:
         raise ValueError("--score needs --results DIR")
     if args.figure and not args.score:
@@ -111,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         from rllib_sit.ope.scoring import score_results
 
         path = score_results(args.results, explore=args.explore, config=config, all_checkpoints=args.all_checkpoints,
-                             limit=args.limit, wis=not args.no_wis, log=lambda s: print(s, flush=True))
+                             limit=args.limit, wis=not args.no_wis, seeds=args.seeds, qualities=args.qualities,
+                             log=lambda s: print(s, flush=True))
         print(path)
         return 0
     return _one(args, config)

@@ -167,8 +167,10 @@ def _row_id(r: Dict[str, Any]) -> Tuple:
 
 def score_results(folder: str, *, explore: bool = False, config: Optional[FQEConfig] = None,
                   all_checkpoints: bool = False, limit: Optional[int] = None, wis: bool = True,
+                  seeds: Optional[Sequence[int]] = None, qualities: Optional[Sequence[str]] = None,
                   log: Callable[[str], None] = print) -> str:
-    """Score the checkpoints of the benchmark folder ``folder`` into ``<folder>/ope.csv``; returns its path."""
+    """Score the checkpoints of the benchmark folder ``folder`` into ``<folder>/ope.csv``; returns its path.
+    ``seeds`` / ``qualities``: only the cells of these training seeds / dataset qualities."""
     from rllib_sit.ope.api import evaluate
 
     folder = check_results_dir(folder)
@@ -178,6 +180,10 @@ def score_results(folder: str, *, explore: bool = False, config: Optional[FQECon
     rows = read_ope_csv(path)
     done = {_row_id(r) for r in rows}
     cands, warnings = list_candidates(folder, all_checkpoints)
+    if seeds is not None:
+        cands = [c for c in cands if int(c["seed"]) in {int(x) for x in seeds}]
+    if qualities is not None:
+        cands = [c for c in cands if str(c["quality"]) in {str(q) for q in qualities}]
     for w in warnings:
         log(f"warning: {w}")
     todo = [c for c in cands if _row_id(dict(c, explore=explore, fqe_settings_hash=h)) not in done]

@@ -104,3 +104,13 @@ def test_benchmark_refuses_a_bad_ope_config(capsys):
     assert sit_main(["benchmark", "--profile", "quick", "--dry-run", "--ope", "--ope-config", '{"updatez": 5}']) != 0
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--ope-config" in err and "'updatez'" in err and "did you mean 'updates'" in err
+
+
+def test_results_filters_by_seed_and_quality(bench, capsys):
+    """``--seeds`` / ``--qualities`` keep only those cells (the fixture has seed 0, quality 'random')."""
+    assert sit_main(["ope", "--results", bench, "--updates", "30", "--seeds", "1"]) == 0
+    assert capsys.readouterr().out.startswith(f"0 checkpoint(s) in {bench}")
+    assert sit_main(["ope", "--results", bench, "--updates", "30", "--qualities", "low"]) == 0
+    assert capsys.readouterr().out.startswith(f"0 checkpoint(s) in {bench}")
+    assert sit_main(["ope", "--results", bench, "--updates", "30", "--seeds", "0", "--qualities", "random"]) == 0
+    assert capsys.readouterr().out.startswith(f"2 checkpoint(s) in {bench}")
