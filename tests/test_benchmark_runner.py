@@ -299,8 +299,23 @@ def test_profile_settings_yield_to_config_and_variants():
     assert build_plan("paper", algos=["OMAC"], maps=["smac:2s3z"], qualities=["low"], seeds=[0]).profile_settings == {}
     # the estimate scales OMAC's measured width-256 cost by the square of the width
     est = [p.estimate(datasets_to_generate=0)["trials_s"] for p in (base, wide)]
-    fixed = P.TRIAL_OVERHEAD_S + 4 * 16 * P.EVAL_STEPS_PER_EPISODE * P.EVAL_STEP_MS / 1000.0
+    fixed = P.TRIAL_OVERHEAD_S + 4 * 2 * 16 * P.EVAL_STEPS_PER_EPISODE * P.EVAL_STEP_MS / 1000.0  # 2 passes
     assert abs((est[1] - fixed) / (est[0] - fixed) - 16.0) < 1e-9
+
+
+def test_estimate_counts_both_evaluation_passes():
+    """docs/benchmarks.md, "Time estimate of quick": every evaluation runs a greedy and a sampled
+    pass (issue 26), so one quick MABC trial is 15 s + 500 updates x 58 ms + 4 points x 2 passes x
+    16 episodes x 60 steps x 3 ms = 15 + 29 + 23.04 s (the table's 67 s; 56 s with one pass).
+    That evaluate() runs ``evaluation_passes()`` passes: tests/algorithms/test_evaluation_protocol.py."""
+    assert P.evaluation_passes() == 2
+    plan = build_plan("quick", algos=["MABC"], qualities=["low"], seeds=[0])
+    assert plan.estimate(datasets_to_generate=0)["trials_s"] == pytest.approx(67.04)
+    one_pass = P.estimate_seconds([("MABC", plan.cell_config(plan.cells[0]))], 4, 16, eval_passes=1)
+    assert one_pass["trials_s"] == pytest.approx(67.04 - 11.52)
+    # the whole quick profile: 5,607 s of trials, two at a time, + 2 datasets of 1,000 episodes = 49 min
+    est = build_plan("quick").estimate(concurrent=2, datasets_to_generate=2)
+    assert est["trials_s"] * 2 == pytest.approx(5607.37, abs=0.01) and round(est["total_s"] / 60) == 49
 
 
 def test_planner_skips_what_each_config_rejects():

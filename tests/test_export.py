@@ -5,6 +5,7 @@ env steps with the recurrent state carried, and the inference API must run witho
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,6 +18,8 @@ from ray.rllib.core.columns import Columns
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "algorithms"))
 from tiny_fixtures import (TINY_CONT_ENV_ID, TinyContinuousEnv, TinyCoopEnv,  # noqa: E402
                                make_tiny_dataset, register_tiny_continuous_env, register_tiny_env, tiny_config)
+
+from algo_cases import tiny_config as case_config  # noqa: E402
 
 from rllib_sit.cli.sit_cmd import main as sit_main  # noqa: E402
 from rllib_sit.data.synthetic import make_random_dataset  # noqa: E402
@@ -58,14 +61,28 @@ def trained(tmp_path_factory):
     yield {name: (ckpt, modules, str(root / f"exported_{name}")) for name, (ckpt, modules) in out.items()}
 
 
-def _module_step(module, obs, mask, state):
-    """The RLlib module's forward_inference on a batch of agents of one module."""
+@pytest.fixture(scope="module")
+def facmac(tmp_path_factory):
+    """A tiny FACMAC (deterministic tanh actor; sampled = Gaussian action noise) trained, saved, exported."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    register_tiny_continuous_env()
+    root = tmp_path_factory.mktemp("export_facmac")
+    data = make_random_dataset(TinyContinuousEnv(), 8, str(root / "ds"), seed=0)
+    try:
+        ckpt, modules = _train_and_save(case_config("FACMAC", None, data), str(root / "ckpt"))
+    finally:
+        ray.shutdown()
+    return ckpt, modules, export_checkpoint(ckpt, str(root / "exported"))
+
+
+def _module_step(module, obs, mask, state, explore=False):
+    """The RLlib module's forward_inference (``explore``: forward_exploration) on a batch of agents of one module."""
     o = {"obs": torch.as_tensor(obs)}
     if mask is not None:
         o["action_mask"] = torch.as_tensor(mask)
     batch = {Columns.OBS: o, Columns.STATE_IN: {k: torch.as_tensor(v) for k, v in state.items()}}
     with torch.no_grad():
-        out = module.forward_inference(batch)
+        out = module.forward_exploration(batch) if explore else module.forward_inference(batch)
     return out[Columns.ACTIONS].numpy(), {k: v.numpy() for k, v in out[Columns.STATE_OUT].items()}
 
 
@@ -169,6 +186,60 @@ def test_sampled_actions_respect_masks_and_seed(trained):
     acts, state = cont.act(np.zeros((50, 3), np.float32), explore=True, rng=np.random.default_rng(0))
     assert acts.shape == (50, 2) and (np.abs(acts) <= 1).all() and np.unique(acts).size > 50
     np.testing.assert_array_equal(state["prev_action"], acts)
+
+
+def _noise(greedy, sampled, low=-1.0, high=1.0):
+    """Sampled minus greedy action in [-1, 1] units, where the greedy one is far (> 4 x 0.1) from the clip."""
+    g, s = ((np.asarray(a, np.float64) - low) / (high - low) * 2.0 - 1.0 for a in (greedy, sampled))
+    assert (np.abs(s) <= 1.0 + 1e-6).all()
+    return (s - g)[np.abs(g) < 0.6]
+
+
+def test_facmac_export_samples_with_facmac_s_action_noise(facmac):
+    """FACMAC's sampled evaluation is μ + N(0, 0.1²) in [-1, 1] units, clipped (docs/algorithms/facmac.md),
+    not its untrained log_std (0: std 1 before the tanh): the exported policy samples the same way."""
+    _, modules, out = facmac
+    with open(os.path.join(out, "policy.json")) as f:
+        spec = json.load(f)["modules"]["leg"]
+    assert spec["exploration"] == {"kind": "gaussian_noise", "std": 0.1}
+    obs = np.repeat(np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32), 500, axis=0)
+    for backend in BACKENDS:
+        actor = ExportedPolicy.load(out, backend=backend).actors["leg"]
+        greedy, _ = actor.act(obs)
+        sampled, state = actor.act(obs, explore=True, rng=np.random.default_rng(3))
+        again, _ = actor.act(obs, explore=True, rng=np.random.default_rng(3))
+        np.testing.assert_array_equal(sampled, again)
+        np.testing.assert_array_equal(state["prev_action"], sampled)
+        d = _noise(greedy, sampled, actor.action_low, actor.action_high)
+        assert d.size > 8000 and abs(d.mean()) < 0.005 and abs(d.std() - 0.1) < 0.005, (d.size, d.mean(), d.std())
+    # the RLlib module's own sampled evaluation (forward_exploration) draws the same noise around μ
+    module = modules["leg"]
+    init = {k: np.stack([v.numpy()] * len(obs)) for k, v in module.get_initial_state().items()}
+    torch.manual_seed(0)
+    d = _noise(_module_step(module, obs, None, init)[0], _module_step(module, obs, None, init, explore=True)[0])
+    assert d.size > 8000 and abs(d.mean()) < 0.005 and abs(d.std() - 0.1) < 0.005, (d.size, d.mean(), d.std())
+
+
+def test_exploration_field_of_the_manifest(trained, tmp_path):
+    """Policy-sampling modules say so; a bad rule is refused when the folder is loaded."""
+    with open(os.path.join(trained["continuous"][2], "policy.json")) as f:
+        assert json.load(f)["modules"]["leg"]["exploration"] == {"kind": "policy"}
+    out = str(tmp_path / "bad")
+    shutil.copytree(trained["discrete"][2], out)
+    path = os.path.join(out, "policy.json")
+    with open(path) as f:
+        manifest = json.load(f)
+    assert manifest["modules"]["scout"]["exploration"] == {"kind": "policy"}
+    for bad in ({"kind": "gaussian_noise", "std": 0.1}, {"kind": "eps"}):  # noise on a discrete module; unknown
+        manifest["modules"]["scout"]["exploration"] = bad
+        with open(path, "w") as f:
+            json.dump(manifest, f)
+        with pytest.raises(ExportError, match=r"module 'scout': field 'exploration'"):
+            ExportedPolicy.load(out)
+    del manifest["modules"]["scout"]["exploration"]  # folders exported before the field: the policy's own draws
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    assert ExportedPolicy.load(out).actors["scout"].exploration == {"kind": "policy"}
 
 
 def test_manifest_and_bad_inputs(trained, tmp_path):

@@ -2,7 +2,8 @@
 
 ``paper``  the SIT paper's Table 1: eleven maps × {low, medium} × 5 seeds, 10,000-episode datasets,
            every algorithm's own (the papers') lengths: 15,000 policy updates (Table 11), SIT +
-           20,000 ARDNEM updates (Table 10); 32 evaluation episodes at 10 points of training.
+           20,000 ARDNEM updates (Table 10); 32 evaluation episodes at 10 points of training (each
+           evaluation runs them twice: a greedy and a sampled pass, issue 26).
 ``quick``  one map (smac:2s3z) × its Table 1 qualities {low, medium} × 3 seeds, 1,000-episode
            datasets, 500 policy updates for every algorithm (SIT + 500 ARDNEM, OMAC + 500 value
            updates), 16 evaluation episodes at 4 points, OMAC at the SIT paper's shared RNN width
@@ -65,7 +66,7 @@ UPDATE_MS: Dict[str, float] = {"SIT": 99.0, "SIT/ardnem_updates": 162.0, "MABC":
 COST_SCALING: Dict[str, Tuple[str, float, float]] = {"OMAC": ("hidden", 256.0, 2.0)}
 DEFAULT_UPDATE_MS = 80.0
 TRIAL_OVERHEAD_S = 15.0  # trial process start (torch + RLlib import), algorithm build, checkpoint
-EVAL_STEP_MS = 3.0  # one evaluation step: simulator step + greedy GRU forward of every module
+EVAL_STEP_MS = 3.0  # one evaluation step: simulator step + GRU forward of every module
 EVAL_STEPS_PER_EPISODE = 60  # 2s3z episodes last 30-120 steps
 GENERATION_EPISODES_PER_S = 13.0  # 2s3z, 2 workers (docs/datasets.md: 12.8-14.3 episodes/s)
 
@@ -184,12 +185,31 @@ def policy_iteration_size(agent_updates: int, eval_points: int) -> int:
     return max(1, math.ceil(int(agent_updates) / max(1, int(eval_points))))
 
 
+def evaluation_passes() -> int:
+    """Passes of every evaluation (greedy and sampled, issue 26): the number
+    ``OfflineMARLAlgorithm.evaluate`` runs (``evaluation.EVALUATION_PASSES``), each
+    ``eval_episodes`` episodes long."""
+    from rllib_sit.algorithms.common.evaluation import EVALUATION_PASSES
+
+    return len(EVALUATION_PASSES)
+
+
+def evaluation_seconds(eval_points: int, eval_episodes: int, passes: Optional[int] = None) -> float:
+    """One trial's evaluations: ``eval_points`` × ``passes`` (default :func:`evaluation_passes`) ×
+    ``eval_episodes`` episodes of ``EVAL_STEPS_PER_EPISODE`` steps at ``EVAL_STEP_MS``."""
+    passes = evaluation_passes() if passes is None else int(passes)
+    return eval_points * passes * eval_episodes * EVAL_STEPS_PER_EPISODE * EVAL_STEP_MS / 1000.0
+
+
 def estimate_seconds(cells: Sequence[Tuple[str, Dict[str, int]]], eval_points: int, eval_episodes: int,
-                     datasets_to_generate: int = 0, episodes: int = 0, concurrent: int = 1) -> Dict[str, float]:
+                     datasets_to_generate: int = 0, episodes: int = 0, concurrent: int = 1,
+                     eval_passes: Optional[int] = None) -> Dict[str, float]:
     """Wall-clock estimate on 2s3z-sized maps: ``cells`` = [(algorithm, its settings)] run
     ``concurrent`` at a time, each at the per-update costs above (one torch thread per trial,
-    scaled by ``COST_SCALING``); dataset generation at 2s3z's rate. Returns ``{"data_s",
-    "trials_s", "total_s"}``."""
+    scaled by ``COST_SCALING``) plus its evaluations (:func:`evaluation_seconds`: every evaluation
+    point runs ``eval_passes`` passes, default :func:`evaluation_passes`, i.e. greedy + sampled);
+    dataset generation at 2s3z's rate. Returns ``{"data_s", "trials_s", "total_s"}``."""
+    evaluation = evaluation_seconds(eval_points, eval_episodes, eval_passes)
     trials = 0.0
     for algo, lengths in cells:
         scale = 1.0
@@ -200,7 +220,7 @@ def estimate_seconds(cells: Sequence[Tuple[str, Dict[str, int]]], eval_points: i
         t = TRIAL_OVERHEAD_S + lengths.get(policy_keys(algo)[0], 0) * base * scale / 1000.0
         for key in PRETRAIN_KEYS.get(algo, ()):
             t += lengths.get(key, 0) * UPDATE_MS.get(f"{algo}/{key}", base) * scale / 1000.0
-        t += eval_points * eval_episodes * EVAL_STEPS_PER_EPISODE * EVAL_STEP_MS / 1000.0
+        t += evaluation
         trials += t
     data = datasets_to_generate * episodes / GENERATION_EPISODES_PER_S
     trials /= max(1, concurrent)

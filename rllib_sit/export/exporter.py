@@ -7,7 +7,9 @@ RLlib's ``RLModule.from_checkpoint`` from ``<checkpoint>/learner_group/learner/r
 its actor's one-step function (what ``forward_inference`` runs) is traced to TorchScript and
 exported to ONNX (the legacy TorchScript-based exporter, ``dynamo=False``: it needs only ``onnx``).
 Other modules (SIT's ``__ardnem__`` reward networks, mixers) are skipped. The agents -> modules
-table comes from the checkpoint's config (env id and ``module_mapping``). The files are checked
+table comes from the checkpoint's config (env id and ``module_mapping``); each module's sampling rule
+(``exploration``: its ``exploration_spec()``, e.g. FACMAC's Gaussian action noise) goes into the
+manifest, so that the exported policy samples as the algorithm's own sampled evaluation does. The files are checked
 against the torch actor on a random batch before the folder is renamed into place; the runtime
 side is :mod:`rllib_sit.export.policy` (no Ray).
 """
@@ -32,7 +34,7 @@ from rllib_sit.data.io import publish_folder
 
 from rllib_sit.export.policy import (BACKENDS, CONTINUOUS_INPUTS, CONTINUOUS_OUTPUTS, DISCRETE_INPUTS,
                                      DISCRETE_OUTPUTS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, ExportError,
-                                     ExportedActor)
+                                     ExportedActor, exploration_of)
 
 MODULES_SUBDIR = os.path.join("learner_group", "learner", "rl_module")
 CTOR_FILE = "class_and_ctor_args.pkl"
@@ -249,6 +251,9 @@ def export_checkpoint(checkpoint: str, out: str, formats: Sequence[str] = BACKEN
                     "outputs": list(DISCRETE_OUTPUTS if discrete else CONTINUOUS_OUTPUTS)}
             if not discrete:
                 spec.update(action_low=float(actor.low), action_high=float(actor.high))
+            # how explore=True samples: the rule of the module's own sampled evaluation
+            spec["exploration"] = exploration_of({"discrete": discrete, "exploration": module.exploration_spec()},
+                                                 f"module {module_id!r} ({type(module).__name__})")
             for fmt in formats:
                 _check_export(ExportedActor(module_id, spec, tmp, fmt), step, discrete)
             modules[module_id] = spec

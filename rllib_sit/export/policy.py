@@ -19,8 +19,11 @@ One step of a module (both files, batch axis B dynamic):
 The recurrent state is what the RLlib module carries: the GRU hidden ``h`` and the previous action
 (``-1`` before the first step of a discrete agent, zeros for a continuous one). Actions: discrete
 greedy = arg max of the masked logits, sampled = a draw from their softmax; continuous greedy =
-``tanh(mean)``, sampled = ``tanh(mean + exp(log_std)·ε)``, mapped onto the action box ``[low, high]``
-(the env's action, which is also the next ``prev_action``).
+``tanh(mean)``, sampled by the module's ``exploration`` rule (manifest field, the rule of the
+algorithm's own sampled evaluation): ``"policy"`` (the default) ``tanh(mean + exp(log_std)·ε)``,
+``"gaussian_noise"`` (FACMAC's deterministic actor) :func:`gaussian_noise_action`
+``clip(tanh(mean) + std·ε, -1, 1)``; either mapped onto the action box ``[low, high]`` (the env's
+action, which is also the next ``prev_action``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,35 @@ State = Dict[str, np.ndarray]
 
 class ExportError(ValueError):
     """A bad exported folder or bad inputs: the message names the file/field and what was expected."""
+
+
+# How a module's sampled (explore=True) actions are drawn: the manifest's per-module "exploration"
+# ({"kind": ..., parameters}), written by the exporter from the module's ``exploration_spec()``.
+EXPLORE_POLICY = "policy"  # a draw from the policy: softmax of the logits / tanh of a Gaussian(mean, exp(log_std))
+EXPLORE_GAUSSIAN_NOISE = "gaussian_noise"  # deterministic tanh actor + N(0, std²) in [-1, 1] units, clipped
+EXPLORATION_KINDS = (EXPLORE_POLICY, EXPLORE_GAUSSIAN_NOISE)
+
+
+def gaussian_noise_action(action, noise, std: float):
+    """The ``"gaussian_noise"`` rule (FACMAC's sampled action): ``clip(action + std·noise, -1, 1)``
+    for an ``action`` in [-1, 1] units and standard-normal ``noise`` of its shape. Works on NumPy
+    arrays and torch tensors alike: the RLlib module and the exported policy share it."""
+    return (action + std * noise).clip(-1.0, 1.0)
+
+
+def exploration_of(spec: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """A module spec's ``exploration`` (absent: ``{"kind": "policy"}``, exports written before the
+    field existed), checked; ``where`` names the module in errors."""
+    exp = spec.get("exploration")
+    exp = {"kind": EXPLORE_POLICY} if exp is None else exp
+    if not isinstance(exp, dict) or exp.get("kind") not in EXPLORATION_KINDS:
+        raise ExportError(f"{where}: field 'exploration' is {exp!r}; expected {{'kind': one of {EXPLORATION_KINDS}}}")
+    if exp["kind"] == EXPLORE_GAUSSIAN_NOISE:
+        std = exp.get("std")
+        if bool(spec.get("discrete")) or isinstance(std, bool) or not isinstance(std, (int, float)) or std < 0:
+            raise ExportError(f"{where}: field 'exploration' is {exp!r}; expected 'gaussian_noise' only on a "
+                              f"continuous module, with a number 'std' >= 0")
+    return dict(exp)
 
 
 def check_num_threads(num_threads: Any) -> int:
@@ -118,7 +150,7 @@ class ExportedActor:
     """One exported module (one agent type): batched steps on numpy arrays.
 
     Attributes: ``module_id``, ``discrete``, ``obs_dim``, ``n_actions``, ``act_dim``, ``hidden``,
-    ``action_low``/``action_high`` (continuous), ``backend``.
+    ``action_low``/``action_high`` (continuous), ``backend``, ``exploration`` (how ``explore`` samples).
     """
 
     def __init__(self, module_id: str, spec: Dict[str, Any], folder: str, backend: str, num_threads: int = 1):
@@ -129,6 +161,7 @@ class ExportedActor:
         self.n_actions, self.act_dim = int(spec.get("n_actions") or 0), int(spec.get("act_dim") or 0)
         self.action_low, self.action_high = float(spec.get("action_low", -1.0)), float(spec.get("action_high", 1.0))
         self.backend = backend
+        self.exploration = exploration_of(spec, f"{os.path.join(folder, MANIFEST_FILE)}: module {module_id!r}")
         file_name = (spec.get("files") or {}).get(backend)
         if not file_name:
             raise ExportError(f"{os.path.join(folder, MANIFEST_FILE)}: module {module_id!r} has no {backend} file; "
@@ -180,7 +213,7 @@ class ExportedActor:
         ``state`` (None = initial) -> ``(actions [B] int64 / [B, act_dim] float32 in the box, new state)``.
 
         ``explore``: sample from the policy (with ``rng``, default a fresh ``default_rng()``) instead
-        of the greedy action.
+        of the greedy action, by the module's ``exploration`` rule (module docstring).
         """
         obs = np.asarray(obs, np.float32)
         state = self.initial_state(obs.shape[0] if obs.ndim == 2 else 1) if state is None else state
@@ -194,8 +227,13 @@ class ExportedActor:
             actions = logits.argmax(-1).astype(np.int64)
             return actions, {"h": h, "prev_action": actions}
         mean, log_std, h = out
-        pre = mean + np.exp(log_std) * rng.standard_normal(mean.shape).astype(np.float32) if explore else mean
-        u = np.tanh(pre)
+        if not explore:
+            u = np.tanh(mean)
+        elif self.exploration["kind"] == EXPLORE_GAUSSIAN_NOISE:
+            noise = rng.standard_normal(mean.shape).astype(np.float32)
+            u = gaussian_noise_action(np.tanh(mean), noise, np.float32(self.exploration["std"]))
+        else:
+            u = np.tanh(mean + np.exp(log_std) * rng.standard_normal(mean.shape).astype(np.float32))
         actions = (self.action_low + (u + 1.0) * 0.5 * (self.action_high - self.action_low)).astype(np.float32)
         return actions, {"h": h, "prev_action": actions}
 

@@ -22,6 +22,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
+from rllib_sit.export.policy import EXPLORE_POLICY
 from rllib_sit.models.gru_actor import GaussianGRUActor, GRUActor
 from rllib_sit.replay import keys as K
 
@@ -128,6 +129,13 @@ class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
             prev = self.actor._scale(a)
         return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a,
                 Columns.STATE_OUT: {"h": h, "prev_action": prev}}
+
+    def exploration_spec(self) -> Dict[str, Any]:
+        """How ``explore=True`` samples, for an export's manifest (``rllib_sit.export.policy``'s
+        ``exploration``): here a draw from the policy (``{"kind": "policy"}``: the categorical over the
+        available actions / tanh of a Gaussian sample, as :meth:`_act`). A subclass whose ``_act``
+        samples otherwise overrides both."""
+        return {"kind": EXPLORE_POLICY}
 
     def _forward_inference(self, batch, **kwargs):
         return self._act(batch, explore=False)

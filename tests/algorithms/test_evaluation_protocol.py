@@ -51,6 +51,27 @@ def test_a_stochastic_policy_s_greedy_and_sampled_evaluations_differ(mabc):
         assert again[pass_key(key, False)] == ev[pass_key(key, False)], key
 
 
+def test_the_time_estimate_counts_the_passes_evaluate_runs(mabc, monkeypatch):
+    """The benchmark's time estimate charges every evaluation ``profiles.evaluation_passes()``
+    passes: the number of RLlib evaluations one ``evaluate()`` really runs."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    from rllib_sit.experiments import profiles as P
+
+    calls = []
+    rllib_evaluate = Algorithm.evaluate
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.eval_env_runner_group.local_env_runner.config.explore)
+        return rllib_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Algorithm, "evaluate", counted)
+    _ev(mabc)
+    assert calls == [False, True] and len(calls) == P.evaluation_passes()
+    assert P.evaluation_seconds(4, 16) == pytest.approx(
+        4 * len(calls) * 16 * P.EVAL_STEPS_PER_EPISODE * P.EVAL_STEP_MS / 1000.0)
+
+
 def _force_action(algo, action: int):
     """Every agent's actor outputs logits with ``action`` 60 above the others, whatever its input:
     softmax puts probability < 1e-25 on the rest, so sampling is (numerically) greedy."""

@@ -181,12 +181,12 @@ class OfflineMARLAlgorithm(Algorithm):
         (``explore=True``) on the same env seeds, merged by :func:`~rllib_sit.algorithms.common.
         evaluation.merge_passes` (the headline keys are the pass ``evaluation_config["explore"]``
         selects, greedy by default; both passes under ``*_greedy`` / ``*_sampled``)."""
-        from rllib_sit.algorithms.common.evaluation import merge_passes
+        from rllib_sit.algorithms.common.evaluation import EVALUATION_PASSES, merge_passes
 
         headline = bool(self.evaluation_config.explore)
         passes = {}
         try:
-            for explore in (False, True):
+            for explore in EVALUATION_PASSES:
                 self._set_eval_explore(explore)
                 passes[explore] = copy.deepcopy(super().evaluate(parallel_train_future=parallel_train_future))
         finally:

@@ -7,7 +7,7 @@ numbers: every agent of a cooperative env receives the team reward, so RLlib's o
 return's mean/min/max, adds ``episode_return_std`` and, on envs whose infos carry ``battle_won``
 (SMAC), ``win_rate``.
 
-Every evaluation runs two passes (:meth:`OfflineMARLAlgorithm.evaluate
+Every evaluation runs two passes (:data:`EVALUATION_PASSES`; :meth:`OfflineMARLAlgorithm.evaluate
 <rllib_sit.algorithms.common.algorithm.OfflineMARLAlgorithm.evaluate>`): a greedy one (``explore=False``:
 the modules' ``_forward_inference``, arg max / the mean action) and a sampled one (``explore=True``:
 ``_forward_exploration``, actions drawn from the policy), on the same env seeds (each pass resets the
@@ -34,6 +34,10 @@ WINS = "team_wins"
 EPISODE_LEN_MEAN = "episode_len_mean"
 EVALUATION_EXPLORE = "explore"  # whether the headline keys are the sampled pass's
 GREEDY, SAMPLED = "greedy", "sampled"
+# The passes of every evaluation, in the order they run: each one's ``explore`` flag (greedy, then
+# sampled). Their number is what an evaluation costs in env steps (the benchmark's time estimate,
+# ``rllib_sit.experiments.profiles.estimate_seconds``, counts them).
+EVALUATION_PASSES = (False, True)
 # The keys each pass reports under its own suffix (``episode_return_mean_sampled``, ``win_rate_greedy``).
 PASS_KEYS = (EPISODE_RETURN_MEAN, EPISODE_RETURN_STD, EPISODE_RETURN_MIN, EPISODE_RETURN_MAX, WIN_RATE,
              EPISODE_LEN_MEAN)

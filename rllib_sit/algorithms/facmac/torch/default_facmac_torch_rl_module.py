@@ -14,12 +14,14 @@ from ray.rllib.core.columns import Columns
 from torch import nn
 
 from rllib_sit.algorithms.facmac.facmac_learner import PI, Q_PI
+from rllib_sit.export.policy import EXPLORE_GAUSSIAN_NOISE, gaussian_noise_action
 from rllib_sit.models.blocks import mlp
 from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
 from rllib_sit.replay import keys as K
 
 
-# Stddev of the Gaussian noise of FacMAC's exploration (its sampled evaluation), in [-1, 1] action units.
+# Stddev of the Gaussian noise of FacMAC's exploration (its sampled evaluation and an exported
+# policy's explore=True), in [-1, 1] action units.
 ACT_NOISE = 0.1
 
 
@@ -56,15 +58,20 @@ class FACMACAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule)
         """Greedy: μ_i(τ_i) (the base's tanh of the mean). ``explore``: FacMAC's Gaussian exploration,
         μ_i + N(0, ACT_NOISE²) per action dimension in [-1, 1] units, clipped to [-1, 1] (oxwhirl/facmac
         ``facmac_mamujoco.yaml``: ``exploration_mode: gaussian``, ``act_noise: 0.1``), not the actor's
-        untrained ``log_std``."""
+        untrained ``log_std``. The rule is :func:`~rllib_sit.export.policy.gaussian_noise_action`, which
+        the exported policy applies too (:meth:`exploration_spec`)."""
         out = super()._act(batch, explore=False)
         if explore:
             a = out[Columns.ACTIONS]
-            a = (a + ACT_NOISE * torch.randn_like(a)).clamp(-1.0, 1.0)
+            a = gaussian_noise_action(a, torch.randn_like(a), ACT_NOISE)
             prev = out[Columns.STATE_OUT]["prev_action"]
             out[Columns.ACTIONS] = a
             out[Columns.STATE_OUT]["prev_action"] = self.actor._scale(a.reshape(prev.shape))
         return out
+
+    def exploration_spec(self):
+        """An export's sampling rule: the Gaussian action noise of :meth:`_act`."""
+        return {"kind": EXPLORE_GAUSSIAN_NOISE, "std": ACT_NOISE}
 
     def policy(self, obs: torch.Tensor, prev_actions: torch.Tensor, target: bool = False) -> torch.Tensor:
         """μ_i(τ_i^t) = tanh(mean) in [-1, 1] over an unrolled trajectory ``[B, T, A]`` (``target``: μ'_i)."""
