@@ -1,0 +1,158 @@
+"""Table 1 of the SIT paper from benchmark folders: one CSV of per-trial rows, Markdown tables with
+greedy and sampled returns (final and best point), and the command that made them.
+
+    # the paper-length comparison of issue 23 (2s3z low + medium, every Table 1 algorithm, 3 seeds):
+    # resumable, interrupt it any time and run the same command again (finished cells are skipped,
+    # a cut trial resumes from its last iteration's checkpoint)
+    python benchmarks/table1.py --run paper --out results/table1_paper --csv docs/results/table1_paper.csv
+    # the quick Table 1 of data version 2, from the folders its runs wrote
+    python benchmarks/table1.py --results results/quick_v2 results/quick_v2_cn_hc --csv docs/results/table1_quick_v2.csv
+
+``--run paper`` is ``rllib-sit benchmark --profile paper`` restricted to issue 23's plan: smac:2s3z
+low and medium (10,000 episodes), MABC, QMIX, MABCQ, MACQL, ICQ, OMAC at the shared width 64
+(``OMAC[hidden=64]``: at its own 256 one update costs 1.4-1.8 s, docs/benchmarks.md), SIT; each at
+its defaults (the papers' lengths: 15,000 policy updates, SIT + 20,000 ARDNEM, OMAC + 10,000 value
+updates), 10 evaluation points of 32 episodes, seeds 0-2, two one-thread trials at a time, a
+checkpoint every iteration (only the newest kept). ``--algos``/``--qualities``/``--seeds`` and
+``--config`` (e.g. ``'{"precision": "bf16"}'``) narrow or change it.
+
+The Markdown shows the **final** point (as the paper's Table 1 does) greedy and sampled, then the
+best greedy point; mean ± population std over the seeds, and per seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import subprocess
+import sys
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+PAPER_ALGOS = ["MABC", "QMIX", "MABCQ", "MACQL", "ICQ", "OMAC[hidden=64]", "SIT"]
+# The columns of the committed CSV (a subset of the runner's results.csv, in this order).
+CSV_FIELDS = ["map", "quality", "algorithm", "settings", "seed", "policy_updates", "evaluations",
+              "final_return", "final_return_sampled", "best_return", "best_policy_updates", "best_return_sampled",
+              "win_rate", "win_rate_sampled", "behaviour_return", "wall_time_s", "finished_at"]
+# Table 1's column order (the runner's labels; variants follow their base algorithm).
+ORDER = ["MABC", "QMIX", "FACMAC", "MABCQ", "MACQL", "ICQ", "OMAC", "SIT"]
+
+
+def read_rows(folders: Sequence[str]) -> List[Dict[str, str]]:
+    rows = []
+    for folder in folders:
+        path = os.path.join(folder, "results.csv")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--results: {path}: missing; expected a 'rllib-sit benchmark' output folder")
+        with open(path, newline="") as f:
+            rows += list(csv.DictReader(f))
+    seen, out = set(), []
+    for r in rows:  # one row per cell (a later folder's row for the same cell wins)
+        key = (r["algorithm"], r["map"], r["quality"], r["seed"])
+        if key in seen:
+            out = [o for o in out if (o["algorithm"], o["map"], o["quality"], o["seed"]) != key]
+        seen.add(key)
+        out.append(r)
+    return out
+
+
+def write_csv(rows: List[Dict[str, str]], path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in sorted(rows, key=lambda r: (r["map"], r["quality"], _order(r["algorithm"]), int(r["seed"]))):
+            w.writerow(r)
+    os.replace(tmp, path)
+
+
+def _order(label: str):
+    base = label.split("[", 1)[0]
+    return (ORDER.index(base) if base in ORDER else len(ORDER), label)
+
+
+def _stat(vals: Sequence[float]) -> str:
+    return f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" if vals else "—"
+
+
+def markdown(rows: List[Dict[str, str]]) -> str:
+    datasets = sorted({(r["map"], r["quality"]) for r in rows})
+    algos = sorted({r["algorithm"] for r in rows}, key=_order)
+    seeds = sorted({int(r["seed"]) for r in rows})
+    get = {(r["algorithm"], r["map"], r["quality"], int(r["seed"])): r for r in rows}
+    out = []
+    for title, col in (("Final evaluation, greedy", "final_return"), ("Final evaluation, sampled", "final_return_sampled"),
+                       ("Best evaluation point, greedy", "best_return")):
+        head = ["map", "quality", "Behaviour", *algos]
+        lines = [f"**{title}** (mean ± std over seeds {seeds}; \"(n=k)\": k seeds finished)", "",
+                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m, q in datasets:
+            beh = [float(r["behaviour_return"]) for r in rows if r["map"] == m and r["quality"] == q]
+            cells = [m, q, f"{beh[0]:.2f}" if beh else "—"]
+            for a in algos:
+                vals = [float(get[(a, m, q, s)][col]) for s in seeds if (a, m, q, s) in get and get[(a, m, q, s)][col]]
+                cells.append(_stat(vals) + (f" (n={len(vals)})" if vals and len(vals) < len(seeds) else ""))
+            lines.append("| " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+    per_seed = ["**Per seed** (final greedy / final sampled / best greedy):", ""]
+    for m, q in datasets:
+        parts = []
+        for a in algos:
+            vals = [get[(a, m, q, s)] for s in seeds if (a, m, q, s) in get]
+            if vals:
+                parts.append(f"{a} " + ", ".join(f"{float(r['final_return']):.2f} / {float(r['final_return_sampled']):.2f}"
+                                                  f" / {float(r['best_return']):.2f}" for r in vals))
+        per_seed.append(f"* {m} {q}: " + "; ".join(parts) + ".")
+    out.append("\n".join(per_seed))
+    wall = ["**Wall time per trial** (s, mean over the finished seeds; runs that shared the machine are not "
+            "speed figures):", ""]
+    for m, q in datasets:
+        parts = [f"{a} {np.mean([float(r['wall_time_s']) for r in rows if (r['algorithm'], r['map'], r['quality']) == (a, m, q)]):.0f}"
+                 for a in algos if any((r["algorithm"], r["map"], r["quality"]) == (a, m, q) for r in rows)]
+        wall.append(f"* {m} {q}: " + ", ".join(parts) + ".")
+    out.append("\n".join(wall))
+    return "\n\n".join(out)
+
+
+def paper_command(args) -> List[str]:
+    cmd = ["benchmark", "--profile", "paper", "--maps", "smac:2s3z", "--qualities", *args.qualities,
+           "--seeds", *map(str, args.seeds), "--algos", *args.algos, "--checkpoint-freq", "1",
+           "--max-concurrent-trials", str(args.concurrent), "--threads", "1", "--out", args.out, "--no-progress"]
+    if args.config:
+        cmd += ["--config", args.config]
+    return cmd
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", choices=["paper"], help="run issue 23's paper-length plan into --out first")
+    p.add_argument("--results", nargs="+", metavar="DIR", help="benchmark folders to tabulate (default: --out)")
+    p.add_argument("--out", default="results/table1_paper")
+    p.add_argument("--csv", help="write the per-trial rows here (e.g. docs/results/table1_paper.csv)")
+    p.add_argument("--algos", nargs="+", default=PAPER_ALGOS)
+    p.add_argument("--qualities", nargs="+", default=["low", "medium"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--concurrent", type=int, default=2, help="trials at a time (one thread each)")
+    p.add_argument("--config", help="JSON settings for every algorithm (e.g. '{\"precision\": \"bf16\"}')")
+    args = p.parse_args(argv)
+    if args.run:
+        cmd = paper_command(args)
+        print("rllib-sit " + shlex.join(cmd), flush=True)
+        rc = subprocess.call([sys.executable, "-m", "rllib_sit.cli.sit_cmd", *cmd])
+        if rc != 0:
+            print(f"rllib-sit benchmark exited with {rc}; finished cells are kept in {args.out}", file=sys.stderr)
+            return rc
+    rows = read_rows(args.results or [args.out])
+    if args.csv:
+        write_csv(rows, args.csv)
+    print("\n".join(["", "Command: python benchmarks/table1.py " + shlex.join(argv or sys.argv[1:]), "",
+                     markdown(rows), ""]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
