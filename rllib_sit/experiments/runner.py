@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import glob
 import json
 import os
 import sys
@@ -196,7 +197,8 @@ def trial_exception(trial) -> Optional[BaseException]:
 
 
 def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, str, int], Cell], store: R.ResultStore,
-                   progress: _Progress, errors: List, causes: Optional[Dict[Tuple, Any]] = None):
+                   progress: _Progress, errors: List, causes: Optional[Dict[Tuple, Any]] = None,
+                   prior: Optional[Dict[Tuple, List[Dict[str, Any]]]] = None):
     from ray import tune
 
     from rllib_sit.experiments.trainable import cell_of_config
@@ -209,17 +211,25 @@ def _make_callback(plan: Plan, cells: Dict[Tuple[str, str, str, int], Cell], sto
             self.started: Dict[str, float] = {}
             self.ended = 0  # trials that completed or failed for good
 
+        @classmethod
+        def cell_of(cls, trial) -> Cell:
+            return cells[cls.point_of(trial)]
+
         @staticmethod
-        def cell_of(trial) -> Cell:
+        def point_of(trial) -> Tuple[str, str, str, int]:
             cell = cell_of_config(trial.config)
             c = cell["config"]
-            return cells[_point(cell["label"], c["env"], c["input"], c["seed"])]
+            return _point(cell["label"], c["env"], c["input"], c["seed"])
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.started.setdefault(trial.trial_id, time.time())
+            earlier = list((prior or {}).get(self.point_of(trial), []))
+            # A trial resumed from an interrupted run's checkpoint: that run's time counts too.
+            self.started.setdefault(trial.trial_id,
+                                    time.time() - float(earlier[-1].get("time_total_s") or 0.0) if earlier else time.time())
             # Not reset on a restart after a crash (--max-failures): the results before the checkpoint it
-            # continues from stay; on_trial_result drops those of the iterations it runs again.
-            self.results.setdefault(trial.trial_id, [])
+            # continues from stay; on_trial_result drops those of the iterations it runs again. A trial
+            # resumed from an interrupted run starts with that run's results up to its checkpoint.
+            self.results.setdefault(trial.trial_id, earlier)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             it = int(result.get("training_iteration", 0))
@@ -307,6 +317,75 @@ def _finished_trials(out: str, labels) -> List[Tuple[str, str, Dict[str, Any], L
     return found
 
 
+def _cell_matches(plan: Plan, cell: Cell, cfg: Dict[str, Any], path: str) -> bool:
+    """Whether a trial's algorithm config ``cfg`` ran ``cell`` (its dataset at ``path``) with this plan's settings."""
+    inp = cfg.get("input") or ""
+    same_input = (os.path.abspath(inp) if "://" not in inp else inp) == (os.path.abspath(path) if "://" not in path
+                                                                          else path)
+    return (same_input and cfg.get("env") == cell.dataset.map and int(cfg.get("seed", -1)) == cell.seed
+            and all(cfg.get(k) == v for k, v in plan.cell_config(cell).items())
+            and cfg.get("evaluation_duration") == plan.eval_episodes)
+
+
+def _cell_history(plan: Plan, out: str, cell: Cell, path: str):
+    """What the plan experiment's trials of ``cell`` left: ``(results by iteration, [(iteration,
+    checkpoint), ...])``, stitched over the trials of interrupted runs that continued one another
+    (a later trial's result of an iteration replaces an earlier one's)."""
+    from rllib_sit.experiments.trainable import CELL
+
+    exp = os.path.join(out, TUNE_DIR, PLAN_EXPERIMENT)
+    trials = []
+    for name in sorted(os.listdir(exp)) if os.path.isdir(exp) else []:
+        trial = os.path.join(exp, name)
+        params, results = R.read_trial(trial)
+        c = params.get(CELL) if isinstance(params, dict) else None
+        if (results and isinstance(c, dict) and c.get("label") == cell.algo.label
+                and isinstance(c.get("config"), dict) and _cell_matches(plan, cell, c["config"], path)):
+            trials.append((results[0].get("timestamp", 0), trial, results))
+    history: Dict[int, Dict[str, Any]] = {}
+    checkpoints: List[Tuple[int, str]] = []
+    for _, trial, results in sorted(trials, key=lambda t: t[0]):
+        for r in results:
+            history[int(r.get("training_iteration", 0))] = r
+        last = int(results[-1].get("training_iteration", 0))
+        for ckpt in sorted(glob.glob(os.path.join(trial, "checkpoint_*"))):
+            it = _checkpoint_iteration(ckpt)
+            if it is not None and it <= last:  # a checkpoint whose iteration's result was recorded
+                checkpoints.append((it, ckpt))
+    return history, sorted(checkpoints)
+
+
+def _checkpoint_iteration(ckpt: str) -> Optional[int]:
+    """The training iteration a complete algorithm checkpoint was taken after (None: not readable)."""
+    import pickle
+
+    try:
+        with open(os.path.join(ckpt, "algorithm_state.pkl"), "rb") as f:
+            state = pickle.load(f)
+        if not os.path.isdir(os.path.join(ckpt, "learner_group")):
+            return None
+        return int(state["training_iteration"])
+    except Exception:  # missing, cut or foreign: not a resume point
+        return None
+
+
+def _resume_points(plan: Plan, out: str, cells: Sequence[Cell], paths) -> Dict[Tuple, Dict[str, Any]]:
+    """Cells an interrupted run of this folder left part-way, by ``_point``: their newest complete
+    checkpoint, its iteration, and the (slim) results up to it, so the new trial continues from there."""
+    points = {}
+    for c in cells:
+        path = paths[(c.dataset.map, c.dataset.quality)]
+        history, checkpoints = _cell_history(plan, out, c, path)
+        if not checkpoints:
+            continue
+        it, ckpt = checkpoints[-1]
+        prior = [_slim(history[i]) for i in sorted(history) if i <= it]
+        points[_point(c.algo.label, c.dataset.map, path, c.seed)] = {
+            "checkpoint": ckpt, "iteration": it, "time_total_s": float(history[it].get("time_total_s") or 0.0),
+            "results": prior}
+    return points
+
+
 def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict[Tuple[str, str], str],
              progress: _Progress) -> int:
     """Rows of trials that finished in ``tune/`` but are missing from results.csv."""
@@ -322,6 +401,9 @@ def _recover(plan: Plan, out: str, store: R.ResultStore, done: Dict, paths: Dict
         want = plan.cell_config(cell)
         if any(params.get(k) != v for k, v in want.items()) or params.get("evaluation_duration") != plan.eval_episodes:
             continue  # made with other settings
+        if int(results[0].get("training_iteration", 1)) > 1:  # it resumed an interrupted trial: stitch
+            history, _ = _cell_history(plan, out, cell, inp)
+            results = [history[i] for i in sorted(history)]
         ckpt = R.latest_checkpoint(trial)
         row, curve = R.cell_row(cell.key, results, algorithm_name=cell.algo.name, dataset=inp,
                                 behaviour=R.behaviour_stats(inp), checkpoint=ckpt, trial=trial,
@@ -472,6 +554,7 @@ def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_
     configs: Dict[str, Any] = {}
     by_point: Dict[Tuple[str, str, str, int], Cell] = {}
     trials = []
+    resume = _resume_points(plan, out, cells, paths)
     for c in cells:
         path = paths[(c.dataset.map, c.dataset.quality)]
         if c.algo.label not in configs:
@@ -483,9 +566,16 @@ def _run_plan(plan, cells, paths, out, store, bar, errors, conc, n_threads, max_
         cfg.debugging(seed=int(c.seed))
         d = cfg.to_dict()
         d.update({"env": c.dataset.map, "input": path, "dataset": None, "seed": int(c.seed)})
-        by_point[_point(c.algo.label, c.dataset.map, path, c.seed)] = c
-        trials.append({"label": c.algo.label, "algorithm": c.algo.name, "config": d})
-    callback = _make_callback(plan, by_point, store, bar, errors, causes)
+        point = _point(c.algo.label, c.dataset.map, path, c.seed)
+        by_point[point] = c
+        trial = {"label": c.algo.label, "algorithm": c.algo.name, "config": d}
+        if point in resume:
+            r = resume[point]
+            trial["restore"] = {k: r[k] for k in ("checkpoint", "iteration", "time_total_s")}
+            bar.write(f"[benchmark] {c.key}: resumes from {r['checkpoint']} (iteration {r['iteration']})")
+        trials.append(trial)
+    prior = {p: r["results"] for p, r in resume.items()}
+    callback = _make_callback(plan, by_point, store, bar, errors, causes, prior=prior)
     tuner = tune.Tuner(
         PlanTrial, param_space={CELL: tune.grid_search(trials)},
         tune_config=tune.TuneConfig(search_alg=BasicVariantGenerator(max_concurrent=conc), num_samples=1,

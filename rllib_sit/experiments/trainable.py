@@ -5,10 +5,13 @@ slot busy until the last cell ends (with one experiment per algorithm variant, t
 each variant ran alone while a core idled). A Tune experiment has a single trainable; this one
 builds the cell's algorithm from its trial config::
 
-    {"cell": {"label": "SIT[alpha=5]", "algorithm": "SIT", "config": {<the algorithm's config dict>}}}
+    {"cell": {"label": "SIT[alpha=5]", "algorithm": "SIT", "config": {<the algorithm's config dict>},
+              "restore": {"checkpoint": ..., "iteration": ..., "time_total_s": ...}}}   # "restore": optional
 
 and delegates to it: ``train()`` per step, its checkpoints (``save_to_path`` / ``restore_from_path``
-into Tune's checkpoint folder, so a checkpoint is the algorithm's own), its resource request.
+into Tune's checkpoint folder, so a checkpoint is the algorithm's own), its resource request. With
+``restore`` (the runner's resume of a cell an interrupted run left part-way) the algorithm starts
+from that checkpoint and Tune's iteration counter from its iteration.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ class PlanTrial(tune.Trainable):
         # The trial's own storage: the algorithm's logdir is the trial's folder (without it, every
         # trial would leave an empty folder in ~/ray_results); Tune logs the results.
         self.algo = algo_cls(config=cfg, storage=self._storage)
+        restore = cell_of_config(config).get("restore")
+        if restore:  # a cell an interrupted run left part-way: go on from its newest checkpoint
+            self.algo.restore_from_path(restore["checkpoint"])
+            self._iteration = int(restore["iteration"])  # Tune's counter continues, as in Trainable.restore
+            self._time_total = float(restore.get("time_total_s") or 0.0)
 
     def step(self) -> Dict[str, Any]:
         return self.algo.train()
