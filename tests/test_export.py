@@ -1,7 +1,8 @@
 """``rllib-sit export``: a tiny SIT (discrete, masks) and a tiny continuous SIT are trained for two
 iterations, checkpointed and exported; the exported actors (TorchScript, and ONNX through
 onnxruntime) must choose the RLlib module's ``forward_inference`` actions on a few hundred recorded
-env steps with the recurrent state carried, and the inference API must run without Ray."""
+env steps with the recurrent state carried, and the inference API must run without Ray. A tiny
+MABCQ's export must apply its behaviour filter (greedy and sampled) as its RLlib module does."""
 
 import json
 import os
@@ -24,6 +25,7 @@ from algo_cases import tiny_config as case_config  # noqa: E402
 from rllib_sit.cli.sit_cmd import main as sit_main  # noqa: E402
 from rllib_sit.data.synthetic import make_random_dataset  # noqa: E402
 from rllib_sit.export import ExportedPolicy, ExportError, export_checkpoint  # noqa: E402
+from rllib_sit.models.discrete import bcq_action_filter  # noqa: E402
 
 BACKENDS = ("torchscript", "onnx")
 
@@ -122,7 +124,7 @@ def record(env, modules, n_episodes, seed=0):
                         act = info.action_low + (act + 1.0) * 0.5 * (info.action_high - info.action_low)
                     actions[a] = int(act) if info.discrete else act.astype(np.float32)
                     state[a] = {kk: v[i] for kk, v in new.items()}
-                    hs[a] = new["h"][i]
+                    hs[a] = np.concatenate([new[kk][i] for kk in ("h", "h_mu") if kk in new])  # exported h
             steps.append((dict(obs), masks, actions, hs))
             obs, _, term, trunc, _ = env.step(actions)
             done = any(term.values()) or any(trunc.values())
@@ -250,6 +252,7 @@ def test_manifest_and_bad_inputs(trained, tmp_path):
     assert set(manifest["modules"]) == {"scout", "tank"} and manifest["skipped_modules"] == {
         "__ardnem__": "ARDNEMTorchRLModule"}
     assert manifest["modules"]["tank"]["files"] == {"torchscript": "tank.pt", "onnx": "tank.onnx"}
+    assert "h_parts" not in manifest["modules"]["tank"]  # one GRU state: h is the actor's
     actor = ExportedPolicy.load(out).actors["tank"]
     with pytest.raises(ExportError, match=r"module 'tank': obs has shape \[2, 5\], expected \[2, 4\]"):
         actor.act(np.zeros((2, 5), np.float32))
@@ -295,3 +298,126 @@ def test_inference_api_runs_without_ray(trained):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok ['a0', 'a1', 'b0']"
+
+
+# -- MABCQ: the exported policy applies the behaviour filter (discrete BCQ's threshold ζ) -----------
+
+def _rare_action_dataset(path, n_episodes=60, seed=0, p=0.05):
+    """``tiny:coop`` episodes where the scouts take action 0 but ``p`` of the time each for 1 and 2
+    and the tank takes 1 90% of the time: the behaviour models are peaked, so ζ = 0.3 drops the
+    rare actions (scout action 1 earns the team's +1, so Q tends to prefer it)."""
+    from rllib_sit.data import schema as S
+    from rllib_sit.data.episode import rollout_episode
+    from rllib_sit.data.io import write_dataset
+
+    env, rng = TinyCoopEnv(), np.random.default_rng(seed)
+
+    def policy(e, obs):
+        return np.array([*rng.choice(3, size=2, p=[1 - 2 * p, p, p]), 1 if rng.random() < 0.9 else 0], np.int64)
+
+    rows = (rollout_episode(env, policy, seed=k, episode_id=k) for k in range(n_episodes))
+    return write_dataset(rows, path, S.DatasetMeta(env=env.info), {"quality": "rare"})
+
+
+@pytest.fixture(scope="module")
+def mabcq(tmp_path_factory):
+    """A tiny MABCQ (ζ = 0.3): 40 behaviour-only updates, then 20 BCQ updates; saved and exported."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    register_tiny_env()
+    root = tmp_path_factory.mktemp("export_mabcq")
+    data = _rare_action_dataset(str(root / "ds"))
+    config = case_config("MABCQ", data, None, zeta=0.3, rnn_hidden=16, behaviour_pretrain_updates=40,
+                         agent_updates=20, agent_updates_per_iteration=40, behaviour_lr=5e-3, lr=2e-3)
+    try:
+        ckpt, modules = _train_and_save(config, str(root / "ckpt"))
+    finally:
+        ray.shutdown()
+    return ckpt, modules, export_checkpoint(ckpt, str(root / "exported"))
+
+
+def _histories(module, n, seed=0):
+    """A batch of ``n`` agent steps: observations, previous actions, both GRU states and masks
+    (random holes, at least one action available)."""
+    rng = np.random.default_rng(seed)
+    H = module.actor.hidden
+    obs = rng.standard_normal((n, 4)).astype(np.float32)
+    state = {"h": rng.uniform(-1, 1, (n, H)).astype(np.float32), "h_mu": rng.uniform(-1, 1, (n, H)).astype(np.float32),
+             "prev_action": rng.integers(-1, 3, n).astype(np.int64)}
+    mask = (rng.random((n, 3)) < 0.6).astype(np.float32)
+    mask[np.arange(n), rng.integers(0, 3, n)] = 1.0
+    return obs, mask, state
+
+
+def _filter_of(module, obs, mask, state):
+    """``(allowed [n, 3], unfiltered greedy action [n])`` from the module's own networks."""
+    o, m, prev = torch.as_tensor(obs), torch.as_tensor(mask), torch.as_tensor(state["prev_action"])
+    with torch.no_grad():
+        q, _ = module.actor.step(o, prev, torch.as_tensor(state["h"]), m)  # Q masked to the available actions
+        mu, _ = module.behaviour.step(o, prev, torch.as_tensor(state["h_mu"]), m)
+        allowed = bcq_action_filter(mu, m, module.zeta)
+    return allowed.numpy(), q.argmax(-1).numpy()
+
+
+def _exported_state(state):
+    return {"h": np.concatenate([state["h"], state["h_mu"]], -1), "prev_action": state["prev_action"]}
+
+
+@pytest.mark.parametrize("module_id", ["scout", "tank"])
+def test_mabcq_export_acts_greedily_through_the_behaviour_filter(mabcq, module_id):
+    _, modules, out = mabcq
+    module = modules[module_id]
+    with open(os.path.join(out, "policy.json")) as f:
+        spec = json.load(f)["modules"][module_id]
+    assert spec["hidden"] == 32 and spec["h_parts"] == [["h", 16], ["h_mu", 16]]
+    assert spec["exploration"] == {"kind": "policy"}
+    obs, mask, state = _histories(module, 500, seed=1)
+    allowed, unfiltered = _filter_of(module, obs, mask, state)
+    want, new = _module_step(module, obs, mask, state)
+    assert allowed[np.arange(500), want].all() and (mask[np.arange(500), want] == 1).all()
+    dropped = ~allowed[np.arange(500), unfiltered]  # the filter removes the Q arg max here
+    assert dropped.sum() >= 10, dropped.sum()
+    assert (want[dropped] != unfiltered[dropped]).all()
+    for backend in BACKENDS:
+        actor = ExportedPolicy.load(out, backend=backend).actors[module_id]
+        assert actor.h_parts == [("h", 16), ("h_mu", 16)]
+        got, st = actor.act(obs, mask, _exported_state(state))
+        np.testing.assert_array_equal(got, want, err_msg=backend)
+        np.testing.assert_allclose(st["h"], _exported_state(new)["h"], atol=1e-5, err_msg=backend)
+        np.testing.assert_array_equal(st["prev_action"], want)
+
+
+def test_mabcq_export_follows_the_rllib_actions_over_episodes(mabcq):
+    """Rollouts under the RLlib modules (masks with holes), replayed by the exported policy, both
+    GRU states carried in its ``h``."""
+    _, modules, out = mabcq
+    episodes = record(TinyCoopEnv(), modules, n_episodes=20)
+    for backend in BACKENDS:
+        assert replay(ExportedPolicy.load(out, backend=backend), episodes, discrete=True) >= 240
+
+
+def test_mabcq_export_never_samples_a_filtered_action(mabcq):
+    """explore=True draws from softmax(Q) over the kept actions only, as forward_exploration does:
+    10,000 draws each (100 per step) never pick a filtered action, and their frequencies are the
+    filtered softmax's."""
+    _, modules, out = mabcq
+    module = modules["scout"]
+    n, reps = 100, 100
+    obs, mask, state = _histories(module, n, seed=2)
+    allowed, unfiltered = _filter_of(module, obs, mask, state)
+    assert (~allowed[np.arange(n), unfiltered]).any() and (allowed.sum(-1) >= 2).any()
+    with torch.no_grad():
+        q, _ = module.actor.step(torch.as_tensor(obs), torch.as_tensor(state["prev_action"]),
+                                 torch.as_tensor(state["h"]))
+    p = torch.softmax(q.masked_fill(~torch.as_tensor(allowed), -np.inf), -1).numpy()  # the filtered softmax
+    obs_r, mask_r = np.repeat(obs, reps, 0), np.repeat(mask, reps, 0)
+    state_r = {k: np.repeat(v, reps, 0) for k, v in state.items()}
+    torch.manual_seed(0)
+    draws = {"rllib": _module_step(module, obs_r, mask_r, state_r, explore=True)[0]}
+    for backend in BACKENDS:
+        actor = ExportedPolicy.load(out, backend=backend).actors["scout"]
+        draws[backend] = actor.act(obs_r, mask_r, _exported_state(state_r), explore=True,
+                                   rng=np.random.default_rng(5))[0]
+    for name, a in draws.items():
+        assert np.repeat(allowed, reps, 0)[np.arange(n * reps), a].all(), name  # never a filtered action
+        freq = (a.reshape(n, reps)[..., None] == np.arange(3)).mean(1)
+        assert np.abs(freq - p).max() < 0.25 and np.abs((freq - p).mean(0)).max() < 0.02, (name, freq, p)

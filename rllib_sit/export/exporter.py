@@ -4,8 +4,9 @@ Every agent module of the checkpoint that is a
 :class:`~rllib_sit.models.recurrent_agent.RecurrentAgentTorchRLModule` (the agents of SIT, MABC and
 every algorithm on the shared base; one module per agent type, or per agent) is restored with
 RLlib's ``RLModule.from_checkpoint`` from ``<checkpoint>/learner_group/learner/rl_module/<module id>``;
-its actor's one-step function (what ``forward_inference`` runs) is traced to TorchScript and
-exported to ONNX (the legacy TorchScript-based exporter, ``dynamo=False``: it needs only ``onnx``).
+its one-step function (``module.export_step()``: the actor's step, what ``forward_inference``
+runs; MABCQ's adds its behaviour filter) is traced to TorchScript and exported to ONNX (the legacy
+TorchScript-based exporter, ``dynamo=False``: it needs only ``onnx``).
 Other modules (SIT's ``__ardnem__`` reward networks, mixers) are skipped. The agents -> modules
 table comes from the checkpoint's config (env id and ``module_mapping``); each module's sampling rule
 (``exploration``: its ``exploration_spec()``, e.g. FACMAC's Gaussian action noise) goes into the
@@ -49,6 +50,7 @@ class DiscreteActorStep(nn.Module):
     def __init__(self, actor: nn.Module):
         super().__init__()
         self.actor = actor
+        self.obs_dim, self.hidden, self.n_actions, self.act_dim = actor.obs_dim, actor.hidden, actor.n_actions, 0
 
     def forward(self, obs, prev_action, h, action_mask):
         logits, h_out = self.actor.step(obs, prev_action, h, action_mask)
@@ -61,6 +63,8 @@ class ContinuousActorStep(nn.Module):
     def __init__(self, actor: nn.Module):
         super().__init__()
         self.actor = actor
+        self.obs_dim, self.hidden, self.n_actions, self.act_dim = actor.obs_dim, actor.hidden, 0, actor.act_dim
+        self.low, self.high = actor.low, actor.high
 
     def forward(self, obs, prev_action, h):
         _, h_out = self.actor.step(obs, prev_action, h)
@@ -69,16 +73,16 @@ class ContinuousActorStep(nn.Module):
         return mean, log_std, h_out
 
 
-def _example_inputs(actor: nn.Module, discrete: bool, batch: int, seed: int = 0) -> Tuple[torch.Tensor, ...]:
+def _example_inputs(step: nn.Module, discrete: bool, batch: int, seed: int = 0) -> Tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(batch, actor.obs_dim, generator=g)
-    h = torch.randn(batch, actor.hidden, generator=g)
+    obs = torch.randn(batch, step.obs_dim, generator=g)
+    h = torch.randn(batch, step.hidden, generator=g)
     if discrete:
-        prev = torch.randint(-1, actor.n_actions, (batch,), generator=g)
-        mask = (torch.rand(batch, actor.n_actions, generator=g) < 0.7).float()
+        prev = torch.randint(-1, step.n_actions, (batch,), generator=g)
+        mask = (torch.rand(batch, step.n_actions, generator=g) < 0.7).float()
         mask[:, 0] = 1.0
         return obs, prev, h, mask
-    prev = torch.rand(batch, actor.act_dim, generator=g) * (actor.high - actor.low) + actor.low
+    prev = torch.rand(batch, step.act_dim, generator=g) * (step.high - step.low) + step.low
     return obs, prev, h
 
 
@@ -183,7 +187,7 @@ def _export_onnx(step: nn.Module, example: Tuple[torch.Tensor, ...], path: str, 
 
 def _check_export(actor_file: ExportedActor, step: nn.Module, discrete: bool) -> None:
     """The exported file reproduces the torch step on a random batch (masks included)."""
-    example = _example_inputs(step.actor, discrete, batch=5, seed=1)
+    example = _example_inputs(step, discrete, batch=5, seed=1)
     with torch.no_grad():
         want = [t.numpy() for t in step(*example)]
     got = actor_file._run(*(t.numpy() for t in example))
@@ -232,10 +236,10 @@ def export_checkpoint(checkpoint: str, out: str, formats: Sequence[str] = BACKEN
         modules: Dict[str, Any] = {}
         for module_id, folder in module_dirs.items():
             module = RLModule.from_checkpoint(folder)
-            actor = copy.deepcopy(module.actor).float().cpu().eval()
             discrete = bool(module.discrete)
-            step = (DiscreteActorStep if discrete else ContinuousActorStep)(actor).eval()
-            example = _example_inputs(actor, discrete, batch=2)
+            # the module's acting step (the actor's, or e.g. MABCQ's with its behaviour filter), on copies
+            step = copy.deepcopy(module.export_step()).float().cpu().eval()
+            example = _example_inputs(step, discrete, batch=2)
             files: Dict[str, str] = {}
             for fmt in formats:
                 files[fmt] = names[module_id] + FILE_SUFFIX[fmt]
@@ -244,13 +248,15 @@ def export_checkpoint(checkpoint: str, out: str, formats: Sequence[str] = BACKEN
                     _export_torchscript(step, example, path)
                 else:
                     _export_onnx(step, example, path, discrete)
-            spec = {"discrete": discrete, "obs_dim": int(actor.obs_dim), "hidden": int(actor.hidden),
-                    "n_actions": int(getattr(actor, "n_actions", 0)), "act_dim": int(getattr(actor, "act_dim", 0)),
+            spec = {"discrete": discrete, "obs_dim": int(step.obs_dim), "hidden": int(step.hidden),
+                    "n_actions": int(step.n_actions), "act_dim": int(step.act_dim),
                     "class": f"{type(module).__module__}.{type(module).__name__}", "files": files,
                     "inputs": list(DISCRETE_INPUTS if discrete else CONTINUOUS_INPUTS),
                     "outputs": list(DISCRETE_OUTPUTS if discrete else CONTINUOUS_OUTPUTS)}
             if not discrete:
-                spec.update(action_low=float(actor.low), action_high=float(actor.high))
+                spec.update(action_low=float(step.low), action_high=float(step.high))
+            if len(getattr(step, "h_parts", ())) > 1:  # h carries several GRU states (MABCQ: Q's and μ's)
+                spec["h_parts"] = [[name, int(width)] for name, width in step.h_parts]
             # how explore=True samples: the rule of the module's own sampled evaluation
             spec["exploration"] = exploration_of({"discrete": discrete, "exploration": module.exploration_spec()},
                                                  f"module {module_id!r} ({type(module).__name__})")

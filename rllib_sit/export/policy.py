@@ -12,13 +12,17 @@ An exported folder (written by :func:`rllib_sit.export.export_checkpoint`)::
 One step of a module (both files, batch axis B dynamic):
 
 * discrete: ``(obs [B, obs_dim] f32, prev_action [B] i64, h [B, H] f32, action_mask [B, n] f32)
-  -> (logits [B, n] f32 (unavailable actions at -1e10), h_out [B, H])``;
+  -> (logits [B, n] f32 (unavailable actions at -1e10), h_out [B, H])``; the logits are the
+  module's acting logits: MABCQ's are its Q values with the actions that fail its behaviour filter
+  (BCQ's threshold ζ) at -1e10 too, so both action rules below apply the filter;
 * continuous: ``(obs, prev_action [B, act_dim] f32 (box action), h) -> (mean [B, act_dim]
   (pre-tanh), log_std [B, act_dim] (clamped), h_out)``.
 
 The recurrent state is what the RLlib module carries: the GRU hidden ``h`` and the previous action
-(``-1`` before the first step of a discrete agent, zeros for a continuous one). Actions: discrete
-greedy = arg max of the masked logits, sampled = a draw from their softmax; continuous greedy =
+(``-1`` before the first step of a discrete agent, zeros for a continuous one); a module with
+several GRU states carries them concatenated in ``h`` (manifest ``h_parts``, e.g. MABCQ's
+``[["h", 64], ["h_mu", 64]]``: Q's, then the behaviour model's; ``hidden`` is their sum). Actions:
+discrete greedy = arg max of the masked logits, sampled = a draw from their softmax; continuous greedy =
 ``tanh(mean)``, sampled by the module's ``exploration`` rule (manifest field, the rule of the
 algorithm's own sampled evaluation): ``"policy"`` (the default) ``tanh(mean + exp(log_std)·ε)``,
 ``"gaussian_noise"`` (FACMAC's deterministic actor) :func:`gaussian_noise_action`
@@ -150,7 +154,8 @@ class ExportedActor:
     """One exported module (one agent type): batched steps on numpy arrays.
 
     Attributes: ``module_id``, ``discrete``, ``obs_dim``, ``n_actions``, ``act_dim``, ``hidden``,
-    ``action_low``/``action_high`` (continuous), ``backend``, ``exploration`` (how ``explore`` samples).
+    ``action_low``/``action_high`` (continuous), ``backend``, ``exploration`` (how ``explore`` samples),
+    ``h_parts`` (``[(name, width)]`` of the GRU states in ``h``: ``[("h", hidden)]`` but for e.g. MABCQ).
     """
 
     def __init__(self, module_id: str, spec: Dict[str, Any], folder: str, backend: str, num_threads: int = 1):
@@ -161,6 +166,7 @@ class ExportedActor:
         self.n_actions, self.act_dim = int(spec.get("n_actions") or 0), int(spec.get("act_dim") or 0)
         self.action_low, self.action_high = float(spec.get("action_low", -1.0)), float(spec.get("action_high", 1.0))
         self.backend = backend
+        self.h_parts = [(str(n), int(w)) for n, w in spec.get("h_parts") or [("h", self.hidden)]]
         self.exploration = exploration_of(spec, f"{os.path.join(folder, MANIFEST_FILE)}: module {module_id!r}")
         file_name = (spec.get("files") or {}).get(backend)
         if not file_name:

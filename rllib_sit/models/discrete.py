@@ -10,7 +10,7 @@ import torch
 
 from rllib_sit.models.gru_actor import MASKED_LOGIT
 
-__all__ = ["bcq_action_filter", "masked_argmax"]
+__all__ = ["bcq_action_filter", "bcq_filtered_logits", "masked_argmax"]
 
 
 def bcq_action_filter(behaviour_logits: torch.Tensor, avail: Optional[torch.Tensor], zeta: float) -> torch.Tensor:
@@ -27,6 +27,14 @@ def bcq_action_filter(behaviour_logits: torch.Tensor, avail: Optional[torch.Tens
     best = logp.masked_fill(~ok, -math.inf).amax(-1, keepdim=True)
     log_zeta = math.log(zeta) if zeta > 0 else -math.inf
     return ok & (logp - best >= log_zeta)
+
+
+def bcq_filtered_logits(q: torch.Tensor, behaviour_logits: torch.Tensor, avail: Optional[torch.Tensor],
+                        zeta: float) -> torch.Tensor:
+    """``q [.., A]`` with every action that fails :func:`bcq_action_filter` (unavailable ones included)
+    set to ``MASKED_LOGIT``: acting logits whose arg max is the filtered greedy action and whose softmax
+    samples only kept actions (MABCQ's acting rule, and what its exported policy outputs)."""
+    return q.masked_fill(~bcq_action_filter(behaviour_logits, avail, zeta), MASKED_LOGIT)
 
 
 def masked_argmax(values: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:

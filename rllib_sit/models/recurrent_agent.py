@@ -137,6 +137,17 @@ class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
         samples otherwise overrides both."""
         return {"kind": EXPLORE_POLICY}
 
+    def export_step(self) -> torch.nn.Module:
+        """The one-step function ``rllib-sit export`` traces (:mod:`rllib_sit.export.exporter`): here
+        the actor's step, as :meth:`_act` runs it (discrete ``(obs, prev_action, h, action_mask) ->
+        (logits, h_out)``, continuous ``(obs, prev_action, h) -> (mean, log_std, h_out)``; attributes
+        ``obs_dim, hidden, n_actions, act_dim``). A subclass whose ``_act`` acts on more than the actor
+        overrides it with a step of the same signature whose outputs give :meth:`_act`'s actions
+        (e.g. MABCQ: the behaviour-filtered Q values, both GRU states in ``h``)."""
+        from rllib_sit.export.exporter import ContinuousActorStep, DiscreteActorStep
+
+        return (DiscreteActorStep if self.discrete else ContinuousActorStep)(self.actor)
+
     def _forward_inference(self, batch, **kwargs):
         return self._act(batch, explore=False)
 

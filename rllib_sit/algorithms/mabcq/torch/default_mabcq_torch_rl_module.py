@@ -5,7 +5,8 @@
   is the recurrent Q-network Q_i(τ_i, ·) (``actor``; target copy ``target_actor``), a second
   ``GRUActor`` is the behaviour model μ_i (``behaviour``, logits masked to the available actions).
   Eq. 12's max runs over the actions that pass :func:`bcq_action_filter`, in the TD target *and*
-  when acting greedily on the EnvRunners, so ``behaviour`` is part of the inference module.
+  when acting greedily on the EnvRunners, so ``behaviour`` is part of the inference module (and of
+  the exported policy: :func:`bcq_act_step` is the acting rule of both).
 * **Continuous** (:class:`MABCQContinuousAgentTorchRLModule`, this package's design, see
   docs/algorithms/mabcq.md): BCQ's conditional VAE and perturbation model ξ per agent type,
   conditioned on the agent's step input x^t = (o_i^t, a_i^{t-1}), and a recurrent Q_i(τ_i, a_i)
@@ -15,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import torch
 from ray.rllib.core.columns import Columns
@@ -25,8 +26,8 @@ from torch import nn
 
 from rllib_sit.algorithms.mabcq import mabcq_learner as N
 from rllib_sit.models.blocks import mlp
-from rllib_sit.models.discrete import bcq_action_filter, masked_argmax  # noqa: F401 (bcq_action_filter re-exported)
-from rllib_sit.models.gru_actor import MASKED_LOGIT, GRUActor
+from rllib_sit.models.discrete import bcq_action_filter, bcq_filtered_logits, masked_argmax
+from rllib_sit.models.gru_actor import GRUActor
 from rllib_sit.models.recurrent_q import RecurrentActionValue
 from rllib_sit.models.recurrent_agent import (RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent,
                                               split_env_obs)
@@ -34,8 +35,38 @@ from rllib_sit.replay import keys as K
 
 
 # ---------------------------------------------------------------------------------------------
-# Eq. 12's action filter (discrete BCQ)
+# Eq. 12's action filter (discrete BCQ) when acting: the one rule of the module and of its export
 # ---------------------------------------------------------------------------------------------
+
+def bcq_act_step(actor: GRUActor, behaviour: GRUActor, zeta: float, obs: torch.Tensor, prev_action: torch.Tensor,
+                 h: torch.Tensor, h_mu: torch.Tensor, avail: Optional[torch.Tensor]):
+    """One acting step of a discrete MABCQ agent: ``(logits [B, A], h', h_mu')``, the logits being
+    Q_i(τ_i, ·) with every action that fails :func:`bcq_action_filter` under μ_i (and every
+    unavailable one) at ``MASKED_LOGIT``. Greedy = their arg max, sampled = a draw from their
+    softmax. Used by the RLlib module's ``_act`` and traced by its export (:class:`MABCQActStep`)."""
+    q, h = actor.step(obs, prev_action, h)
+    mu_logits, h_mu = behaviour.step(obs, prev_action, h_mu, avail)
+    return bcq_filtered_logits(q, mu_logits, avail, zeta), h, h_mu
+
+
+class MABCQActStep(nn.Module):
+    """The exported step of a discrete MABCQ agent (``rllib_sit.export``): ``(obs, prev_action, h,
+    action_mask) -> (filtered logits, h_out)`` by :func:`bcq_act_step`, the two GRU states carried as
+    one vector ``h = [h ⊕ h_mu]`` (``hidden`` = the two widths; ``h_parts`` names them)."""
+
+    def __init__(self, actor: GRUActor, behaviour: GRUActor, zeta: float):
+        super().__init__()
+        self.actor, self.behaviour, self.zeta = actor, behaviour, float(zeta)
+        self.obs_dim, self.n_actions, self.act_dim = actor.obs_dim, actor.n_actions, 0
+        self.hidden = actor.hidden + behaviour.hidden
+        self.h_parts = (("h", actor.hidden), ("h_mu", behaviour.hidden))
+
+    def forward(self, obs, prev_action, h, action_mask):
+        H = self.actor.hidden
+        logits, h_q, h_mu = bcq_act_step(self.actor, self.behaviour, self.zeta, obs, prev_action, h[:, :H], h[:, H:],
+                                         action_mask)
+        return logits, torch.cat([h_q, h_mu], -1)
+
 
 # ---------------------------------------------------------------------------------------------
 # Discrete: recurrent Q-network + recurrent behaviour model
@@ -89,18 +120,19 @@ class MABCQDiscreteAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRL
 
     def _act(self, batch, explore: bool) -> Dict[str, Any]:
         """Greedy: arg max of Q_i over the actions that pass :func:`bcq_action_filter` under μ_i
-        (the same filter as the TD target). ``explore``: a sample of softmax(Q_i) over them."""
+        (the same filter as the TD target). ``explore``: a sample of softmax(Q_i) over them. Both
+        from :func:`bcq_act_step`'s logits, which the exported policy computes too."""
         o, avail, time_rank = split_env_obs(batch)
         state = batch[Columns.STATE_IN]
-        q, h = self.actor.step(o, state["prev_action"], state["h"])
-        mu_logits, h_mu = self.behaviour.step(o, state["prev_action"], state["h_mu"], avail)
-        allowed = bcq_action_filter(mu_logits, avail, self.zeta)
-        if explore:
-            a = torch.distributions.Categorical(logits=q.masked_fill(~allowed, MASKED_LOGIT)).sample()
-        else:
-            a = masked_argmax(q, allowed)
+        logits, h, h_mu = bcq_act_step(self.actor, self.behaviour, self.zeta, o, state["prev_action"], state["h"],
+                                       state["h_mu"], avail)
+        a = torch.distributions.Categorical(logits=logits).sample() if explore else logits.argmax(-1)
         return {Columns.ACTIONS: a.unsqueeze(1) if time_rank else a,
                 Columns.STATE_OUT: {"h": h, "h_mu": h_mu, "prev_action": a}}
+
+    def export_step(self) -> nn.Module:
+        """The exported step: the filtered logits of :func:`bcq_act_step`, state ``[h ⊕ h_mu]``."""
+        return MABCQActStep(self.actor, self.behaviour, self.zeta)
 
 
 # ---------------------------------------------------------------------------------------------
