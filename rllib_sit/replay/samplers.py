@@ -19,7 +19,7 @@ share the algorithm's page-cache copy of the dataset instead of duplicating it.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -52,20 +52,20 @@ def _trim(filled: np.ndarray) -> int:
     return int(max(1, filled.sum(1).max()))
 
 
-class IndividualTrajectorySampler:
-    """Individual trajectories per module id, one sum tree per module.
+class TrajectoryGatherer:
+    """The gathering half of :class:`IndividualTrajectorySampler`: individual trajectories (episode
+    k, agent j) out of the episodes, with any per-step values attached, given their indices. No
+    sampling state: a process holding the episodes (e.g. the algorithm, over its own memory maps)
+    gathers the batches whose indices a sampler actor drew (:meth:`IndividualTrajectorySampler.
+    sample_indices_many`), instead of receiving the gathered arrays through the object store.
 
     Args:
         episodes: the store's columns (``obs, actions, terminated, filled`` [+ ``reward``,
             ``avail_actions``]; leading axis = episode) or a column-cache folder.
         agent_modules: module id of every agent (length N): the agent types, or the agent ids.
-        seed: seed of the sampling RNG.
-
-    The leaves of module m's tree are the pairs (k, j) with agent j mapped to m, in the order
-    ``leaf = k * n_m + slot`` (slot = position of j among m's agents).
     """
 
-    def __init__(self, episodes: Episodes, agent_modules: Sequence[str], seed: int = 0):
+    def __init__(self, episodes: Episodes, agent_modules: Sequence[str]):
         self.ep = _open(episodes)
         self.agent_modules = list(agent_modules)
         self.modules = list(dict.fromkeys(self.agent_modules))
@@ -74,39 +74,7 @@ class IndividualTrajectorySampler:
         self.T = int(self.ep[S.FILLED].shape[1])
         self.discrete = self.ep[S.ACTIONS].ndim == 3
         self.lengths = self.ep[S.FILLED].sum(1).astype(np.int64)
-        self.rng = np.random.default_rng(seed)
         self.step_values: Dict[str, np.ndarray] = {}
-        self.trees: Dict[str, SumTree] = {}
-        self.set_probabilities(None)
-
-    def num_trajectories(self, module_id: str) -> int:
-        return self.K * len(self.members[module_id])
-
-    # -- distribution ----------------------------------------------------------------------------
-    def set_probabilities(self, probs: Optional[Mapping[str, np.ndarray]]) -> None:
-        """Sampling weights per module (``[K * n_m]`` in leaf order; normalised here), or ``None``
-        (or a missing module) for uniform sampling."""
-        probs = dict(probs or {})
-        unknown = set(probs) - set(self.modules)
-        if unknown:
-            raise ValueError(f"set_probabilities: unknown module ids {sorted(unknown)}; expected {self.modules}")
-        for m in self.modules:
-            n = self.num_trajectories(m)
-            p = np.full(n, 1.0 / n) if probs.get(m) is None else np.asarray(probs[m], np.float64).reshape(-1)
-            if p.shape != (n,) or not np.all(np.isfinite(p)) or p.min() < 0 or not p.sum() > 0:
-                raise ValueError(f"set_probabilities[{m!r}]: expected {n} finite weights >= 0 with a positive "
-                                 f"sum (episodes x agents of the module), got shape {p.shape}")
-            tree = SumTree(n)
-            tree.set_all(p)
-            self.trees[m] = tree
-
-    def probabilities(self, module_id: str) -> np.ndarray:
-        p = self.trees[module_id].priorities()
-        return p / p.sum()
-
-    def ess(self) -> Dict[str, float]:
-        """Effective sample size (trajectories) of each module's distribution."""
-        return {m: effective_sample_size(self.probabilities(m)) for m in self.modules}
 
     def set_step_values(self, values: Mapping[str, np.ndarray]) -> None:
         """Attach per-step, per-agent values ``{key: [K, T, N]}``; batches carry ``key: [B, L]``."""
@@ -115,12 +83,6 @@ class IndividualTrajectorySampler:
                 raise ValueError(f"set_step_values[{key!r}]: expected shape ({self.K}, {self.T}, "
                                  f"{len(self.agent_modules)}), got {v.shape}")
             self.step_values[key] = np.ascontiguousarray(v, np.float32)
-
-    # -- sampling --------------------------------------------------------------------------------
-    def sample_indices(self, module_id: str, batch_size: int):
-        leaves = self.trees[module_id].sample(batch_size, self.rng)
-        n_m = len(self.members[module_id])
-        return leaves // n_m, self.members[module_id][leaves % n_m]
 
     def gather(self, k: np.ndarray, j: np.ndarray, own_obs_only: bool = False) -> Dict[str, np.ndarray]:
         """Individual trajectories of agents ``j`` in episodes ``k``, trimmed to the longest.
@@ -162,12 +124,89 @@ class IndividualTrajectorySampler:
             out[K.AVAIL_ACTIONS] = ep[S.AVAIL_ACTIONS][k, :L + 1, j]
         return out
 
+    def gather_batch(self, indices: Mapping[str, Tuple[np.ndarray, np.ndarray]]) -> Dict[str, Dict[str, np.ndarray]]:
+        """``{module: (k, j)}`` -> ``{module: gather(k, j)}``: one :meth:`IndividualTrajectorySampler.sample`
+        batch from its indices."""
+        return {m: self.gather(k, j) for m, (k, j) in indices.items()}
+
+
+class IndividualTrajectorySampler(TrajectoryGatherer):
+    """Individual trajectories per module id, one sum tree per module.
+
+    Args:
+        episodes: the store's columns (``obs, actions, terminated, filled`` [+ ``reward``,
+            ``avail_actions``]; leading axis = episode) or a column-cache folder.
+        agent_modules: module id of every agent (length N): the agent types, or the agent ids.
+        seed: seed of the sampling RNG.
+
+    The leaves of module m's tree are the pairs (k, j) with agent j mapped to m, in the order
+    ``leaf = k * n_m + slot`` (slot = position of j among m's agents).
+    """
+
+    def __init__(self, episodes: Episodes, agent_modules: Sequence[str], seed: int = 0):
+        super().__init__(episodes, agent_modules)
+        self.rng = np.random.default_rng(seed)
+        self.trees: Dict[str, SumTree] = {}
+        self.set_probabilities(None)
+
+    def num_trajectories(self, module_id: str) -> int:
+        return self.K * len(self.members[module_id])
+
+    # -- distribution ----------------------------------------------------------------------------
+    def set_probabilities(self, probs: Optional[Mapping[str, np.ndarray]]) -> None:
+        """Sampling weights per module (``[K * n_m]`` in leaf order; normalised here), or ``None``
+        (or a missing module) for uniform sampling."""
+        probs = dict(probs or {})
+        unknown = set(probs) - set(self.modules)
+        if unknown:
+            raise ValueError(f"set_probabilities: unknown module ids {sorted(unknown)}; expected {self.modules}")
+        for m in self.modules:
+            n = self.num_trajectories(m)
+            p = np.full(n, 1.0 / n) if probs.get(m) is None else np.asarray(probs[m], np.float64).reshape(-1)
+            if p.shape != (n,) or not np.all(np.isfinite(p)) or p.min() < 0 or not p.sum() > 0:
+                raise ValueError(f"set_probabilities[{m!r}]: expected {n} finite weights >= 0 with a positive "
+                                 f"sum (episodes x agents of the module), got shape {p.shape}")
+            tree = SumTree(n)
+            tree.set_all(p)
+            self.trees[m] = tree
+
+    def probabilities(self, module_id: str) -> np.ndarray:
+        p = self.trees[module_id].priorities()
+        return p / p.sum()
+
+    def ess(self) -> Dict[str, float]:
+        """Effective sample size (trajectories) of each module's distribution."""
+        return {m: effective_sample_size(self.probabilities(m)) for m in self.modules}
+
+    # -- sampling --------------------------------------------------------------------------------
+    def sample_indices(self, module_id: str, batch_size: int):
+        leaves = self.trees[module_id].sample(batch_size, self.rng)
+        n_m = len(self.members[module_id])
+        return leaves // n_m, self.members[module_id][leaves % n_m]
+
     def sample(self, batch_size: int, modules: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, np.ndarray]]:
         """One batch of ``batch_size`` individual trajectories per module (one actor round trip)."""
         out = {}
         for m in (modules or self.modules):
             k, j = self.sample_indices(m, batch_size)
             out[m] = self.gather(k, j)
+        return out
+
+    def sample_indices_many(self, batch_size: int, n: int,
+                            modules: Optional[Sequence[str]] = None) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """The indices of ``n`` consecutive :meth:`sample` calls, not gathered: ``{module: (k [n, B],
+        j [n, B])}``, row u being call u's ``(k, j)``. The same draws from the same RNG stream (one
+        ``rng.random`` of all the calls' uniforms, consumed in the calls' order: call by call, module
+        by module), so the RNG ends where ``n`` :meth:`sample` calls leave it. One tiny actor round
+        trip for ``n`` batches, which the caller gathers from its own episodes
+        (:meth:`TrajectoryGatherer.gather_batch`)."""
+        mods = list(modules or self.modules)
+        u = self.rng.random(n * len(mods) * batch_size).reshape(n, len(mods), batch_size)
+        out = {}
+        for i, m in enumerate(mods):
+            leaves = self.trees[m].sample_uniforms(u[:, i])
+            n_m = len(self.members[m])
+            out[m] = (leaves // n_m, self.members[m][leaves % n_m])
         return out
 
     # -- checkpointing ---------------------------------------------------------------------------

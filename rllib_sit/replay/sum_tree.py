@@ -81,6 +81,14 @@ class SumTree:
             raise ValueError("SumTree.sample: all priorities are zero")
         return self.find(rng.random(batch_size) * self.total)
 
+    def sample_uniforms(self, u: np.ndarray) -> np.ndarray:
+        """The leaves :meth:`sample` draws from the uniforms ``u`` in [0, 1) (any shape): ``sample(n, rng)``
+        is ``sample_uniforms(rng.random(n))``, so several draws can share one vectorised descent."""
+        if self.total <= 0:
+            raise ValueError("SumTree.sample: all priorities are zero")
+        u = np.asarray(u, np.float64)
+        return self.find((u * self.total).reshape(-1)).reshape(u.shape)
+
     def get_state(self) -> Dict[str, np.ndarray]:
         return {"size": self.size, "leaves": self.priorities()}
 

@@ -7,7 +7,7 @@ import pytest
 from rllib_sit.algorithms.sit.sit_learner import dper_distribution
 from rllib_sit.data import schema as S
 from rllib_sit.replay import keys as K
-from rllib_sit.replay.samplers import IndividualTrajectorySampler, JointEpisodeSampler
+from rllib_sit.replay.samplers import IndividualTrajectorySampler, JointEpisodeSampler, TrajectoryGatherer
 
 
 def _episodes(K_=6, T=4, N=3, od=2, nA=3, seed=0):
@@ -103,6 +103,34 @@ def test_state_round_trip_restores_trees_values_and_rng():
     for t in ("x", "y"):
         for key in (K.EPISODE_INDEX, K.AGENT_INDEX, "u"):
             np.testing.assert_array_equal(got[t][key], expected[t][key])
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_indices_of_many_batches_gathered_elsewhere_equal_sample(n):
+    """SIT's Stage III: the actor draws n batches' indices in one call (``sample_indices_many``) and
+    the algorithm gathers them (``TrajectoryGatherer``): the batches of n ``sample`` calls, and the
+    RNG left where they leave it."""
+    ep = _episodes()
+    p = {"x": np.random.default_rng(2).random(12), "y": np.random.default_rng(3).random(6) ** 4}
+    values = {"v": np.random.default_rng(4).normal(size=(6, 4, 3)).astype(np.float32)}
+    a, b = IndividualTrajectorySampler(ep, ["x", "x", "y"], seed=7), IndividualTrajectorySampler(ep, ["x", "x", "y"], seed=7)
+    for s in (a, b):
+        s.set_probabilities(p)
+        s.set_step_values(values)
+    expected = [a.sample(5) for _ in range(n)]
+    indices = b.sample_indices_many(5, n)
+    assert {m: k.shape for m, (k, _) in indices.items()} == {"x": (n, 5), "y": (n, 5)}
+    gatherer = TrajectoryGatherer(ep, ["x", "x", "y"])
+    gatherer.set_step_values(values)
+    for u in range(n):
+        got = gatherer.gather_batch({m: (k[u], j[u]) for m, (k, j) in indices.items()})
+        assert set(got) == set(expected[u])
+        for m in got:
+            assert set(got[m]) == set(expected[u][m])
+            for key in got[m]:
+                np.testing.assert_array_equal(got[m][key], expected[u][m][key])
+    assert a.rng.bit_generator.state == b.rng.bit_generator.state
+    np.testing.assert_array_equal(a.sample_indices("y", 9)[0], b.sample_indices("y", 9)[0])
 
 
 def test_joint_episodes_are_whole_episodes_trimmed_to_the_longest():

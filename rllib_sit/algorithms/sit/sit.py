@@ -42,12 +42,14 @@ from rllib_sit.algorithms.sit import sit_learner as K
 from rllib_sit.algorithms.sit import stage1_cache as S1
 from rllib_sit.data import schema as S
 from rllib_sit.replay import keys as B
-from rllib_sit.replay.samplers import IndividualTrajectorySampler, make_sampler_actor
+from rllib_sit.replay.samplers import IndividualTrajectorySampler, TrajectoryGatherer, make_sampler_actor
 
 logger = logging.getLogger(__name__)
 
 DECOMPOSITIONS = ("attention", "none", "monotonic")
 STAGE2_BACKENDS = ("local", "ray_data")
+# Stage III: the DPER actor draws the indices of up to this many updates' batches per round trip.
+DPER_UPDATES_PER_CALL = 64
 
 
 class SITConfig(OfflineMARLConfig):
@@ -210,6 +212,9 @@ class SIT(OfflineMARLAlgorithm):
 
     def setup_algorithm(self) -> None:
         self.dper = None  # the individual-trajectory sampler actor, made in Stage II
+        # Stage III batches are gathered here, from this process's memory map of the episodes and
+        # r̂/û, at the (episode, agent) indices the DPER actor draws (see _run_stage3).
+        self._dper_gather: Optional[TrajectoryGatherer] = None
         self.dper_summary: Dict[str, Dict[str, float]] = {}
         self.r_hat_mean_per_agent: Optional[List[float]] = None
         self.stage2_seconds: Optional[float] = None
@@ -239,13 +244,16 @@ class SIT(OfflineMARLAlgorithm):
         if n_ts:
             k_all, t_all = self.store.filled_steps()
             pick = self.rng.integers(0, len(k_all), n_ts)
-            flat = self.store.flat_steps(k_all[pick], t_all[pick])
+            episodes, t = k_all[pick], t_all[pick]
         else:
             idx = self.rng.integers(0, self.store.num_episodes, self.config.batch_size_episodes)
-            flat = self.store.flatten_filled(idx)
+            # Every real step of episodes idx, episode by episode: the rows of store.flatten_filled(idx),
+            # gathered with one indexing per column instead of two (the episodes, then their real steps).
+            rows, t = np.nonzero(self.store[S.FILLED][idx])
+            episodes = idx[rows]
+        flat = self.store.flat_steps(episodes, t)
         batch = {B.OBS: flat[S.OBS], B.ACTIONS: flat[S.ACTIONS], B.STATE: flat[S.STATE], B.REWARD: flat[S.REWARD]}
         if self.config.ardnem_bootstrap:
-            episodes = k_all[pick] if n_ts else np.repeat(idx, self.store[S.FILLED][idx].sum(1))
             batch[K.BOOTSTRAP_WEIGHTS] = self.bootstrap_weights()[episodes]
         return {K.ARDNEM_MODULE_ID: batch}
 
@@ -439,9 +447,16 @@ class SIT(OfflineMARLAlgorithm):
                                                        cfg.priority_scale, self.dper_return_range)
         u_hat = self._u_hat_floor(res[stage2.R_HAT], res[stage2.U_HAT], probs)
         self._start_dper()
-        ray.get([self.dper.set_step_values.remote({K.REWARD_HAT: res[stage2.R_HAT], K.UNCERTAINTY: u_hat}),
-                 self.dper.set_probabilities.remote(probs)])
+        step_values = {K.REWARD_HAT: res[stage2.R_HAT], K.UNCERTAINTY: u_hat}
+        ray.get([self.dper.set_step_values.remote(step_values), self.dper.set_probabilities.remote(probs)])
+        self._set_dper_gather(step_values)
         self._set_r_hat_stats(res[stage2.R_HAT])
+
+    def _set_dper_gather(self, step_values: Dict[str, np.ndarray]) -> None:
+        """This process's gatherer of Stage III batches: the episodes it already maps, and the r̂/û
+        the DPER actor holds (the actor keeps its copy: it is in the actor's checkpointed state)."""
+        self._dper_gather = TrajectoryGatherer(self.store.columns, self.agent_modules)
+        self._dper_gather.set_step_values(step_values)
 
     def _u_hat_floor(self, r_hat: np.ndarray, u_hat: np.ndarray, probs: Dict[str, np.ndarray]) -> np.ndarray:
         """The floor of û (absolute, or relative to mean |r̂|), how often it binds (over the dataset's
@@ -470,17 +485,26 @@ class SIT(OfflineMARLAlgorithm):
 
     # -- Stage III -------------------------------------------------------------------------------
     def _run_stage3(self, n: int):
+        """``n`` updates on DPER batches. The actor draws the (episode, agent) indices of up to
+        ``DPER_UPDATES_PER_CALL`` updates per round trip (``sample_indices_many``: the draws and RNG
+        stream of as many ``sample`` calls), the next round trip prefetched while these train, never
+        past this iteration; this process gathers each batch from its own memory map (the same
+        arrays ``sample`` returns, without the actor's gather and the object store's copies)."""
         results = None
-        pending = self.dper.sample.remote(self.config.batch_size_episodes)
-        for i in range(n):
+        size = self.config.batch_size_episodes
+        chunks = [min(DPER_UPDATES_PER_CALL, n - start) for start in range(0, n, DPER_UPDATES_PER_CALL)]
+        pending = self.dper.sample_indices_many.remote(size, chunks[0]) if chunks else None
+        for c, count in enumerate(chunks):
             try:
-                sample = ray.get(pending)
+                indices = ray.get(pending)
             except ray.exceptions.RayActorError:
                 self._rebuild_dper()
-                sample = ray.get(self.dper.sample.remote(self.config.batch_size_episodes))
-            if i + 1 < n:  # prefetch the next batch while this one trains (never past this iteration)
-                pending = self.dper.sample.remote(self.config.batch_size_episodes)
-            results = self.update_learners(sample)
+                indices = ray.get(self.dper.sample_indices_many.remote(size, count))
+            if c + 1 < len(chunks):
+                pending = self.dper.sample_indices_many.remote(size, chunks[c + 1])
+            for u in range(count):
+                batch = self._dper_gather.gather_batch({m: (k[u], j[u]) for m, (k, j) in indices.items()})
+                results = self.update_learners(batch)
         return results
 
     def _rebuild_dper(self) -> None:
@@ -543,4 +567,5 @@ class SIT(OfflineMARLAlgorithm):
         if state.get("dper") is not None:
             self._start_dper()
             ray.get(self.dper.set_state.remote(state["dper"]))
+            self._set_dper_gather(state["dper"]["step_values"])
             self._set_r_hat_stats(state["dper"]["step_values"][K.REWARD_HAT])
