@@ -285,3 +285,13 @@ def test_evaluate_checks_before_building(root, checkpoint, tmp_path):
     assert proc.returncode == 2 and "was recorded in another env than the config's (env id 'smac:3m' vs " \
         "'smac:2s3z'; agent count 3 vs 5" in lines[-1], lines[-1]
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("text, says", [("{bad", "not valid JSON"), ("[1, 2]", "got list")])
+def test_json_flags_name_the_flag_and_what_was_expected(text, says):
+    """``rllib-sit benchmark --config``/``--ope-config`` and ``rllib-sit ope --config`` share one parser."""
+    from rllib_sit.cli.front_door import json_object_arg
+
+    with pytest.raises(ValueError, match=rf"^--ope-config: {says}.*expected a JSON object of FQEConfig fields$"):
+        json_object_arg("--ope-config", text, "a JSON object of FQEConfig fields")
+    assert json_object_arg("--config", '{"lr": 0.001}') == {"lr": 0.001}

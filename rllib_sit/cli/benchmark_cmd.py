@@ -13,7 +13,6 @@ Interrupted? Run the same command again: finished cells are skipped. See docs/be
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -111,13 +110,9 @@ def run(args) -> int:
 
     config = {}
     if args.config:
-        try:
-            config = json.loads(args.config)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--config: not valid JSON ({e}): {args.config!r}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"--config: expected a JSON object, got {args.config!r}")
-        from rllib_sit.cli.front_door import check_config_keys
+        from rllib_sit.cli.front_door import check_config_keys, json_object_arg
+
+        config = json_object_arg("--config", args.config)
 
         check_config_keys(config)
     for s in args.setup:  # before the plan: a setup may register the maps it names
@@ -191,12 +186,9 @@ def _ope_config(args):
 
     if not args.ope_config:
         return FQEConfig()
-    try:
-        d = json.loads(args.ope_config)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"--ope-config: not valid JSON ({e}): {args.ope_config!r}") from None
-    if not isinstance(d, dict):
-        raise ValueError(f"--ope-config: expected a JSON object, got {args.ope_config!r}")
+    from rllib_sit.cli.front_door import json_object_arg
+
+    d = json_object_arg("--ope-config", args.ope_config, "a JSON object of FQEConfig fields")
     try:
         return FQEConfig.from_dict(d)
     except (TypeError, ValueError) as e:

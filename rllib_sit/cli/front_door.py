@@ -41,6 +41,19 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def json_object_arg(flag: str, text: str, what: str = "a JSON object") -> Dict[str, Any]:
+    """A CLI flag's JSON object (``--config '{"lr": 1e-4}'``), or one error line naming the flag."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag}: not valid JSON ({e}): {text!r}; expected {what}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag}: got {type(value).__name__} {text!r}; expected {what}")
+    return value
+
+
 def check_experiment_keys(path: str, name: str, exp: Any) -> None:
     if not isinstance(exp, dict) or "run" not in exp:
         raise FrontDoorError(f"{path}: experiment {name!r} needs a 'run:' key (e.g. run: SIT)")

@@ -54,13 +54,9 @@ def _fqe_config(args):
 
     d = asdict(FQEConfig())
     if args.config:
-        try:
-            extra = json.loads(args.config)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--config: not valid JSON ({e}); expected an object of FQEConfig fields") from None
-        if not isinstance(extra, dict):
-            raise ValueError(f"--config: got {type(extra).__name__}; expected a JSON object of FQEConfig fields")
-        d.update(extra)
+        from rllib_sit.cli.front_door import json_object_arg
+
+        d.update(json_object_arg("--config", args.config, "a JSON object of FQEConfig fields"))
     for flag, name in (("updates", "updates"), ("gamma", "gamma"), ("lr", "lr"), ("batch_size", "batch_size"),
                        ("target_update_interval", "target_update_interval"), ("bootstrap_fits", "bootstrap_fits"),
                        ("seed", "seed")):
