@@ -18,6 +18,16 @@ from rllib_sit.data import schema as S
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
+def train_and_save(cfg, path: str) -> str:
+    """One training iteration of ``cfg``'s algorithm, saved to ``path``; the algorithm stopped."""
+    algo = cfg.build_algo()
+    try:
+        algo.train()
+        return str(algo.save_to_path(path))
+    finally:
+        algo.stop()
+
+
 @pytest.fixture(scope="module")
 def trained(ray_session, tmp_path_factory):
     """(checkpoint, dataset, uniform-behaviour copy with behaviour_logp, other env's dataset)."""
@@ -32,12 +42,7 @@ def trained(ray_session, tmp_path_factory):
     cfg = (MABCConfig().environment("tiny:coop").offline_data(input_=ds)
            .training(agent_updates=6, agent_updates_per_iteration=6, batch_size_episodes=8, rnn_hidden=8)
            .evaluation(evaluation_duration=2).debugging(seed=0))
-    algo = cfg.build_algo()
-    try:
-        algo.train()
-        ckpt = algo.save_to_path(str(root / "ckpt"))
-    finally:
-        algo.stop()
+    ckpt = train_and_save(cfg, str(root / "ckpt"))
     with_mu = with_behaviour_logp(ds, str(root / "ds_mu"), uniform_behaviour_logp,
                                   how="uniform over available actions (make_random_dataset)")
     register_tiny_continuous_env()
@@ -149,14 +154,9 @@ def test_continuous_checkpoint(trained, tmp_path):
     from rllib_sit.ope.policy import CheckpointError, CheckpointPolicy
 
     other = trained[3]  # 4 random episodes of tinycont:coop
-    algo = (MABCConfig().environment(TINY_CONT_ENV_ID).offline_data(input_=other)
-            .training(agent_updates=3, agent_updates_per_iteration=3, batch_size_episodes=4, rnn_hidden=8)
-            .evaluation(evaluation_duration=1).debugging(seed=0)).build_algo()
-    try:
-        algo.train()
-        ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
-    finally:
-        algo.stop()
+    ckpt = train_and_save(MABCConfig().environment(TINY_CONT_ENV_ID).offline_data(input_=other)
+                          .training(agent_updates=3, agent_updates_per_iteration=3, batch_size_episodes=4, rnn_hidden=8)
+                          .evaluation(evaluation_duration=1).debugging(seed=0), str(tmp_path / "ckpt"))
     data = OPEData.open(other)
     policy = CheckpointPolicy(str(ckpt), data.info)
     pa = policy.actions(data.columns, data.lengths)
@@ -184,15 +184,10 @@ def test_stateless_per_agent_checkpoint(trained, tmp_path):
     from rllib_sit.ope.policy import CheckpointPolicy
 
     _, ds, with_mu, _ = trained
-    algo = (VDTNCQLConfig().environment("tiny:coop").offline_data(input_=ds)
-            .training(hidden=[8, 8], batch_size=8, fit_updates=2, td_updates=2, updates_per_iteration=4,
-                      num_torch_threads=1, vae_latent_dim=3, num_sampled_actions=3)
-            .evaluation(evaluation_duration=1).debugging(seed=0)).build_algo()
-    try:
-        algo.train()
-        ckpt = algo.save_to_path(str(tmp_path / "ckpt"))
-    finally:
-        algo.stop()
+    ckpt = train_and_save(VDTNCQLConfig().environment("tiny:coop").offline_data(input_=ds)
+                          .training(hidden=[8, 8], batch_size=8, fit_updates=2, td_updates=2, updates_per_iteration=4,
+                                    num_torch_threads=1, vae_latent_dim=3, num_sampled_actions=3)
+                          .evaluation(evaluation_duration=1).debugging(seed=0), str(tmp_path / "ckpt"))
     data = OPEData.open(with_mu)
     policy = CheckpointPolicy(str(ckpt), data.info)
     assert policy.members == {"a0": [0], "a1": [1], "b0": [2]}
