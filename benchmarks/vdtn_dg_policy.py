@@ -3,7 +3,7 @@
     python benchmarks/vdtn_dg_policy.py results/vdtn_dg/tune/*/*/checkpoint_000000
 
 For each checkpoint of ``VDTN_TD3BC`` (or any algorithm with per-agent modules ``a1``/``a2`` on
-``mpe:dg`` / ``mpe:dg_partial``): ``--episodes`` greedy episodes from uniform starts in [-1, 1]²
+``mpe:dg`` / ``mpe:dg_partial`` / ``mpe:dg50`` / ``mpe:dg50_partial``): ``--episodes`` greedy episodes from uniform starts in [-1, 1]²
 (seeded), run vectorised with the env's own dynamics and reward (``x <- clip(x + a, -1, 1)``,
 ``dg_reward``), and printed: the mean return, the share of episodes that end at the global optimum
 (l < 0.2), on the outer ring (l > 0.6) and in a corner (both |x| > 0.9), and agent ``a1``'s speed
@@ -67,7 +67,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="+")
     ap.add_argument("--episodes", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=25, help="episode length (mpe:dg's default 25)")
+    ap.add_argument("--steps", type=int, help="episode length (default: the checkpoint env's, 25 on mpe:dg, 50 on "
+                                               "mpe:dg50)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--transitions", type=int, default=10000, help="per agent, for the λ_vd quantiles")
     args = ap.parse_args()
@@ -76,16 +77,20 @@ def main() -> None:
     import rllib_sit
     from ray.rllib.algorithms.algorithm import Algorithm
 
+    from rllib_sit.envs.registry import make_env
+
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     rllib_sit.register_all()
-    print(f"$ python benchmarks/vdtn_dg_policy.py --episodes {args.episodes} --steps {args.steps} --seed {args.seed} "
+    print(f"$ python benchmarks/vdtn_dg_policy.py --episodes {args.episodes} --steps {args.steps or 'env'} "
+          f"--seed {args.seed} "
           f"--transitions {args.transitions} ...")
     for ck in args.checkpoints:
         algo = Algorithm.from_checkpoint(os.path.abspath(ck))
         try:
             modules = {m: algo.learner_group._learner.module[m].unwrapped() for m in ("a1", "a2")}
-            partial = algo.config.env == "mpe:dg_partial"
-            r, origin, ring, corner, field = probe(modules, partial, args.episodes, args.steps, args.seed)
+            partial = str(algo.config.env).endswith("_partial")  # mpe:dg_partial, mpe:dg50_partial
+            steps = args.steps or make_env(algo.config.env).info.episode_limit
+            r, origin, ring, corner, field = probe(modules, partial, args.episodes, steps, args.seed)
             qs, lvd = lambda_vd_quantiles(algo, args.transitions)
         finally:
             algo.stop()
