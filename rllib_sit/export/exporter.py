@@ -33,6 +33,7 @@ from torch import nn
 
 from rllib_sit.data.io import publish_folder
 
+from rllib_sit.models.actor_steps import ContinuousActorStep, DiscreteActorStep  # noqa: F401 (traced here)
 from rllib_sit.export.policy import (BACKENDS, CONTINUOUS_INPUTS, CONTINUOUS_OUTPUTS, DISCRETE_INPUTS,
                                      DISCRETE_OUTPUTS, MANIFEST_FILE, MANIFEST_FORMAT, MANIFEST_VERSION, ExportError,
                                      ExportedActor, exploration_of)
@@ -41,36 +42,6 @@ MODULES_SUBDIR = os.path.join("learner_group", "learner", "rl_module")
 CTOR_FILE = "class_and_ctor_args.pkl"
 ONNX_OPSET = 17
 FILE_SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
-
-
-class DiscreteActorStep(nn.Module):
-    """``(obs, prev_action, h, action_mask) -> (masked logits, h')``: ``GRUActor.step``, as the
-    module's ``_forward_inference`` calls it."""
-
-    def __init__(self, actor: nn.Module):
-        super().__init__()
-        self.actor = actor
-        self.obs_dim, self.hidden, self.n_actions, self.act_dim = actor.obs_dim, actor.hidden, actor.n_actions, 0
-
-    def forward(self, obs, prev_action, h, action_mask):
-        logits, h_out = self.actor.step(obs, prev_action, h, action_mask)
-        return logits, h_out
-
-
-class ContinuousActorStep(nn.Module):
-    """``(obs, prev_action, h) -> (pre-tanh mean, clamped log_std, h')`` of ``GaussianGRUActor``."""
-
-    def __init__(self, actor: nn.Module):
-        super().__init__()
-        self.actor = actor
-        self.obs_dim, self.hidden, self.n_actions, self.act_dim = actor.obs_dim, actor.hidden, 0, actor.act_dim
-        self.low, self.high = actor.low, actor.high
-
-    def forward(self, obs, prev_action, h):
-        _, h_out = self.actor.step(obs, prev_action, h)
-        mean = self.actor.mean(h_out)
-        log_std = self.actor.log_std.clamp(self.actor.LOG_STD_MIN, self.actor.LOG_STD_MAX).expand_as(mean)
-        return mean, log_std, h_out
 
 
 def _example_inputs(step: nn.Module, discrete: bool, batch: int, seed: int = 0) -> Tuple[torch.Tensor, ...]:

@@ -22,7 +22,6 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, TargetNetworkAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from rllib_sit.envs.base import ACTION_MASK_KEY, OBS_KEY
-from rllib_sit.export.policy import EXPLORE_POLICY
 from rllib_sit.models.gru_actor import GaussianGRUActor, GRUActor
 from rllib_sit.replay import keys as K
 
@@ -135,7 +134,7 @@ class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
         ``exploration``): here a draw from the policy (``{"kind": "policy"}``: the categorical over the
         available actions / tanh of a Gaussian sample, as :meth:`_act`). A subclass whose ``_act``
         samples otherwise overrides both."""
-        return {"kind": EXPLORE_POLICY}
+        return {"kind": "policy"}  # rllib_sit.export.policy.EXPLORE_POLICY (export sits above models)
 
     def export_step(self) -> torch.nn.Module:
         """The one-step function ``rllib-sit export`` traces (:mod:`rllib_sit.export.exporter`): here
@@ -144,7 +143,7 @@ class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
         ``obs_dim, hidden, n_actions, act_dim``). A subclass whose ``_act`` acts on more than the actor
         overrides it with a step of the same signature whose outputs give :meth:`_act`'s actions
         (e.g. MABCQ: the behaviour-filtered Q values, both GRU states in ``h``)."""
-        from rllib_sit.export.exporter import ContinuousActorStep, DiscreteActorStep
+        from rllib_sit.models.actor_steps import ContinuousActorStep, DiscreteActorStep
 
         return (DiscreteActorStep if self.discrete else ContinuousActorStep)(self.actor)
 
