@@ -19,14 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from cli_helpers import rllib, untrained_mabc_checkpoint
+
 from rllib_sit.cli.front_door import did_you_mean, error_line, grid_points
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def rllib_cmd():
-    exe = shutil.which("rllib")
-    return [exe] if exe else [sys.executable, "-m", "rllib_sit.cli.rllib_cmd"]
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +51,8 @@ def run(root, yaml_path, *extra, timeout=120):
     here = os.path.dirname(yaml_path)
     storage = os.path.join(here, "results")
     env = dict(os.environ, RLLIB_SIT_DATA_DIR=os.path.join(here, "data"), PYTHONUNBUFFERED="1")
-    proc = subprocess.run(rllib_cmd() + ["train", "file", yaml_path, "--storage-path", str(storage),
-                                         "--num-cpus", "2", *extra],
-                          env=env, capture_output=True, text=True, timeout=timeout, cwd=str(root))
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-    return proc, lines
+    return rllib("train", "file", yaml_path, "--storage-path", storage, "--num-cpus", "2", *extra, timeout=timeout,
+                 env=env, cwd=str(root))
 
 
 def refused(root, yaml_path, *extra):
@@ -120,6 +114,15 @@ def test_unknown_experiment_key_suggests_the_closest(root, tmp_path):
     last = refused(root, write_yaml(tmp_path / "b" / "stop.yaml"), "--stop", '{"training_iteraton": 3}')
     assert last.endswith("experiment 'mabc-2s3z': stop key 'training_iteraton' is not a result key; did you mean "
                          "'training_iteration'?")
+
+
+@pytest.mark.parametrize("flag, text, says", [("--config", "{bad", "not valid JSON"),
+                                              ("--stop", "[1, 2]", "got list '[1, 2]'")])
+def test_command_line_json_that_is_not_an_object_is_refused_naming_the_flag(root, tmp_path, flag, text, says):
+    proc, lines = run(root, write_yaml(tmp_path / "flags.yaml"), flag, text)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert lines[-1].startswith(f"rllib: error: {flag}: {says}") and lines[-1].endswith("expected a JSON object")
+    assert not os.path.exists(tmp_path / "results") and not os.path.exists(tmp_path / "data")
 
 
 @pytest.mark.parametrize("setting, message", [
@@ -237,28 +240,12 @@ def test_benchmark_checks_its_configs_before_data_or_trials(tmp_path, extra, mes
 @pytest.fixture(scope="module")
 def checkpoint(root):
     """A MABC checkpoint on the 3-episode 2s3z dataset (built and saved, not trained: evaluate's
-    checks run before the algorithm is rebuilt). Ray runs in this process for this fixture only."""
-    import ray
-
-    from rllib_sit.algorithms.mabc import MABCConfig
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        algo = (MABCConfig().environment("smac:2s3z").offline_data(input_=str(root / "ds_2s3z"))
-                .training(batch_size_episodes=2).debugging(seed=0)).build_algo()
-        path = algo.save(str(root / "ckpt")).checkpoint.path
-        algo.stop()
-    finally:
-        ray.shutdown()
-    return path
+    checks run before the algorithm is rebuilt)."""
+    return untrained_mabc_checkpoint(root / "ds_2s3z", root / "ckpt")
 
 
 def _evaluate(ckpt, *extra):
-    exe = shutil.which("rllib")
-    cmd = ([exe] if exe else [sys.executable, "-m", "rllib_sit.cli.rllib_cmd"]) + ["evaluate", ckpt, *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
-    return proc, lines
+    return rllib("evaluate", ckpt, *extra)
 
 
 def _with_input(ckpt, dest, new_input):

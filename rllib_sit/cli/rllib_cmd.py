@@ -38,7 +38,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from rllib_sit.cli.front_door import (check_checkpoint_config, check_experiment_keys, check_experiments,
-                                      error_line)
+                                      error_line, json_object_arg)
 
 DEFAULT_STORAGE = os.path.join("~", "ray_results")
 # What `rllib evaluate` prints from result["evaluation"]["env_runners"].
@@ -54,18 +54,6 @@ def _deep_merge(base: Dict[str, Any], over: Dict[str, Any]) -> Dict[str, Any]:
         else:
             out[k] = copy.deepcopy(v)
     return out
-
-
-def _json_arg(text: Optional[str], what: str) -> Dict[str, Any]:
-    if not text:
-        return {}
-    try:
-        val = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{what}: not valid JSON ({e}): {text!r}") from None
-    if not isinstance(val, dict):
-        raise ValueError(f"{what}: expected a JSON object, got {text!r}")
-    return val
 
 
 def load_experiments(path: str) -> Dict[str, Dict[str, Any]]:
@@ -162,8 +150,8 @@ def train_file(args) -> int:
     from rllib_sit.cli.trial_guard import NoRetryBeforeFirstResult, ResumeFromNewestCheckpoint
 
     experiments = load_experiments(args.file)
-    stop_over = _json_arg(args.stop, "--stop")
-    config_over = _json_arg(args.config, "--config")
+    stop_over = json_object_arg("--stop", args.stop) if args.stop else {}
+    config_over = json_object_arg("--config", args.config) if args.config else {}
     configs = {name: experiment_config(exp, config_over) for name, exp in experiments.items()}
     stops = {name: dict(exp.get("stop") or {}, **stop_over) for name, exp in experiments.items()}
     # Every experiment's config is built and validated here, before Ray, Tune or a dataset start.

@@ -39,8 +39,8 @@ from rllib_sit.envs.base import CoopEnv
 # Where each family's scripted per-agent controller lives (first importable one wins).
 HEURISTIC_CANDIDATES: Dict[str, List[str]] = {
     "smac": ["rllib_sit.envs.smac.policies:heuristic_action"],
-    "mpe": ["rllib_sit.envs.mpe_policies:heuristic_action", "rllib_sit.envs.mpe:heuristic_action"],
-    "mamujoco": ["rllib_sit.envs.mamujoco_policies:heuristic_action", "rllib_sit.envs.mamujoco:heuristic_action"],
+    "mpe": ["rllib_sit.envs.mpe_policies:heuristic_action"],
+    "mamujoco": ["rllib_sit.envs.mamujoco:heuristic_action"],
 }
 DEFAULT_EVAL_EPISODES = 50
 MIN_EVAL_EPISODES = 50  # pool cards report mean ± std over >= 50 episodes

@@ -1,22 +1,13 @@
 """Fixtures of the algorithm tests: Ray started once per test module, the tiny dataset built once."""
 
 import pytest
-import ray
 import torch
 
-from tiny_fixtures import make_tiny_dataset, register_tiny_env
+from tiny_fixtures import make_tiny_dataset, ray_session  # noqa: F401 - the module-scoped Ray fixture
 
 
 @pytest.fixture(scope="module")
-def ray_session():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    register_tiny_env()
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def dataset(ray_session, tmp_path_factory):
+def dataset(ray_session, tmp_path_factory):  # noqa: F811 - the imported fixture, by name
     """40 random episodes of the tiny 3-agent / 2-type env (``tiny:coop``)."""
     return make_tiny_dataset(str(tmp_path_factory.mktemp("tiny") / "ds"), n_episodes=40, seed=0)
 

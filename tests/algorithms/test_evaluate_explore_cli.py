@@ -2,42 +2,24 @@
 runs it): the headline metrics are the sampled pass's, both passes are printed (issue 26)."""
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
+from cli_helpers import rllib, untrained_mabc_checkpoint
 
 from rllib_sit.algorithms.common.evaluation import pass_key
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """An untrained MABC (a near-uniform policy) on a 3-episode 2s3z dataset (a package env, so the
-    CLI's fresh process finds it). Ray runs in this process for this fixture only, so that the CLI
-    starts its own."""
-    import ray
-
-    from rllib_sit.algorithms.mabc import MABCConfig
+    """An untrained MABC (a near-uniform policy) on a 3-episode 2s3z dataset."""
     from rllib_sit.data.synthetic import make_random_dataset
 
     root = tmp_path_factory.mktemp("cli")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-    try:
-        data = make_random_dataset("smac:2s3z", 3, str(root / "ds"), seed=0)
-        algo = (MABCConfig().environment("smac:2s3z").offline_data(input_=data).training(batch_size_episodes=2)
-                .debugging(seed=0)).build_algo()
-        path = algo.save(str(root / "ckpt")).checkpoint.path
-        algo.stop()
-    finally:
-        ray.shutdown()
-    return path
+    return untrained_mabc_checkpoint(make_random_dataset("smac:2s3z", 3, str(root / "ds"), seed=0), root / "ckpt")
 
 
 def _rllib_evaluate(ckpt, *extra):
-    exe = shutil.which("rllib")
-    cmd = ([exe] if exe else [sys.executable, "-m", "rllib_sit.cli.rllib_cmd"]) + ["evaluate", ckpt, *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc, _ = rllib("evaluate", ckpt, *extra, timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     return json.loads(proc.stdout[proc.stdout.index("{"):])
 

@@ -22,7 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from algo_cases import CASES, tiny_config
-from tiny_fixtures import TinyContinuousEnv, register_tiny_continuous_env
+from tiny_fixtures import TinyContinuousEnv, assert_learns_the_rewarding_actions, register_tiny_continuous_env
 
 from rllib_sit.algorithms.common.algorithm import to_multi_agent_batch
 from rllib_sit.models.blocks import EnsembleLinear
@@ -254,14 +254,7 @@ def test_bf16_qmix_learns_the_rewarding_actions(dataset, cont_dataset):
     algo = tiny_config("QMIX", dataset, cont_dataset, precision="bf16", agent_updates=100,
                        agent_updates_per_iteration=100, lr=5e-3, gamma=0.5, target_update_interval=20,
                        batch_size_episodes=16).build_algo()
-    try:
-        before = algo.evaluate()["env_runners"]
-        assert before["episode_return_mean"] < 1.5 * before["episode_len_mean"]
-        algo.train()
-        ev = algo.evaluate()["env_runners"]
-        assert ev["episode_return_mean"] == pytest.approx(1.5 * ev["episode_len_mean"]), (before, ev)
-    finally:
-        algo.stop()
+    assert_learns_the_rewarding_actions(algo)
 
 
 def test_layer_stacks_keep_bf16_inside_and_return_fp32():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv, np_qmixer,
-                           register_tiny_continuous_env)
+                           assert_learns_the_rewarding_actions, register_tiny_continuous_env)
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
 from rllib_sit.algorithms.qmix import QMIX, QMIXConfig
@@ -341,11 +341,4 @@ def test_learns_the_rewarding_actions_from_random_data(dataset):
     greedy agents take them: the evaluation earns 1.5 per step, which the untrained agents do not."""
     algo = tiny_qmix(dataset, agent_updates=100, agent_updates_per_iteration=100, lr=5e-3, gamma=0.5,
                      target_update_interval=20, batch_size_episodes=16).build_algo()
-    try:
-        before = algo.evaluate()["env_runners"]
-        assert before["episode_return_mean"] < 1.5 * before["episode_len_mean"]
-        algo.train()
-        ev = algo.evaluate()["env_runners"]
-        assert ev["episode_return_mean"] == pytest.approx(1.5 * ev["episode_len_mean"]), (before, ev)
-    finally:
-        algo.stop()
+    assert_learns_the_rewarding_actions(algo)

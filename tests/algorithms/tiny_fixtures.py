@@ -8,6 +8,7 @@ nothing. Episodes last 4–6 steps. Everything is deterministic given the reset 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rllib_sit.envs.base import CoopEnv, EnvInfo
 from rllib_sit.envs.registry import register_family
@@ -132,3 +133,28 @@ def np_qmixer(mixer, q, s):
                 + P["hyper_w2.2.bias"])
     v = relu(s @ P["v.0.weight"].T + P["v.0.bias"]) @ P["v.2.weight"].T + P["v.2.bias"]
     return (hidden * w2).sum(-1) + v[:, 0]
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """Ray once per test module (local, 2 CPUs) with the tiny env registered; the conftests of
+    tests/algorithms and tests/ope import this one fixture."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    register_tiny_env()
+    yield
+    ray.shutdown()
+
+
+def assert_learns_the_rewarding_actions(algo):
+    """tiny:coop pays 1 per step when a0 takes action 1 and 0.5 when b0 does: the untrained greedy
+    agents earn less than 1.5 per step, one ``train()`` later they earn exactly that. Stops ``algo``."""
+    try:
+        before = algo.evaluate()["env_runners"]
+        assert before["episode_return_mean"] < 1.5 * before["episode_len_mean"]
+        algo.train()
+        ev = algo.evaluate()["env_runners"]
+        assert ev["episode_return_mean"] == pytest.approx(1.5 * ev["episode_len_mean"]), (before, ev)
+    finally:
+        algo.stop()
