@@ -155,6 +155,12 @@ def _one(args, config) -> int:
     print(f"fit: TD loss {d['td_loss_first']:.4g} -> {d['td_loss_last']:.4g} over {f['config']['updates']} updates; "
           f"Bellman residual RMS {d['bellman_residual_rms']:.4g}; Q on data {d['q_data_mean']:.3f} ± "
           f"{d['q_data_std']:.3f}; {d['fit_seconds']:.1f} s")
+    if d.get("value_bounds"):
+        lo, hi = d["value_bounds"]
+        print(f"value bounds [{lo:.4g}, {hi:.4g}] (the data's return-to-go range ± margin): "
+              f"{100 * d['clipped_fraction_last']:.2f}% of the last tenth's targets clipped, "
+              f"{100 * d['initial_values_clipped']:.1f}% of the initial values"
+              + ("  <- the fit leans on the bound, not on the data" if d["clipped_fraction_last"] > 0.01 else ""))
     if out["wis"]:
         w = out["wis"]
         print(f"PDWIS estimate: {w['estimate']:.4f}  CI [{w['ci_low']:.4f}, {w['ci_high']:.4f}]  ESS {w['ess']:.1f} "

@@ -167,6 +167,18 @@ class OPEData:
         r = np.asarray(self.columns[S.REWARD], np.float64) * (np.asarray(self.columns[S.FILLED]) > 0)
         return r.sum(1)
 
+    def returns_to_go(self, gamma: float) -> np.ndarray:
+        """``[n]`` discounted return-to-go of every transition, ``G_t = r_t + γ · b_t · G_{t+1}``,
+        aligned with ``k``/``t`` (a time-limit end that bootstraps contributes nothing past the data)."""
+        K, T = self.num_episodes, self.columns[S.REWARD].shape[1]
+        r = np.asarray(self.columns[S.REWARD], np.float64) * (np.asarray(self.columns[S.FILLED]) > 0)
+        b = np.zeros((K, T + 1))
+        b[self.k, self.t] = self.bootstrap
+        g = np.zeros((K, T + 1))
+        for t in range(T - 1, -1, -1):
+            g[:, t] = r[:, t] + gamma * b[:, t] * g[:, t + 1]
+        return g[self.k, self.t]
+
     # -- critic inputs ----------------------------------------------------------------------------
     def features(self, k: np.ndarray, t: np.ndarray) -> Dict[str, np.ndarray]:
         """Standardised critic inputs at steps ``(k, t)``: ``state [B, S]``, ``obs [B, N, od]``,

@@ -21,6 +21,13 @@ in N and it represents any Q^π (a monotonic or additive mixture of per-agent ut
 Q^π of a fixed, non-greedy joint policy is in general not monotonic in per-agent terms).
 docs/ope.md gives the reasons and the deviations from the papers.
 
+Value bounds (``value_clip_margin``, on by default): every target y is clipped to the dataset's
+range of discounted returns-to-go widened by the margin times that range's width, and so is the
+estimate's Q(s^0, π(s^0)). Without it, a policy that acts where the data has no support lets the
+critic's extrapolation feed on itself through the γ = 1 bootstrap (on 2s3z low FQE gave SIT's
+checkpoints 43–364 for simulator returns of 10–13). The fraction of targets clipped over the last
+tenth of the fit is a diagnostic: a large one says the fit leaned on the bound, not on the data.
+
 ``b`` (bootstrap flag) and γ: the simulator's return is the undiscounted sum of an episode's team
 rewards, so the default is γ = 1 over a finite horizon (the last step of every episode, terminated
 or cut by the limit, has y = r; the time feature t/T makes the horizon visible to the critic).
@@ -56,6 +63,7 @@ class FQEConfig:
     bootstrap_truncated: bool = False  # a time-limit end bootstraps (infinite-horizon reading); see data.py
     grad_clip: float = 10.0  # global gradient-norm clip
     huber: bool = False  # Huber instead of squared TD error
+    value_clip_margin: Optional[float] = 0.1  # targets within the data's return-to-go range ± margin·width; None: off
     ci_level: float = 0.95  # confidence level of the bootstrap interval
     ci_resamples: int = 2000  # bootstrap resamples of episodes
     bootstrap_fits: int = 0  # >0: refit FQE on that many episode resamples; the interval then covers fit variance
@@ -83,6 +91,9 @@ class FQEConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not float(v) > 0:
                 bad(name, "a number > 0")
+        m = self.value_clip_margin
+        if m is not None and (not isinstance(m, (int, float)) or isinstance(m, bool) or not float(m) >= 0):
+            bad("value_clip_margin", "a number >= 0, or None (no clipping)")
         if not (isinstance(self.ci_level, float) and 0.0 < self.ci_level < 1.0):
             bad("ci_level", "a float in (0, 1)")
         for name in ("use_obs", "bootstrap_truncated", "huber"):
@@ -225,6 +236,24 @@ class FQE:
         self.torch = torch
         self.action_dim = info.n_actions if info.discrete else info.act_dim
         self._table = self._build_table()
+        self.value_bounds = self._value_bounds()
+
+    def _value_bounds(self) -> Optional[tuple]:
+        """(low, high) of the targets: the data's return-to-go range widened by the margin (module docstring)."""
+        m = self.config.value_clip_margin
+        if m is None:
+            return None
+        g = self.data.returns_to_go(float(self.config.gamma))
+        lo, hi = float(g.min()), float(g.max())
+        width = hi - lo if hi > lo else max(abs(hi), 1.0)
+        return lo - float(m) * width, hi + float(m) * width
+
+    def clip_values(self, x):
+        """``x`` clipped to :attr:`value_bounds` (unchanged without bounds); numpy or torch."""
+        if self.value_bounds is None:
+            return x
+        lo, hi = self.value_bounds
+        return x.clamp(lo, hi) if hasattr(x, "clamp") else np.clip(x, lo, hi)
 
     # -- inputs ---------------------------------------------------------------------------------
     def _build_table(self) -> Optional[Dict[str, Any]]:
@@ -264,8 +293,9 @@ class FQE:
         return 2.0 * (a.float() - info.action_low) / (info.action_high - info.action_low) - 1.0
 
     # -- the TD target ----------------------------------------------------------------------------
-    def td_targets(self, critic, rows: np.ndarray):
-        """FQE-1's targets y [B] of transitions ``rows`` (indices into ``data.k``) under ``critic`` (Q_k)."""
+    def td_targets(self, critic, rows: np.ndarray, clip: bool = True):
+        """FQE-1's targets y [B] of transitions ``rows`` (indices into ``data.k``) under ``critic`` (Q_k),
+        clipped to the value bounds unless ``clip`` is False."""
         torch, d = self.torch, self.data
         k, t = d.k[rows], d.t[rows]
         s, o, tm = self.inputs(k, t + 1)
@@ -277,7 +307,8 @@ class FQE:
             q_next = critic(rep(s), rep(o), rep(tm), af).reshape(B, M)
         r = torch.from_numpy(d.rewards(k, t))
         b = torch.from_numpy(d.bootstrap[rows])
-        return fqe_td_target(r, b, q_next, float(self.config.gamma))
+        y = fqe_td_target(r, b, q_next, float(self.config.gamma))
+        return self.clip_values(y) if clip else y
 
     def q_of_policy(self, critic, k: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Q(s^t, π(s^t)) [B] averaged over the M draws."""
@@ -316,9 +347,13 @@ class FQE:
             loss_fn = torch.nn.functional.smooth_l1_loss if cfg.huber else torch.nn.functional.mse_loss
             curve: List[List[float]] = []
             acc, n_acc = 0.0, 0
+            tail_from, n_clipped = cfg.updates - max(1, cfg.updates // 10), 0
             for u in range(1, cfg.updates + 1):
                 rows = rows_all[rng.integers(0, len(rows_all), cfg.batch_size)]
-                y = self.td_targets(target, rows)
+                y_raw = self.td_targets(target, rows, clip=False)
+                y = self.clip_values(y_raw)
+                if u > tail_from:
+                    n_clipped += int((y != y_raw).sum())
                 k, t = d.k[rows], d.t[rows]
                 s, o, tm = self.inputs(k, t)
                 q = critic(s, o, tm, self.action_features(d.dataset_actions(k, t)))
@@ -335,6 +370,7 @@ class FQE:
                     acc, n_acc = 0.0, 0
                     if progress is not None:
                         progress(u, curve[-1][1])
+            self.clipped_fraction_last = n_clipped / float((cfg.updates - tail_from) * cfg.batch_size)
             return critic, curve
         finally:
             torch.set_num_threads(before)
@@ -345,7 +381,9 @@ class FQE:
         t0 = time.time()
         critic, curve = self.fit_critic(progress=progress)
         K = d.num_episodes
-        init = self.q_of_policy(critic, np.arange(K), np.zeros(K, np.int64))
+        clipped_last = self.clipped_fraction_last
+        init_raw = self.q_of_policy(critic, np.arange(K), np.zeros(K, np.int64))
+        init = self.clip_values(init_raw)
         estimate = float(init.mean())
         if cfg.bootstrap_fits > 0:
             rng = np.random.default_rng(cfg.seed + 1)
@@ -353,13 +391,15 @@ class FQE:
             for j in range(cfg.bootstrap_fits):
                 eps = rng.integers(0, K, K)
                 c, _ = self.fit_critic(episode_subset(d, eps), seed=cfg.seed + 1 + j)
-                refits.append(float(self.q_of_policy(c, eps, np.zeros(K, np.int64)).mean()))
+                refits.append(float(self.clip_values(self.q_of_policy(c, eps, np.zeros(K, np.int64))).mean()))
             a = (1.0 - cfg.ci_level) / 2.0
             lo, hi, method = float(np.quantile(refits, a)), float(np.quantile(refits, 1 - a)), "refit"
         else:
             lo, hi = bootstrap_interval(init, cfg.ci_level, cfg.ci_resamples, cfg.seed)
             method = "initial-states"
         diag = self.diagnostics(critic, curve)
+        diag.update(clipped_fraction_last=clipped_last, initial_values_clipped=float(np.mean(init != init_raw)),
+                    value_bounds=None if self.value_bounds is None else list(self.value_bounds))
         diag["fit_seconds"] = round(time.time() - t0, 2)
         return FQEResult(estimate=estimate, ci_low=lo, ci_high=hi, ci_level=cfg.ci_level, ci_method=method,
                          initial_values=init, gamma=float(cfg.gamma), explore=bool(self.pa.explore),

@@ -30,12 +30,12 @@ from rllib_sit.ope.fitted_q import FQEConfig
 OPE_CSV = "ope.csv"
 OPE_FIELDS = R.KEY_FIELDS + [
     "algorithm_name", "iteration", "policy_updates", "checkpoint", "explore", "fqe_estimate", "fqe_ci_low",
-    "fqe_ci_high", "fqe_ci_method", "td_loss_last", "bellman_residual_rms", "q_data_mean", "wis_estimate",
-    "wis_ci_low", "wis_ci_high", "wis_ess", "return_greedy", "return_sampled", "training_loss", "fit_seconds",
+    "fqe_ci_high", "fqe_ci_method", "td_loss_last", "bellman_residual_rms", "q_data_mean", "clipped_fraction",
+    "wis_estimate", "wis_ci_low", "wis_ci_high", "wis_ess", "return_greedy", "return_sampled", "training_loss", "fit_seconds",
     "dataset", "fqe_settings_hash", "scored_at"]
 _FLOAT_FIELDS = {"fqe_estimate", "fqe_ci_low", "fqe_ci_high", "td_loss_last", "bellman_residual_rms", "q_data_mean",
-                 "wis_estimate", "wis_ci_low", "wis_ci_high", "wis_ess", "return_greedy", "return_sampled",
-                 "training_loss", "fit_seconds"}
+                 "clipped_fraction", "wis_estimate", "wis_ci_low", "wis_ci_high", "wis_ess", "return_greedy",
+                 "return_sampled", "training_loss", "fit_seconds"}
 _INT_FIELDS = {"seed", "iteration", "policy_updates"}
 
 
@@ -208,7 +208,8 @@ def score_results(folder: str, *, explore: bool = False, config: Optional[FQECon
         row = dict(c, explore=explore, fqe_estimate=f["estimate"], fqe_ci_low=f["ci_low"], fqe_ci_high=f["ci_high"],
                    fqe_ci_method=f["ci_method"], td_loss_last=f["diagnostics"]["td_loss_last"],
                    bellman_residual_rms=f["diagnostics"]["bellman_residual_rms"],
-                   q_data_mean=f["diagnostics"]["q_data_mean"], wis_estimate=w.get("estimate"),
+                   q_data_mean=f["diagnostics"]["q_data_mean"],
+                   clipped_fraction=f["diagnostics"].get("clipped_fraction_last"), wis_estimate=w.get("estimate"),
                    wis_ci_low=w.get("ci_low"), wis_ci_high=w.get("ci_high"), wis_ess=w.get("ess"),
                    fit_seconds=f["diagnostics"]["fit_seconds"], fqe_settings_hash=h,
                    scored_at=time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -47,7 +47,7 @@ def test_td_target_recomputed_in_numpy():
     data, cols, _ = _chain(20)
     pa = constant_policy_actions([np.array([0.3, 0.7]), np.array([0.6, 0.4])], data.num_episodes, H,
                                  num_samples=3, seed=1)
-    fqe = FQE(data, pa, FQEConfig(gamma=0.9, hidden=8, embed=4))
+    fqe = FQE(data, pa, FQEConfig(gamma=0.9, hidden=8, embed=4, value_clip_margin=None))
     torch.manual_seed(3)
     critic = fqe.new_critic()
     rows = np.arange(24)  # the first episodes, their last steps included
@@ -64,6 +64,52 @@ def test_td_target_recomputed_in_numpy():
     want = cols[S.REWARD][k, t] + 0.9 * b * q.mean(1)
     assert (~b).any() and b.any()  # the batch holds both kinds of steps
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _numpy_returns_to_go(cols, gamma):
+    """G_t = r_t + γ G_{t+1} within each episode's real steps, by explicit loops (finite horizon)."""
+    out = {}
+    for k in range(cols[S.REWARD].shape[0]):
+        n = int((cols[S.FILLED][k] > 0).sum())
+        g = 0.0
+        for t in range(n - 1, -1, -1):
+            g = float(cols[S.REWARD][k, t]) + (gamma * g if not cols[S.TERMINATED][k, t] else 0.0)
+            out[(k, t)] = g
+    return out
+
+
+def test_returns_to_go_recomputed_by_loops():
+    data, cols, _ = _chain(30)
+    want = _numpy_returns_to_go(cols, 0.8)
+    got = data.returns_to_go(0.8)
+    np.testing.assert_allclose(got, [want[(k, t)] for k, t in zip(data.k, data.t)], atol=1e-9)
+    assert got.max() > 0 and len(set(np.round(got, 6))) > 2  # the chain pays: not a trivial all-zero check
+
+
+def test_value_clip_bounds_the_targets_and_the_estimate():
+    """A critic that extrapolates (a bias of +1000 on its output) gives y = r + γ b Q ≈ 1000; with the
+    value bounds (the data's return-to-go range ± 10 % of its width, recomputed by loops) every bootstrapped
+    target sits on the upper bound; without them (``value_clip_margin=None``) it does not."""
+    data, cols, _ = _chain(40)
+    pa = constant_policy_actions([np.array([0.5, 0.5])] * 2, data.num_episodes, H, num_samples=1, seed=1)
+    g = np.array(list(_numpy_returns_to_go(cols, 1.0).values()))
+    lo, hi = g.min() - 0.1 * (g.max() - g.min()), g.max() + 0.1 * (g.max() - g.min())
+    rows = np.arange(data.num_transitions)
+    fqe = FQE(data, pa, FQEConfig(hidden=8, embed=4))
+    assert fqe.value_bounds == pytest.approx((lo, hi))
+    torch.manual_seed(0)
+    critic = fqe.new_critic()
+    with torch.no_grad():
+        critic.head[-1].bias.fill_(1000.0)
+    y = fqe.td_targets(critic, rows).double().numpy()
+    y_raw = FQE(data, pa, FQEConfig(hidden=8, embed=4, value_clip_margin=None)).td_targets(critic, rows).double().numpy()
+    boot = data.bootstrap > 0
+    assert boot.any() and (~boot).any()
+    np.testing.assert_allclose(y[boot], hi, rtol=1e-6)
+    assert (y_raw[boot] > 900).all()
+    np.testing.assert_allclose(y[~boot], np.clip(y_raw[~boot], lo, hi), rtol=1e-6)  # last steps: y = r
+    init = fqe.q_of_policy(critic, np.arange(data.num_episodes), np.zeros(data.num_episodes, np.int64))
+    assert (init > 900).all() and (fqe.clip_values(init) == pytest.approx(hi))
 
 
 def test_episode_subset_repeats_episodes():
@@ -157,7 +203,8 @@ def test_pdwis_recovers_the_chain_value():
 
 @pytest.mark.parametrize("key,value,match", [("gamma", 0.0, "gamma=0.0"), ("updates", 0, "updates=0"),
                                              ("lr", -1.0, "lr=-1.0"), ("ci_level", 1.5, "ci_level=1.5"),
-                                             ("use_obs", "yes", "use_obs='yes'")])
+                                             ("use_obs", "yes", "use_obs='yes'"),
+                                             ("value_clip_margin", -0.1, "value_clip_margin=-0.1")])
 def test_config_validation_names_the_setting(key, value, match):
     with pytest.raises(ValueError, match=f"FQEConfig: {match} is invalid"):
         FQEConfig(**{key: value}).validate()
