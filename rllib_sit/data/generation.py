@@ -15,7 +15,19 @@ not depend on the number of workers or the chunk size.
 Datasets are cached at ``<root>/<family>_<scenario>/<quality>_<n>_<seed>/`` with ``root =
 <data dir>/datasets``, the data dir being ``$RLLIB_SIT_DATA_DIR`` or ``./offline_data`` of the
 working directory (:mod:`rllib_sit.data.paths`); :func:`ensure_dataset` returns the cached path or
-generates it. :func:`decentralize` splits a dataset into one single-agent dataset
+generates it.
+
+Behaviour probabilities: for discrete-action envs whose members all expose their exact action
+distribution (:func:`rllib_sit.data.pool_card.member_action_probs`: uniform members, the SMAC and
+MPE heuristics), every row also gets the optional column ``behaviour_logp`` ``[T, N]``: log of the
+probability, under the member chosen for that agent and episode and the component's ``noise``
+option (:func:`noisy_action_probs`), of the action the agent took, computed in closed form at the
+state it was taken in (no RNG is drawn, so the other columns are those of a run without it); 0 on
+padding. Which member an episode's agent got is a known latent: the column is the conditional
+μ_i(a | s, member), not the mixture over the level's members. Continuous-action datasets have no
+column (members mix point masses, e.g. box corners, with densities: no common dominating measure).
+
+:func:`decentralize` splits a dataset into one single-agent dataset
 per agent (the offline *decentralized* MARL setting: each agent's own observations and actions,
 the team reward, no other agent's action).
 """
@@ -36,7 +48,7 @@ from rllib_sit._version import __version__
 from rllib_sit.data import schema as S
 from rllib_sit.data.composition import COMPONENT_OPTIONS, Composition, dataset_spec, parse_composition
 from rllib_sit.data.paths import datasets_dir, display_path
-from rllib_sit.data.pool_card import Pool, load_pool
+from rllib_sit.data.pool_card import AgentPolicy, Pool, load_pool, member_action_probs
 
 COMPONENT_STREAM = 0xC0FFEE
 DEFAULT_EPISODES = 10_000  # SIT paper Appendix C.3: 10,000 trajectories per dataset
@@ -92,10 +104,37 @@ def noisy_action(env, i: int, action, noise: float, rng: np.random.Generator):
     return np.clip(a, low, high).astype(np.float32)
 
 
+def noisy_action_probs(env, i: int, probs: np.ndarray, noise: float) -> np.ndarray:
+    """Exact distribution of :func:`noisy_action` applied to a discrete action drawn from ``probs``
+    (``[n_actions]``): ``(1 - σ) probs + σ avail_i / |avail_i|``; ``probs`` itself for σ = 0."""
+    if noise <= 0:
+        return probs
+    avail = (env.action_masks()[i] > 0).astype(np.float64)
+    return (1.0 - noise) * np.asarray(probs, np.float64) + noise * avail / avail.sum()
+
+
+BEHAVIOUR_LOGP_HOW = "pool members' exact probabilities (chosen member per agent and episode)"
+
+
+def behaviour_logp_unavailable(info, policies: Dict[str, List[AgentPolicy]]) -> Optional[str]:
+    """None if the generator can record ``behaviour_logp`` for ``policies`` (level -> built
+    members) on an env with ``info``, else why not (continuous actions, or a member without exact
+    probabilities)."""
+    if not info.discrete:
+        return ("continuous actions: members mix point masses (box corners, scripted gaits) with "
+                "densities, so there is no exact log-probability to record")
+    missing = sorted(level for level, acts in policies.items() if any(member_action_probs(a) is None for a in acts))
+    if missing:
+        return f"member(s) of level(s) {missing} expose no exact action probabilities"
+    return None
+
+
 def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], seed: int, k: int,
-                 noise: float = 0.0) -> dict:
+                 noise: float = 0.0, record_logp: bool = False) -> dict:
     """Episode ``k``: agent i acts with a member of level ``level_names[i]`` (actions perturbed by
-    ``noise``, see :func:`noisy_action`), all seeded from (seed, k)."""
+    ``noise``, see :func:`noisy_action`), all seeded from (seed, k). ``record_logp``: add the
+    column ``behaviour_logp`` (log-probability of every action taken under the chosen member and
+    the noise, computed before the step and without drawing from any RNG)."""
     from rllib_sit.data.episode import rollout_episode
 
     n = env.info.n_agents
@@ -108,12 +147,34 @@ def _episode_row(env, policies: Dict[str, list], level_names: Sequence[str], see
         choices = policies[level_names[i]]
         acts.append(choices[int(member_rng.integers(len(choices)))])
 
+    probs = [member_action_probs(a) for a in acts] if record_logp else None
+    logps: List[np.ndarray] = []
+
     def joint(env_, obs):
+        p = [noisy_action_probs(env_, i, probs[i](env_, i), noise) for i in range(n)] if record_logp else None
         out = [noisy_action(env_, i, acts[i](env_, i, rngs[i], obs), noise, rngs[i]) for i in range(n)]
-        return np.asarray(out, np.int64) if env_.info.discrete else np.stack(out).astype(np.float32)
+        if not env_.info.discrete:
+            return np.stack(out).astype(np.float32)
+        out = np.asarray(out, np.int64)
+        if record_logp:
+            taken = np.array([p[i][out[i]] for i in range(n)], np.float64)
+            if not (taken > 0).all():
+                i = int(np.argmin(taken))
+                raise RuntimeError(f"{env_.info.env_id} episode {k}: agent {i} took action {int(out[i])}, which "
+                                   f"its member's exact distribution gives probability {taken[i]} "
+                                   f"({p[i].tolist()}); the member's action_probs disagrees with its act")
+            logps.append(np.log(taken))
+        return out
 
     levels = [S.LEVELS[l[0]] for l in level_names]
-    return rollout_episode(env, joint, seed=int(env_ss.generate_state(1)[0]), episode_id=int(k), policy_levels=levels)
+    row = rollout_episode(env, joint, seed=int(env_ss.generate_state(1)[0]), episode_id=int(k), policy_levels=levels)
+    if record_logp:
+        lp = np.zeros((env.info.episode_limit, n), np.float32)
+        lp[:len(logps)] = np.asarray(logps, np.float32).reshape(len(logps), n)
+        if len(logps) != int(row[S.LENGTH]):
+            raise RuntimeError(f"episode {k}: {len(logps)} recorded log-probabilities for {int(row[S.LENGTH])} steps")
+        row[S.BEHAVIOUR_LOGP] = lp
+    return row
 
 
 def rollout_chunk(env_fn: Callable, pool: Pool, composition: Composition, assignment: np.ndarray,
@@ -122,11 +183,12 @@ def rollout_chunk(env_fn: Callable, pool: Pool, composition: Composition, assign
     env = env_fn()
     words = {"r": "random", "m": "medium", "e": "expert"}
     policies = {w: pool.policies(w) for w in {words[l] for l in composition.levels_used()}}
+    record_logp = behaviour_logp_unavailable(env.info, policies) is None
     rows = []
     for k in range(start, stop):
         comp = composition.components[int(assignment[k])]
         level_names = [words[comp.level_of(a)] for a in env.info.agents]
-        rows.append(_episode_row(env, policies, level_names, seed, k, comp.noise))
+        rows.append(_episode_row(env, policies, level_names, seed, k, comp.noise, record_logp))
     env.close()
     return rows
 
@@ -249,6 +311,8 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
     pool = pool if pool is not None else load_pool(env_id)
     for l in comp.levels_used():  # fail before any work if a level is missing
         pool.members(l)
+    words = {"r": "random", "m": "medium", "e": "expert"}
+    no_logp = behaviour_logp_unavailable(info, {words[l]: pool.policies(words[l]) for l in comp.levels_used()})
     path = Path(out) if out is not None else dataset_path(env_id, quality, n_episodes, seed)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) or another --out")
@@ -297,6 +361,12 @@ def generate_dataset(env_id: str, quality: Optional[str] = None, composition: Op
         card["note"] = spec.note
     if any(c.noise > 0 for c in comp.components):
         card["component_options"] = {"noise": COMPONENT_OPTIONS["noise"]}
+    if no_logp is None:
+        card["behaviour_logp"] = BEHAVIOUR_LOGP_HOW + (", composed with the component's noise option"
+                                                       if any(c.noise > 0 for c in comp.components) else "")
+    else:
+        card["behaviour_logp"] = None
+        card["behaviour_logp_missing"] = no_logp
     pool_warnings = [w for l in comp.levels_used() for w in pool.warnings(l)]
     if pool_warnings:
         card["pool_warnings"] = pool_warnings
@@ -403,7 +473,8 @@ def decentralize(path: os.PathLike, out: os.PathLike, agents: Optional[Sequence[
     if unknown:
         raise ValueError(f"decentralize: unknown agent(s) {unknown}; expected some of {info.agents}")
     # column -> axis of N in the per-episode array
-    agent_axis = {S.OBS: 1, S.ACTIONS: 1, S.AVAIL_ACTIONS: 1, S.POLICY_LEVELS: 0, S.AGENT_STATS: 0}
+    agent_axis = {S.OBS: 1, S.ACTIONS: 1, S.AVAIL_ACTIONS: 1, S.POLICY_LEVELS: 0, S.AGENT_STATS: 0,
+                  S.BEHAVIOUR_LOGP: 1}
     out = Path(out)
     result = {}
     for a in agents:

@@ -12,7 +12,10 @@ level (random / medium / expert), the members that realise it::
      "missing_levels": {"expert": "why no candidate reached the range"}, ...}
 
 A member is a ``kind`` (a key of :data:`MEMBER_KINDS`) plus ``params``; :meth:`PoolMember.build`
-turns it into a per-agent policy ``act(env, agent_index, rng, obs=None) -> action``.
+turns it into a per-agent policy ``act(env, agent_index, rng, obs=None) -> action``. For discrete
+actions a built member also knows its exact action distribution, ``act.action_probs(env, i) ->
+[n_actions]`` (closed form, no RNG; see :func:`member_action_probs`): the dataset generator records
+``log P(a_i^t)`` of the action taken as the optional column ``behaviour_logp``.
 :func:`read_pool_card` validates a card (one error naming the file, the field and what was
 expected), :func:`load_pool` builds a :class:`Pool` from it, :func:`write_pool_card` writes one
 atomically. How members are chosen and measured: :mod:`rllib_sit.data.pool_calibration`.
@@ -34,6 +37,7 @@ from rllib_sit.data.paths import pools_dir
 from rllib_sit.envs.base import CoopEnv
 
 AgentPolicy = Callable[..., Any]  # act(env, agent_index, rng, obs=None) -> action
+ActionProbs = Callable[[CoopEnv, int], np.ndarray]  # probs(env, agent_index) -> [n_actions] float64
 REBUILD_COMMAND = "rllib-sit data pools build {env_id}"
 
 
@@ -53,6 +57,43 @@ def _import_fn(path: str) -> Callable:
 # ------------------------------------------------------------------------------------------------
 # Pool members: kind -> builder(params, base_dir) -> act(env, i, rng, obs=None)
 # ------------------------------------------------------------------------------------------------
+
+def uniform_action_probs(mask: np.ndarray, i: int, drift: float = 0.0, attack_drop: float = 0.0,
+                         first_attack: int = 6) -> np.ndarray:
+    """Exact distribution ``[n_actions]`` (float64) of a discrete uniform member's action for agent
+    ``i`` with availability ``mask``, following the draws of :func:`_uniform_member`:
+
+    * drift (only when the drift move ``m = 1 + i % 4`` is available): ``m`` w.p. ``drift``;
+    * else an available action uniformly (``1/n`` each); a drawn attack (``a >= first_attack``) is
+      replaced w.p. ``attack_drop`` by a uniformly random available calm action (``a <
+      first_attack``), only when one exists: each attack keeps ``(1 - drop)/n``, each calm action
+      gets ``1/n + drop * n_attack / (n * n_calm)``.
+    """
+    avail = np.asarray(mask) > 0
+    n = int(avail.sum())
+    if n == 0:
+        raise ValueError(f"agent {i}: no available action (mask {np.asarray(mask).tolist()})")
+    base = avail / float(n)
+    if attack_drop > 0:
+        idx = np.arange(len(avail))
+        calm, attack = avail & (idx < first_attack), avail & (idx >= first_attack)
+        if calm.any() and attack.any():
+            base = np.where(attack, (1.0 - attack_drop) / n, base)
+            base = base + calm * (attack_drop * int(attack.sum()) / (n * int(calm.sum())))
+    m = 1 + i % 4
+    d = drift if drift > 0 and m < len(avail) and avail[m] else 0.0
+    p = (1.0 - d) * base
+    if d > 0:
+        p[m] += d
+    return p
+
+
+def member_action_probs(act: AgentPolicy) -> Optional[ActionProbs]:
+    """The exact action distribution ``probs(env, i) -> [n_actions]`` of a built member (discrete
+    envs), or None when the member does not expose one (an in-memory ``PoolMember.fn`` without an
+    ``action_probs`` attribute, a heuristic ``fn`` without a ``<fn>_probs`` companion)."""
+    return getattr(act, "action_probs", None)
+
 
 def _uniform_member(params: dict, base_dir: Path) -> AgentPolicy:
     """Uniformly random action. Params (all optional):
@@ -88,15 +129,34 @@ def _uniform_member(params: dict, base_dir: Path) -> AgentPolicy:
         if corner_prob > 0 and (corner_prob >= 1 or rng.random() < corner_prob):
             return (rng.choice([-1.0, 1.0], info.act_dim) * info.action_high).astype(np.float32)
         return rng.uniform(info.action_low, info.action_high, info.act_dim).astype(np.float32)
+
+    def action_probs(env: CoopEnv, i: int) -> np.ndarray:
+        if not env.info.discrete:  # corners (point masses) mixed with a box density: no pmf
+            raise ValueError(f"{env.info.env_id}: a uniform member's action probabilities exist for discrete "
+                             "actions only")
+        return uniform_action_probs(env.action_masks()[i], i, drift, drop, first_attack)
+
+    act.action_probs = action_probs
     return act
 
 
 def _heuristic_member(params: dict, base_dir: Path) -> AgentPolicy:
+    """``fn(env, i, rng, skill=skill)``; its exact distribution is the companion function
+    ``<module>:<function>_probs(env, i, skill=skill)`` when the module defines one (SMAC and MPE
+    ``heuristic_action`` -> ``heuristic_action_probs``)."""
     fn = _import_fn(params["fn"])
     skill = float(params["skill"])
+    module, _, name = params["fn"].partition(":")
+    probs_fn = getattr(importlib.import_module(module), name + "_probs", None)
 
     def act(env: CoopEnv, i: int, rng: np.random.Generator, obs=None):
         return fn(env, i, rng, skill=skill)
+
+    if probs_fn is not None:
+        def action_probs(env: CoopEnv, i: int) -> np.ndarray:
+            return probs_fn(env, i, skill=skill)
+
+        act.action_probs = action_probs
     return act
 
 

@@ -21,6 +21,10 @@ column             shape                   dtype    meaning
 ``policy_levels``  [N]                     int8     behaviour level per agent (optional; -1 unknown)
 ``agent_stats``    [N, K]                  float32  per-agent episode statistics (optional; names in
                                                     metadata ``agent_stat_names``)
+``behaviour_logp`` [T, N]                  float32  log μ_i(a_i^t | ·) of the behaviour policy for the
+                                                    action taken, 0 on padding (optional; written by
+                                                    the generator for discrete envs, used by
+                                                    importance-sampling OPE, :mod:`rllib_sit.ope`)
 =================  ======================  =======  =================================================
 
 Flags are uint8 (0/1), not bool: Arrow's tensor extension type has no bool tensors.
@@ -56,9 +60,10 @@ EPISODE_RETURN = "episode_return"
 EPISODE_ID = "episode_id"
 POLICY_LEVELS = "policy_levels"
 AGENT_STATS = "agent_stats"
+BEHAVIOUR_LOGP = "behaviour_logp"
 
 REQUIRED_COLUMNS = [OBS, STATE, ACTIONS, REWARD, TERMINATED, TRUNCATED, FILLED, LENGTH, EPISODE_RETURN, EPISODE_ID]
-OPTIONAL_COLUMNS = [AVAIL_ACTIONS, POLICY_LEVELS, AGENT_STATS]
+OPTIONAL_COLUMNS = [AVAIL_ACTIONS, POLICY_LEVELS, AGENT_STATS, BEHAVIOUR_LOGP]
 
 # Behaviour levels (policy pools): random / medium / expert.
 LEVELS = {"r": 0, "m": 1, "e": 2}
@@ -103,6 +108,7 @@ def column_shapes(env: EnvInfo, n_stats: int = 0) -> Dict[str, tuple]:
         TRUNCATED: (T,),
         FILLED: (T,),
         POLICY_LEVELS: (N,),
+        BEHAVIOUR_LOGP: (T, N),
     }
     if env.discrete:
         shapes[AVAIL_ACTIONS] = (T + 1, N, env.n_actions)
@@ -116,7 +122,7 @@ def column_dtypes(env: EnvInfo) -> Dict[str, str]:
         OBS: "float32", STATE: "float32", ACTIONS: "int64" if env.discrete else "float32",
         AVAIL_ACTIONS: "float32", REWARD: "float32", TERMINATED: "uint8", TRUNCATED: "uint8",
         FILLED: "uint8", LENGTH: "int32", EPISODE_RETURN: "float32", EPISODE_ID: "int64",
-        POLICY_LEVELS: "int8", AGENT_STATS: "float32",
+        POLICY_LEVELS: "int8", AGENT_STATS: "float32", BEHAVIOUR_LOGP: "float32",
     }
 
 

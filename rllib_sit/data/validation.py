@@ -78,7 +78,7 @@ def check_batch(batch: Dict[str, np.ndarray], meta: S.DatasetMeta, where: str,
         idx = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
         return f"row(s) {[int(first_row + i) for i in idx[:5]]}"
 
-    for col in (S.OBS, S.STATE, S.REWARD, S.AVAIL_ACTIONS, S.AGENT_STATS, S.EPISODE_RETURN) + \
+    for col in (S.OBS, S.STATE, S.REWARD, S.AVAIL_ACTIONS, S.AGENT_STATS, S.EPISODE_RETURN, S.BEHAVIOUR_LOGP) + \
             (() if env.discrete else (S.ACTIONS,)):
         if col in batch and batch[col].dtype.kind == "f":
             nonfinite = ~np.isfinite(batch[col])

@@ -90,18 +90,47 @@ def _check_skill(skill: float) -> float:
     return float(skill)
 
 
+def _check_agent(env: CoopEnv, agent_index: int) -> None:
+    if not 0 <= agent_index < env.info.n_agents:
+        raise ValueError(f"agent_index must be in [0, {env.info.n_agents}), got {agent_index!r}")
+
+
+def scripted_action(env: CoopEnv, agent_index: int):
+    """Agent ``agent_index``'s deterministic heuristic action (the ``skill = 1`` action), drawing
+    nothing from any RNG."""
+    fn = _heuristic_for(env)
+    _check_agent(env, agent_index)
+    return fn(env, agent_index)
+
+
 def heuristic_action(env: CoopEnv, agent_index: int, rng: np.random.Generator, skill: float = 1.0):
     """Agent ``agent_index``'s action: the heuristic with prob. ``skill``, else uniformly random.
 
     One ``rng.random()`` draw is always consumed (then one more for a random action), so a fixed
-    seed gives a fixed action sequence.
+    seed gives a fixed action sequence. The deterministic action is :func:`scripted_action`; the
+    exact distribution (discrete envs) :func:`heuristic_action_probs`.
     """
     fn = _heuristic_for(env)
-    if not 0 <= agent_index < env.info.n_agents:
-        raise ValueError(f"agent_index must be in [0, {env.info.n_agents}), got {agent_index!r}")
+    _check_agent(env, agent_index)
     if rng.random() >= _check_skill(skill):
         return random_action(env, agent_index, rng)
     return fn(env, agent_index)
+
+
+def heuristic_action_probs(env: CoopEnv, agent_index: int, skill: float = 1.0) -> np.ndarray:
+    """Exact distribution of :func:`heuristic_action` at the current state (discrete envs only),
+    ``[n_actions]`` float64, no RNG: ``skill * [a == scripted] + (1 - skill) / n_actions``
+    (:func:`random_action` is uniform over all actions, available or not: MPE masks are all ones)."""
+    skill = _check_skill(skill)
+    _heuristic_for(env)
+    _check_agent(env, agent_index)
+    if not env.info.discrete:
+        raise ValueError(f"{env.info.env_id}: heuristic_action_probs needs discrete actions; this env's are "
+                         f"continuous (the heuristic is a point mass mixed with a density)")
+    p = np.full(env.info.n_actions, (1.0 - skill) / env.info.n_actions, np.float64)
+    if skill > 0.0:
+        p[int(scripted_action(env, agent_index))] += skill
+    return p
 
 
 def heuristic_actions(env: CoopEnv, rng: np.random.Generator, skill: Skill = 1.0) -> np.ndarray:
@@ -121,5 +150,6 @@ def random_actions(env: CoopEnv, rng: np.random.Generator) -> np.ndarray:
     return uniform_random_actions(env, rng)
 
 
-__all__ = ["heuristic_action", "heuristic_actions", "random_action", "random_actions",
+__all__ = ["heuristic_action", "heuristic_actions", "heuristic_action_probs", "scripted_action",
+           "random_action", "random_actions",
            "greedy_landmark_assignment", "N_MOVE_ACTIONS"]

@@ -9,8 +9,9 @@ train from (the column cache, memory-mapped) and adds what an evaluator needs:
 * the critic's inputs at any ``(k, t)``: the global state ``s^t``, every agent's ``o_i^t`` (each
   standardised by dataset statistics) and the time feature ``t / T``;
 * the initial steps ``(k, 0)`` (the estimate's start states);
-* optionally the behaviour policy's log-probabilities :data:`BEHAVIOUR_LOGP` (an extra column,
-  see :func:`with_behaviour_logp`), for importance sampling.
+* optionally the behaviour policy's log-probabilities :data:`BEHAVIOUR_LOGP` (an optional column
+  written by the generator for discrete envs, or added by :func:`with_behaviour_logp`), for
+  importance sampling.
 
 Nothing here knows about checkpoints or torch.
 """
@@ -26,10 +27,11 @@ import numpy as np
 from rllib_sit.data import schema as S
 from rllib_sit.envs.base import EnvInfo
 
-# Optional extra dataset column: log μ_i(a_i^t | τ_i^t) of the behaviour policy, per-episode shape
-# [T, N] float32 (0 on padding). The schema allows extra columns; nothing in the generator writes
-# it yet (its pool members sample without exposing probabilities): see with_behaviour_logp.
-BEHAVIOUR_LOGP = "behaviour_logp"
+# Optional dataset column (defined in the shared schema, rllib_sit.data.schema.BEHAVIOUR_LOGP):
+# log μ_i(a_i^t | ·) of the behaviour policy, per-episode shape [T, N] float32 (0 on padding).
+# The generator writes it for discrete-action envs (the pool members' exact probabilities, see
+# rllib_sit.data.generation); with_behaviour_logp adds it to any dataset.
+BEHAVIOUR_LOGP = S.BEHAVIOUR_LOGP
 
 # Steps used for the feature standardisation statistics (a uniform sample of the real steps).
 STATS_SAMPLE = 50_000

@@ -3,6 +3,9 @@
 ``heuristic_action(env, i, rng, skill)`` degrades with ``skill`` in [0, 1]: with probability
 ``1 - skill`` the agent takes a uniformly random available action instead (skill 0 = random,
 skill 1 = the pure heuristic). Policy pools (random / medium / expert) mix these.
+``scripted_action(env, i)`` is the deterministic scripted choice (no RNG) and
+``heuristic_action_probs(env, i, skill)`` the exact action distribution of ``heuristic_action``
+(what the dataset generator records as the behaviour log-probabilities).
 """
 
 from __future__ import annotations
@@ -143,27 +146,21 @@ def _marine_action(env, mask: np.ndarray, i: int) -> int:
     return _move_along(mask, rel[int(np.argmin(dist))])
 
 
-def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> int:
-    """Scripted SMAC micro for one agent (reads the simulator's unit table, like a scripted bot).
-
-    In order: (1) a ranged agent whose weapon is reloading kites away from a melee enemy that is
-    about to reach it; (2) a ranged agent targeted by an enemy, with its shields gone while an ally still
-    has shields, steps out of that enemy's range (tank swap); (3) focus fire: attack the enemy in
-    shoot range with the least HP + shield (ties -> lowest index, so all agents agree); (4) move
-    toward the nearest enemy. With probability ``1 - skill`` a uniformly random available action
-    is taken instead.
-    """
-    skill = _check_skill(skill)
+def _check_agent(env, agent_index: int) -> None:
     if not hasattr(env, "battle"):
         raise ValueError(f"env must be the NumPy SMAC simulator (SMACEnv) for the heuristic; got {type(env).__name__}")
     if not 0 <= agent_index < env.n_agents:
         raise ValueError(f"agent_index must be in [0, {env.n_agents}); got {agent_index!r}")
-    mask = env.action_masks()[agent_index]
-    if mask[0] > 0 and mask[1:].sum() == 0:
-        return 0  # dead
-    if skill < 1.0 and rng.random() >= skill:
-        return _random_available(mask, rng)
-    b, n_ag, i = env.battle, env.n_agents, agent_index
+
+
+def _is_dead(mask: np.ndarray) -> bool:
+    """SMAC's mask of a dead agent: only the no-op (action 0) available."""
+    return bool(mask[0] > 0 and mask[1:].sum() == 0)
+
+
+def _scripted(env, mask: np.ndarray, i: int) -> int:
+    """The deterministic scripted action of live agent ``i`` (no RNG), see :func:`heuristic_action`."""
+    b, n_ag = env.battle, env.n_agents
     alive_e = b.alive[n_ag:]
     if not alive_e.any():
         return 1
@@ -195,6 +192,58 @@ def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: flo
         return N_ACTIONS_NO_ATTACK + int(np.argmin(np.where(att, eff, np.inf)))
     # (4) approach the nearest enemy
     return _move_along(mask, rel[int(np.argmin(dist))])
+
+
+def scripted_action(env, agent_index: int) -> int:
+    """The deterministic part of :func:`heuristic_action` (its ``skill = 1`` action), drawing
+    nothing from any RNG: 0 for a dead agent, else the scripted micro."""
+    _check_agent(env, agent_index)
+    mask = env.action_masks()[agent_index]
+    if _is_dead(mask):
+        return 0
+    return _scripted(env, mask, agent_index)
+
+
+def heuristic_action(env, agent_index: int, rng: np.random.Generator, skill: float = 1.0) -> int:
+    """Scripted SMAC micro for one agent (reads the simulator's unit table, like a scripted bot).
+
+    In order: (1) a ranged agent whose weapon is reloading kites away from a melee enemy that is
+    about to reach it; (2) a ranged agent targeted by an enemy, with its shields gone while an ally still
+    has shields, steps out of that enemy's range (tank swap); (3) focus fire: attack the enemy in
+    shoot range with the least HP + shield (ties -> lowest index, so all agents agree); (4) move
+    toward the nearest enemy. With probability ``1 - skill`` a uniformly random available action
+    is taken instead. A dead agent takes the no-op 0 (no draw). RNG use: for ``skill < 1`` one
+    ``rng.random()``, then one ``rng.integers`` if the random action is taken; none for ``skill = 1``.
+    The deterministic action is :func:`scripted_action`, the exact distribution
+    :func:`heuristic_action_probs`.
+    """
+    skill = _check_skill(skill)
+    _check_agent(env, agent_index)
+    mask = env.action_masks()[agent_index]
+    if _is_dead(mask):
+        return 0  # dead
+    if skill < 1.0 and rng.random() >= skill:
+        return _random_available(mask, rng)
+    return _scripted(env, mask, agent_index)
+
+
+def heuristic_action_probs(env, agent_index: int, skill: float = 1.0) -> np.ndarray:
+    """Exact distribution of :func:`heuristic_action` at the current state, ``[n_actions]`` float64
+    (no RNG): ``skill * [a == scripted] + (1 - skill) / |avail|`` over the available actions; a dead
+    agent takes 0 with probability 1."""
+    skill = _check_skill(skill)
+    _check_agent(env, agent_index)
+    mask = env.action_masks()[agent_index]
+    p = np.zeros(len(mask), np.float64)
+    if _is_dead(mask):
+        p[0] = 1.0
+        return p
+    if skill < 1.0:
+        avail = mask > 0
+        p[avail] = (1.0 - skill) / int(avail.sum())
+    if skill > 0.0:
+        p[_scripted(env, mask, agent_index)] += skill
+    return p
 
 
 def heuristic_actions(env, rng: np.random.Generator, skill: float = 1.0) -> np.ndarray:
