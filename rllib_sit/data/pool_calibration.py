@@ -306,6 +306,9 @@ def build_pool(env_id: str, eval_episodes: Optional[int] = None, seed: int = 0,
     return card
 
 
+BAND_RETRIES = 3  # moves of a fitted member that measured outside its band (see _fit_to_datasets)
+
+
 def _fit_to_datasets(env: CoopEnv, spec, family: str, levels: Dict[str, List[PoolMember]], cal_episodes: int,
                      eval_episodes: int, seed: int, log) -> Optional[Dict[str, Any]]:
     """Replace ``levels``' members by the dataset-fitted ones (measured on the evaluation seeds) and
@@ -315,13 +318,28 @@ def _fit_to_datasets(env: CoopEnv, spec, family: str, levels: Dict[str, List[Poo
     if not pool_fit.fit_targets(spec):
         return None
     fit_eps = pool_fit.FIT_EPISODES.get(family, 40)
-    res = pool_fit.fit_pool(env, spec, family, _find_heuristic(family), {l: ms[0] for l, ms in levels.items()},
+    heuristic = _find_heuristic(family)
+    res = pool_fit.fit_pool(env, spec, family, heuristic, {l: ms[0] for l, ms in levels.items()},
                             cal_episodes, fit_eps, seed, log=log)
     for lvl in res["grades"]:
         mem = res["members"][lvl]
         lo, hi = spec.pool_ranges[lvl]
         mem.measured = measure(env, mem.build(), eval_episodes, seed)
         mem.measured["in_range"] = bool(lo <= mem.measured["mean"] <= hi)
+        # The fit's intervals come from short calibration probes: a grade at an interval's end can
+        # measure just outside the band on the evaluation seeds. Move it halfway to the interval's
+        # centre until it measures inside (at most BAND_RETRIES times); the datasets are measured after.
+        g_lo, g_hi = res["intervals"][lvl]
+        for _ in range(BAND_RETRIES):
+            if mem.measured["in_range"]:
+                break
+            g = res["grades"][lvl]
+            res["grades"][lvl] = g + 0.5 * (0.5 * (g_lo + g_hi) - g)
+            log(f"{spec.env_id}: {lvl} member measured {mem.measured['mean']:.2f}, outside [{lo}, {hi}]: grade "
+                f"{g:.4f} -> {res['grades'][lvl]:.4f}")
+            mem = pool_fit.ladder_member(family, env.info.discrete, heuristic, res["grades"][lvl])
+            mem.measured = measure(env, mem.build(), eval_episodes, seed)
+            mem.measured["in_range"] = bool(lo <= mem.measured["mean"] <= hi)
         levels[lvl] = [mem]
         log(f"{spec.env_id}: {lvl:6s} fitted {mem.kind} {mem.params} -> {mem.measured['mean']:.2f} ± "
             f"{mem.measured['std']:.2f} in range [{lo}, {hi}]: {mem.measured['in_range']}")

@@ -150,3 +150,26 @@ def test_fit_targets_only_tables_7_to_9():
     assert set(F.fit_targets(spec)) == {"low"}
     assert F.tolerance("smac", 3.24) == 0.5 and F.tolerance("smac", 10.0) == pytest.approx(1.5)
     assert F.tolerance("mpe", -157.7) == pytest.approx(23.655)
+
+
+def test_a_fitted_member_measured_outside_its_band_is_moved_inside(monkeypatch):
+    """The fit hands back a medium member at grade 0.05 (all-agents return −12.5·(1 − 0.05) = −11.875,
+    below the band (−11, −4)); its calibrated interval is (0.15, 0.65). The card's member must measure
+    inside the band: one move halfway to the interval's centre, grade 0.225, return −9.69."""
+    from rllib_sit.data import pool_calibration as C
+
+    spec = _spec({"medium": ("100% [l0:m, l1:m]", -8.0)})
+    env = BoxEnv()
+    edge = F.ladder_member("mamujoco", False, HEUR, 0.05)
+    fake = {"members": {"medium": edge}, "grades": {"medium": 0.05}, "intervals": {"medium": (0.15, 0.65)},
+            "fit": {"medium": {"paper_average_return": -8.0, "fitted_average_return": -11.9, "tolerance": 1.2,
+                               "within": False}}}
+    monkeypatch.setattr(F, "fit_pool", lambda *a, **k: fake)
+    monkeypatch.setattr(C, "_find_heuristic", lambda family: HEUR)
+    levels = {"medium": [PoolMember("heuristic", {"fn": HEUR, "skill": 0.5})]}
+    out = C._fit_to_datasets(env, spec, "mamujoco", levels, cal_episodes=20, eval_episodes=200, seed=0,
+                             log=lambda *_: None)
+    mem = levels["medium"][0]
+    assert mem.params["skill"] == pytest.approx(0.225) and out["grades"]["medium"] == pytest.approx(0.225)
+    assert mem.measured["in_range"] and -11.0 <= mem.measured["mean"] <= -4.0
+    assert mem.measured["mean"] == pytest.approx(-12.5 * (1 - 0.225), abs=0.6)  # 200 episodes of 10 draws
