@@ -99,14 +99,6 @@ class Composition:
             counts[i] += 1
         return counts
 
-    def return_range(self) -> Optional[Tuple[float, float]]:
-        """The environment's episode-return range: the lowest pool's low to the highest pool's high
-        (SIT Tables 4-6: "determined by fully random policies and the best policies"); None when the
-        paper gives no pool range."""
-        if not self.pool_ranges:
-            return None
-        return (min(r[0] for r in self.pool_ranges.values()), max(r[1] for r in self.pool_ranges.values()))
-
     def levels_used(self) -> List[str]:
         return sorted({l for c in self.components for _, l in c.levels}, key=lambda l: LEVELS[l])
 
