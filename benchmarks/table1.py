@@ -146,7 +146,10 @@ def main(argv=None) -> int:
         if rc != 0:
             print(f"rllib-sit benchmark exited with {rc}; finished cells are kept in {args.out}", file=sys.stderr)
             return rc
-    rows = read_rows(args.results or [args.out])
+    try:
+        rows = read_rows(args.results or [args.out])
+    except FileNotFoundError as e:
+        p.error(str(e))  # one line, exit 2
     if args.csv:
         write_csv(rows, args.csv)
     print("\n".join(["", "Command: python benchmarks/table1.py " + shlex.join(argv or sys.argv[1:]), "",

@@ -1,0 +1,63 @@
+"""``benchmarks/table1.py --results``: the per-trial CSV and the Markdown tables that issue 23's
+paper-length table and the quick Table 1 are published with. Hand-made runner rows; every expected
+number is computed here with NumPy, not by the script."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER_FIELDS = ["algorithm", "map", "quality", "seed", "settings", "policy_updates", "evaluations", "final_return",
+                 "final_return_sampled", "best_return", "best_policy_updates", "best_return_sampled", "win_rate",
+                 "win_rate_sampled", "behaviour_return", "wall_time_s", "finished_at", "trial_dir"]
+
+
+def _row(algo, seed, greedy, sampled, best, quality="low"):
+    return {"algorithm": algo, "map": "smac:2s3z", "quality": quality, "seed": seed, "settings": "{}",
+            "policy_updates": 500, "evaluations": 4, "final_return": greedy, "final_return_sampled": sampled,
+            "best_return": best, "best_policy_updates": 250, "best_return_sampled": sampled, "win_rate": 0.5,
+            "win_rate_sampled": 0.1, "behaviour_return": 3.36, "wall_time_s": 60.0 + seed,
+            "finished_at": "2026-12-06T12:00:00", "trial_dir": "/x"}
+
+
+def _write(folder, rows):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "results.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, RUNNER_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_table1_tabulates_greedy_and_sampled_finals_and_a_later_folder_wins(tmp_path):
+    sit = {0: (19.4, 6.9, 19.4), 1: (20.0, 7.1, 20.0), 2: (11.8, 7.5, 12.7)}
+    _write(tmp_path / "a", [_row("SIT", s, *v) for s, v in sit.items()] + [_row("MABC", 0, 1.0, 1.0, 1.0)])
+    _write(tmp_path / "b", [_row("MABC", 0, 12.0, 3.5, 13.7), _row("MABC", 1, 11.9, 2.8, 19.4)])
+    out_csv = tmp_path / "docs" / "table.csv"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--results",
+                           str(tmp_path / "a"), str(tmp_path / "b"), "--csv", str(out_csv)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(open(out_csv)))
+    assert [(r["algorithm"], r["seed"]) for r in rows] == [("MABC", "0"), ("MABC", "1"), ("SIT", "0"), ("SIT", "1"),
+                                                            ("SIT", "2")]  # Table 1's order; b's MABC seed 0 won
+    assert rows[0]["final_return"] == "12.0" and "trial_dir" not in rows[0]
+    md = proc.stdout
+    greedy = md[md.index("**Final evaluation, greedy**"):md.index("**Final evaluation, sampled**")]
+    sampled = md[md.index("**Final evaluation, sampled**"):md.index("**Best evaluation point, greedy**")]
+    g = np.array([v[0] for v in sit.values()])
+    s = np.array([v[1] for v in sit.values()])
+    assert f"{g.mean():.2f} ± {g.std():.2f}" in greedy and f"{s.mean():.2f} ± {s.std():.2f}" in sampled
+    m = np.array([12.0, 11.9])
+    assert f"{m.mean():.2f} ± {m.std():.2f} (n=2)" in greedy  # 2 of the 3 seeds finished
+    assert "| smac:2s3z | low | 3.36 |" in greedy and "Command: python benchmarks/table1.py --results" in md
+
+
+def test_table1_names_a_folder_without_results(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--results",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (f"table1.py: error: --results: {tmp_path}/results.csv: missing; "
+                                                   "expected a 'rllib-sit benchmark' output folder")
