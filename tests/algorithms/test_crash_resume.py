@@ -7,8 +7,10 @@ Each kill comes within a second of a checkpoint being written completely (issue 
 has recorded it in its experiment state (which it saves every 10 s or more): each resume must
 continue from the newest complete checkpoint, not restart at iteration 1 (iterations since restore
 < total). An iteration of this tiny run takes well under a second, so one or two more checkpoints
-may be complete by the time the kill lands (on a loaded machine): the test reads which one is the
-newest and keeps two iterations of slack inside each stage (kills at checkpoints 2 and 7 of 10)."""
+may be complete by the time the kill lands (on a loaded machine), and a Ray worker may finish the
+checkpoint it was writing just after it: the test waits for the checkpoints to settle, reads which
+one is the newest and keeps two iterations of slack inside each stage (kills at checkpoints 2 and 7
+of 10)."""
 
 import glob
 import json
@@ -97,6 +99,7 @@ def _run_and_kill_after(yaml_path, storage, root, n_checkpoints, *extra):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     killed_after = time.time() - seen
+    _settle(storage)
     log.seek(0)
     return ckpts[n_checkpoints - 1], killed_after, log.read()
 
@@ -116,6 +119,18 @@ def _first_iteration_after_resume(out):
     """The iteration of the first progress line ("[rllib] <trial> iter N | ...") after "resuming"."""
     tail = out[out.index(": resuming "):]
     return int(re.search(r"^\[rllib\] \S+ iter (\d+) \|", tail, re.M).group(1))
+
+
+def _settle(storage, quiet=3.0, limit=60.0):
+    """Wait until no checkpoint has completed for ``quiet`` seconds: a Ray worker outside the killed
+    process group can finish writing the checkpoint it was in the middle of before it notices."""
+    t0 = last_change = time.time()
+    done = None
+    while time.time() - last_change < quiet and time.time() - t0 < limit:
+        now = [c for c in _checkpoints(storage) if checkpoint_is_complete(c)]
+        if now != done:
+            done, last_change = now, time.time()
+        time.sleep(0.2)
 
 
 def _newest_complete(storage):
