@@ -13,6 +13,7 @@ A subclass adds its learner-side networks in :meth:`setup_learner` (listed in
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -44,6 +45,13 @@ def split_env_obs(batch):
         o = o[:, 0]
         avail = None if avail is None else avail[:, 0]
     return o.float(), avail, time_rank
+
+
+def discrete_entropy(log_pi: torch.Tensor) -> torch.Tensor:
+    """H = -Σ_a π(a) log π(a) over the last dim of log-probabilities (masked actions, whose
+    probability is 0, add 0), without gradient."""
+    with torch.no_grad():
+        return -(log_pi.exp() * log_pi).sum(-1).float()
 
 
 class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
@@ -89,6 +97,25 @@ class RecurrentAgentTorchRLModule(TorchRLModule, InferenceOnlyAPI):
             logits = self.actor(obs, prev_actions, avail)
             return torch.log_softmax(logits, -1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
         return self.actor.log_prob(self.actor(obs, prev_actions), actions)
+
+    def log_prob_and_entropy(self, obs: torch.Tensor, prev_actions: torch.Tensor, actions: torch.Tensor,
+                             avail: Optional[torch.Tensor] = None):
+        """``(log π(a_data | τ) [B, T], H(π(· | τ)) [B, T])`` from one unroll (the entropy is a
+        diagnostic without gradient): :func:`discrete_entropy` of the masked softmax, or
+        :meth:`gaussian_entropy` for a continuous policy."""
+        if self.discrete:
+            log_pi = torch.log_softmax(self.actor(obs, prev_actions, avail), -1)
+            return log_pi.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), discrete_entropy(log_pi)
+        logp = self.actor.log_prob(self.actor(obs, prev_actions), actions)
+        return logp, self.gaussian_entropy(logp.shape)
+
+    def gaussian_entropy(self, shape) -> torch.Tensor:
+        """The pre-tanh Gaussian's entropy Σ_d ½ log(2πe) + log σ_d, broadcast to ``shape`` (the
+        tanh-squashed density has no closed form; σ is state-independent, so this is one number
+        per module), without gradient."""
+        with torch.no_grad():
+            log_std = self.actor.log_std.clamp(self.actor.LOG_STD_MIN, self.actor.LOG_STD_MAX).float()
+            return (0.5 * math.log(2 * math.pi * math.e) + log_std).sum().expand(shape)
 
     def own_trajectory(self, batch: Dict[str, Any]):
         """``(own obs [B, L, od], prev actions [B, L(, A)], avail [B, L, n] | None)`` of an

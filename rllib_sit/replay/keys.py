@@ -31,5 +31,6 @@ STATE = "state"                # [B, L+1, state_dim]
 
 # -- common forward outputs (RLModule._forward_train -> Learner) ------------------------------
 LOGP = "logp"                  # log π(a_data | τ) [B, L]
+ENTROPY = "entropy"            # H(π(· | τ)) [B, L], a diagnostic without gradient
 Q_TAKEN = "q_taken"            # Q(τ, a_data) [B, L]
 Q_NEXT_TARGET = "q_next_target"  # target-network Q at t+1 [B, L]

@@ -20,9 +20,11 @@ import pytest
 import torch
 
 from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, TinyCoopEnv,
-                               register_tiny_continuous_env)
+                           assert_gaussian_entropy_logged,
+                           register_tiny_continuous_env)
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common.torch_learner import POLICY_ENTROPY
 from rllib_sit.algorithms.icq import ICQ, ICQConfig
 from rllib_sit.algorithms.icq import icq_learner as N
 from rllib_sit.algorithms.icq.torch.icq_torch_learner import (ICQTorchLearner, discrete_policy_baseline,
@@ -506,6 +508,7 @@ def test_train_evaluate_checkpoint_round_trip_discrete(dataset, tmp_path):
         for m in ("scout", "tank"):
             for key in (N.ACTOR_LOSS, N.ACTOR_WEIGHT_MAX, N.ADVANTAGE_MEAN, N.LOGP_MEAN):
                 assert np.isfinite(r["learners"][m][key]), (m, key)
+            assert 0 < r["learners"][m][POLICY_ENTROPY] <= np.log(3) + 1e-6  # tiny:coop: 3 actions
         assert 0 < r["learners"][MIXER_MODULE_ID][N.CRITIC_WEIGHT_ESS] <= 1
         ev = r["evaluation"]["env_runners"]
         assert ev["num_episodes"] == 2 and np.isfinite(ev["episode_return_mean"]) and "win_rate" in ev
@@ -549,6 +552,7 @@ def test_train_and_evaluate_continuous(ray_session, tmp_path):
         assert r["phases"]["icq_updates_done"] == 6
         assert np.isfinite(r["learners"][MIXER_MODULE_ID][N.CRITIC_LOSS])
         assert np.isfinite(r["learners"]["leg"][N.ACTOR_LOSS]) and np.isfinite(r["learners"]["leg"][N.ADVANTAGE_MEAN])
+        assert_gaussian_entropy_logged(algo, r, "leg")
         ev = algo.evaluate()["env_runners"]
         assert ev["episode_len_mean"] == 5 and np.isfinite(ev["episode_return_mean"])
     finally:

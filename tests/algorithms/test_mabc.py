@@ -17,6 +17,7 @@ from rllib_sit.algorithms.mabc import MABC, MABCConfig
 from rllib_sit.algorithms.mabc.mabc_learner import BC_LOSS, GREEDY_ACCURACY, GREEDY_MATCH
 from rllib_sit.algorithms.mabc.torch.default_mabc_torch_rl_module import MABCAgentTorchRLModule
 from rllib_sit.algorithms.common.losses import behaviour_cloning_nll
+from rllib_sit.algorithms.common.torch_learner import POLICY_ENTROPY
 from rllib_sit.replay import keys as K
 
 TUNED = os.path.join(os.path.dirname(__file__), "..", "..", "tuned_examples")
@@ -75,6 +76,34 @@ def test_discrete_loss_is_masked_nll_over_real_steps():
     assert loss.item() == pytest.approx(np.mean(nll), rel=1e-5)
     greedy = np.where(avail > 0, logits, -np.inf).argmax(-1)
     np.testing.assert_array_equal(out[GREEDY_MATCH].numpy(), (greedy == acts).astype(np.float32))
+
+
+def test_policy_entropy_against_numpy():
+    """K.ENTROPY of the forward pass (logged as ``policy_entropy``): the masked softmax's entropy
+    recomputed in NumPy, log(#available) for a uniform policy, and the pre-tanh Gaussian's closed
+    form for a continuous one."""
+    mod, batch = _module(True), _batch(True)
+    out = mod._forward_train(batch)
+    own = batch[K.OBS_ALL][torch.arange(3), :, batch[K.AGENT_INDEX]][:, :4]
+    with torch.no_grad():
+        logits = mod.actor(own, batch[K.PREV_ACTIONS][:, :4]).numpy().astype(np.float64)
+    avail = batch[K.AVAIL_ACTIONS][:, :4].numpy() > 0
+    z = np.where(avail, logits, -np.inf)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    h = -np.where(avail, p * np.log(np.where(avail, p, 1.0)), 0.0).sum(-1)
+    np.testing.assert_allclose(out[K.ENTROPY].numpy(), h, rtol=1e-5, atol=1e-6)
+    assert not out[K.ENTROPY].requires_grad
+    with torch.no_grad():  # a uniform policy over the available actions
+        mod.actor.fc_out.weight.zero_()
+        mod.actor.fc_out.bias.zero_()
+    np.testing.assert_allclose(mod._forward_train(batch)[K.ENTROPY].numpy(), np.log(avail.sum(-1)), rtol=1e-6)
+
+    cmod, cbatch = _module(False), _batch(False)
+    with torch.no_grad():
+        cmod.actor.log_std.copy_(torch.tensor([-0.7, 0.4]))
+    want = sum(0.5 * np.log(2 * np.pi * np.e) + s for s in (-0.7, 0.4))
+    np.testing.assert_allclose(cmod._forward_train(cbatch)[K.ENTROPY].numpy(), np.full((3, 4), want), rtol=1e-6)
 
 
 def test_padded_steps_do_not_change_the_loss_or_get_gradient():
@@ -164,6 +193,7 @@ def test_train_two_iterations_and_evaluate_discrete(dataset):
         assert r2["phases"]["current"] == "done" and r2["phases"]["bc_updates_done"] == 6
         for t in ("scout", "tank"):
             assert np.isfinite(r2["learners"][t][BC_LOSS]) and 0 <= r2["learners"][t][GREEDY_ACCURACY] <= 1
+            assert 0 < r2["learners"][t][POLICY_ENTROPY] <= np.log(3) + 1e-6  # tiny:coop has 3 actions
         ev = r2["evaluation"]["env_runners"]
         assert ev["num_episodes"] == 2 and np.isfinite(ev["episode_return_mean"]) and "win_rate" in ev
     finally:
@@ -180,7 +210,7 @@ def test_train_two_iterations_and_evaluate_continuous(ray_session, tmp_path):
         algo.train()
         r = algo.train()
         assert r["phases"]["bc_updates_done"] == 6 and np.isfinite(r["learners"]["leg"][BC_LOSS])
-        assert GREEDY_ACCURACY not in r["learners"]["leg"]
+        assert GREEDY_ACCURACY not in r["learners"]["leg"] and np.isfinite(r["learners"]["leg"][POLICY_ENTROPY])
         ev = algo.evaluate()["env_runners"]
         assert ev["episode_len_mean"] == 5 and np.isfinite(ev["episode_return_mean"])
     finally:

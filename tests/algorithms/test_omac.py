@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_fixtures import TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, register_tiny_continuous_env
+from tiny_fixtures import (TINY_CONT_ENV_ID, TINY_ENV_ID, TinyContinuousEnv, assert_gaussian_entropy_logged,
+                           register_tiny_continuous_env)
 
 from rllib_sit.algorithms.common.joint import MIXER_MODULE_ID
+from rllib_sit.algorithms.common.torch_learner import POLICY_ENTROPY
 from rllib_sit.algorithms.omac import OMAC, OMACConfig
 from rllib_sit.algorithms.omac.torch.default_omac_torch_rl_module import Q_TARGET_TAKEN, V, V_SHARE, W_Q, W_V
 from rllib_sit.algorithms.omac.torch.omac_torch_learner import (OMACTorchLearner, advantage_weighted_actor_loss,
@@ -115,6 +117,7 @@ def test_two_phases_train_evaluate_and_restore(dataset, tmp_path):
         algo.train()  # value phase done
         r3 = algo.train()  # policy phase: the mixer and Q_i stay fixed
         assert r3["phases"]["current"] == "policy" and np.isfinite(r3["learners"]["tank"]["actor_loss"])
+        assert all(0 < r3["learners"][m][POLICY_ENTROPY] <= np.log(3) + 1e-6 for m in ("scout", "tank"))
         mixer_mid = {k: v.clone() for k, v in algo.learner_group._learner.module["__mixer__"].state_dict().items()}
         assert any(not torch.equal(mixer_before[k], v) for k, v in mixer_mid.items())
         algo.train()
@@ -185,7 +188,8 @@ def _torch(d):
 
 def _fake_learner(**training):
     noop = SimpleNamespace(log_value=lambda *a, **k: None, log_dict=lambda *a, **k: None)
-    return SimpleNamespace(config=OMACConfig().training(**training), metrics=noop)
+    return SimpleNamespace(config=OMACConfig().training(**training), metrics=noop,
+                           log_policy_entropy=lambda *a, **k: None)
 
 
 def _cont_losses(agent, mixer, agent_batch, joint_batch, **training):
@@ -352,6 +356,7 @@ def test_continuous_train_evaluate_and_restore(ray_session, tmp_path):
         assert np.isfinite(r1["learners"]["leg"]["value_loss"])
         r2 = algo.train()
         assert r2["phases"]["policy_updates_done"] == 2 and np.isfinite(r2["learners"]["leg"]["actor_loss"])
+        assert_gaussian_entropy_logged(algo, r2, "leg")
         ev = algo.evaluate()["env_runners"]
         assert ev["num_episodes"] == 2 and np.isfinite(ev["episode_return_mean"])
         ckpt = algo.save_to_path(str(tmp_path / "omac_cont"))

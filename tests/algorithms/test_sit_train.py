@@ -9,6 +9,7 @@ from tiny_fixtures import TINY_ENV_ID, tiny_config
 
 from rllib_sit.algorithms.sit import SIT
 from rllib_sit.algorithms.sit import sit_learner as K
+from rllib_sit.algorithms.common.torch_learner import POLICY_ENTROPY
 
 
 def test_train_runs_the_three_stages_and_reports_metrics(dataset):
@@ -25,6 +26,7 @@ def test_train_runs_the_three_stages_and_reports_metrics(dataset):
         r3 = algo.train()  # Stage III + evaluation
         for t in ("scout", "tank"):
             assert np.isfinite(r3["learners"][t][K.CRITIC_LOSS]) and np.isfinite(r3["learners"][t][K.ACTOR_LOSS])
+            assert 0 < r3["learners"][t][POLICY_ENTROPY] <= np.log(3) + 1e-6  # tiny:coop: 3 actions
         ev = r3["evaluation"]["env_runners"]
         assert ev["num_episodes"] == 2 and "win_rate" in ev and np.isfinite(ev["episode_return_mean"])
     finally:

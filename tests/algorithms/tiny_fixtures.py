@@ -158,3 +158,14 @@ def assert_learns_the_rewarding_actions(algo):
         assert ev["episode_return_mean"] == pytest.approx(1.5 * ev["episode_len_mean"]), (before, ev)
     finally:
         algo.stop()
+
+
+def assert_gaussian_entropy_logged(algo, result, module_id: str):
+    """``policy_entropy`` of a continuous module equals the pre-tanh Gaussian's closed form
+    Σ_d ½ log(2πe) + log σ_d at the learner's current σ (which the last optimizer step moved by
+    less than the tolerance)."""
+    from rllib_sit.algorithms.common.torch_learner import POLICY_ENTROPY
+
+    log_std = algo.learner_group._learner.module[module_id].unwrapped().actor.log_std.detach().numpy()
+    want = float(np.sum(0.5 * np.log(2 * np.pi * np.e) + np.clip(log_std, -5.0, 2.0)))
+    assert result["learners"][module_id][POLICY_ENTROPY] == pytest.approx(want, abs=0.05)

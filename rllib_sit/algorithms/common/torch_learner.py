@@ -40,6 +40,9 @@ from ray.rllib.utils.metrics import ALL_MODULES
 
 # pymarl's RMSprop (the code base SIT and the CTDE baselines follow): smoothing 0.99, eps 1e-5.
 RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-5
+# Logged per agent module by every learner whose module returns K.ENTROPY (MABC, ICQ, OMAC, SIT): the
+# mean entropy of π(· | τ) over the batch's real steps (nats; log n_actions = uniform, 0 = deterministic).
+POLICY_ENTROPY = "policy_entropy"
 TARGET_UPDATES_STATE = "module_updates"
 
 LossTargets = List[Tuple[str, str]]  # [(module id, optimizer name), ...]
@@ -142,6 +145,13 @@ class OfflineMARLTorchLearner(TorchLearner):
         if self.precision != "fp32":  # after make_target_networks: the target copies get the hooks too
             for mid in self.module.keys():
                 self._precision_hooks += install_fp32_outputs(self.module[mid], self._device.type)
+
+    def log_policy_entropy(self, module_id: str, entropy: torch.Tensor, filled: torch.Tensor) -> None:
+        """Log :data:`POLICY_ENTROPY` of ``module_id``: ``entropy [B, L]`` averaged over ``filled``."""
+        with torch.no_grad():
+            f = filled.float()
+            value = (entropy.float() * f).sum() / f.sum().clamp(min=1.0)
+        self.metrics.log_value((module_id, POLICY_ENTROPY), value.item(), window=1)
 
     # -- precision -------------------------------------------------------------------------------
     def precision_context(self):

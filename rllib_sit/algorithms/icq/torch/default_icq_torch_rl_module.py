@@ -19,7 +19,8 @@ import torch
 from rllib_sit.algorithms.icq.icq_learner import PI_PROBS, Q_BASELINE, Q_VALUES
 from rllib_sit.models.gru_actor import GRUActor
 from rllib_sit.models.recurrent_q import RecurrentActionValue
-from rllib_sit.models.recurrent_agent import RecurrentAgentTorchRLModule, TargetNetworksMixin, gather_agent
+from rllib_sit.models.recurrent_agent import (RecurrentAgentTorchRLModule, TargetNetworksMixin, discrete_entropy,
+                                             gather_agent)
 from rllib_sit.replay import keys as K
 
 
@@ -49,7 +50,8 @@ class ICQAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         """On individual trajectories ``[B, L(+1), ...]``: log π(a^t | τ^t) of the dataset's actions,
         Q_i(τ^t, a^t) (with gradient), the target critic's Q_i'(τ^{t+1}, a^{t+1}) at the dataset's
         next action (no gradient), and what the advantage baseline needs: discrete — Q_i(τ^t, ·)
-        and π(· | τ^t); continuous — the mean of Q_i(τ^t, ã) over ``n_action_samples`` ã ~ π(·|τ^t)."""
+        and π(· | τ^t); continuous — the mean of Q_i(τ^t, ã) over ``n_action_samples`` ã ~ π(·|τ^t); and
+        the policy's entropy (a diagnostic)."""
         L = batch[K.FILLED].shape[1]
         obs_full = gather_agent(batch[K.OBS_ALL], batch[K.AGENT_INDEX])  # [B, L+1, od]
         prev_full = batch[K.PREV_ACTIONS]  # [B, L+1(, A)]
@@ -66,7 +68,7 @@ class ICQAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
                 q_next = self.target_critic(obs_full, prev_full)[:, 1:L + 1]
                 q_next = q_next.gather(-1, batch[K.NEXT_ACTIONS].long().unsqueeze(-1)).squeeze(-1)
             return {K.LOGP: logp, K.Q_TAKEN: q_taken, K.Q_NEXT_TARGET: q_next,
-                    Q_VALUES: q_values, PI_PROBS: log_pi.detach().exp()}
+                    Q_VALUES: q_values, PI_PROBS: log_pi.detach().exp(), K.ENTROPY: discrete_entropy(log_pi)}
         means = self.actor(own, prev)  # pre-tanh means [B, L, A]
         logp = self.actor.log_prob(means, acts)
         prev_in = self.action_input(prev_full)
@@ -82,4 +84,5 @@ class ICQAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
                               dtype=means.dtype, device=means.device)
             sampled = torch.tanh(means.detach().unsqueeze(2) + log_std.exp() * eps)  # [B, L, M, A]
             q_base = self.critic.value(h.detach().unsqueeze(2), sampled).mean(-1)
-        return {K.LOGP: logp, K.Q_TAKEN: q_taken, K.Q_NEXT_TARGET: q_next, Q_BASELINE: q_base}
+        return {K.LOGP: logp, K.Q_TAKEN: q_taken, K.Q_NEXT_TARGET: q_next, Q_BASELINE: q_base,
+                K.ENTROPY: self.gaussian_entropy(logp.shape)}

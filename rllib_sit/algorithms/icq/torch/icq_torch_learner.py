@@ -126,6 +126,9 @@ class ICQTorchLearner(OfflineMARLTorchLearner):
 
         self._log_icq_metrics(jv.members, critic_loss, actor_loss, q_tot, targets, rho_c, filled, joint, rho_a, adv,
                               logp, valid)
+        entropy = jv.stack(K.ENTROPY)
+        for m, idx in jv.members.items():
+            self.log_policy_entropy(m, entropy[..., idx], valid[..., idx])
         return {"critic": (critic_loss, jv.targets("critic", "mixer")), "actor": (actor_loss, jv.targets("actor"))}
 
     def _log_icq_metrics(self, members, critic_loss, actor_loss, q_tot, targets, rho_c, filled, joint, rho_a, adv,

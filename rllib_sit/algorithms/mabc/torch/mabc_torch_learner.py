@@ -22,4 +22,5 @@ class MABCTorchLearner(OfflineMARLTorchLearner):
         if GREEDY_MATCH in fwd_out:
             metrics[GREEDY_ACCURACY] = masked_mean(fwd_out[GREEDY_MATCH], filled).item()
         self.metrics.log_dict(metrics, key=module_id, window=1)
+        self.log_policy_entropy(module_id, fwd_out[K.ENTROPY], filled)
         return {"actor": loss}

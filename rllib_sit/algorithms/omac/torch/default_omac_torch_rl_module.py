@@ -71,7 +71,8 @@ class OMACAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
 
     def _forward_train(self, batch, **kwargs) -> Dict[str, Any]:
         """Q_i(τ^t, a^t) (grad), Q̄_i(τ^t, a^t) (no grad) at the dataset's actions, V_i(τ^t) for
-        t = 0..L (V_tot(o′) needs t + 1) and log π_i(a^t | τ^t) of the dataset's actions."""
+        t = 0..L (V_tot(o′) needs t + 1), log π_i(a^t | τ^t) of the dataset's actions and the policy's
+        entropy (a diagnostic)."""
         if not self.discrete:
             return self._forward_train_continuous(batch)
         L = batch[K.FILLED].shape[1]
@@ -81,9 +82,9 @@ class OMACAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         q_all = self.q(own, prev)
         with torch.no_grad():
             q_target = self.target_q(own, prev).gather(-1, acts.unsqueeze(-1)).squeeze(-1)
+        logp, entropy = self.log_prob_and_entropy(own, prev, acts, avail)
         return {Q_ALL: q_all, K.Q_TAKEN: q_all.gather(-1, acts.unsqueeze(-1)).squeeze(-1), Q_TARGET_TAKEN: q_target,
-                V: self.v(own_all[:, :L + 1], batch[K.PREV_ACTIONS]).squeeze(-1),
-                K.LOGP: self.log_prob(own, prev, acts, avail)}
+                V: self.v(own_all[:, :L + 1], batch[K.PREV_ACTIONS]).squeeze(-1), K.LOGP: logp, K.ENTROPY: entropy}
 
     def _forward_train_continuous(self, batch) -> Dict[str, Any]:
         L = batch[K.FILLED].shape[1]
@@ -94,8 +95,9 @@ class OMACAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
         q_taken = self.q.value(self.q.trunk(own_all[:, :L], prev_all[:, :L]), a_in)
         with torch.no_grad():
             q_target = self.target_q.value(self.target_q.trunk(own_all[:, :L], prev_all[:, :L]), a_in)
-        return {K.Q_TAKEN: q_taken, Q_TARGET_TAKEN: q_target, V: self.v(own_all, prev_all),
-                K.LOGP: self.log_prob(own_all[:, :L], batch[K.PREV_ACTIONS][:, :L], acts)}
+        logp, entropy = self.log_prob_and_entropy(own_all[:, :L], batch[K.PREV_ACTIONS][:, :L], acts)
+        return {K.Q_TAKEN: q_taken, Q_TARGET_TAKEN: q_target, V: self.v(own_all, prev_all), K.LOGP: logp,
+                K.ENTROPY: entropy}
 
 
 class CCAMixerTorchRLModule(TorchRLModule):

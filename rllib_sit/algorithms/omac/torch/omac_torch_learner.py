@@ -67,6 +67,7 @@ class OMACTorchLearner(OfflineMARLTorchLearner):
                 loss = advantage_weighted_actor_loss(f[K.LOGP], f[K.Q_TAKEN], f[V][:, :L], batch[m][K.FILLED],
                                                      cfg.beta, cfg.exp_adv_max)
                 self.metrics.log_value((m, "actor_loss"), loss.item(), window=1)
+                self.log_policy_entropy(m, f[K.ENTROPY], batch[m][K.FILLED])
                 terms[f"{m}/actor"] = (loss, [(m, "actor")])
             return terms
         for m in agents:

@@ -173,13 +173,13 @@ class SITAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
 
     def _forward_train(self, batch, **kwargs):
         """Q(τ_i, a_i, o_{-i}) at the data's a^t, the target critic's Q at t+1 with the data's
-        a^{t+1} (Eq. 9's in-sample target), and log π(a^t | τ_i) (Eq. 10)."""
+        a^{t+1} (Eq. 9's in-sample target), log π(a^t | τ_i) (Eq. 10) and the policy's entropy."""
         obs_all, idx = batch[K.OBS_ALL], batch[K.AGENT_INDEX].long()
         L = batch[K.FILLED].shape[1]
         prev_feat = self.prev_action_feat(batch[K.PREV_ACTIONS])  # [B, L+1, A]
         own, prev, avail = self.own_trajectory(batch)
         acts = batch[K.ACTIONS]
-        logp = self.log_prob(own, prev, acts, avail)
+        logp, entropy = self.log_prob_and_entropy(own, prev, acts, avail)
         if self.discrete:
             q_taken = self.critic(obs_all[:, :L], idx, prev_feat[:, :L]).gather(
                 -1, acts.long().unsqueeze(-1)).squeeze(-1)
@@ -191,4 +191,4 @@ class SITAgentTorchRLModule(TargetNetworksMixin, RecurrentAgentTorchRLModule):
             with torch.no_grad():
                 q_next = self.target_critic(obs_all[:, 1:L + 1], idx, prev_feat[:, 1:L + 1],
                                             self.action_input(batch[K.NEXT_ACTIONS]))
-        return {K.Q_TAKEN: q_taken, K.Q_NEXT_TARGET: q_next, K.LOGP: logp}
+        return {K.Q_TAKEN: q_taken, K.Q_NEXT_TARGET: q_next, K.LOGP: logp, K.ENTROPY: entropy}

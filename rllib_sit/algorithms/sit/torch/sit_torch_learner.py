@@ -106,4 +106,5 @@ class SITTorchLearner(OfflineMARLTorchLearner):
             K.Q_MEAN: ((fwd_out[B.Q_TAKEN] * filled).sum() / n).item(),
             K.LOGP_MEAN: ((fwd_out[B.LOGP] * filled).sum() / n).item(),
         }, key=module_id, window=1)
+        self.log_policy_entropy(module_id, fwd_out[B.ENTROPY], filled)
         return {"critic": critic_loss, "actor": actor_loss}
