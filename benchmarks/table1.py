@@ -4,13 +4,16 @@ greedy and sampled returns (final and best point), and the command that made the
     # the paper-length comparison of issue 23 (2s3z low + medium, every Table 1 algorithm, 3 seeds):
     # resumable, interrupt it any time and run the same command again (finished cells are skipped,
     # a cut trial resumes from its last iteration's checkpoint)
-    python benchmarks/table1.py --run paper --out results/table1_paper --csv docs/results/table1_paper.csv
+    python benchmarks/table1.py --run paper --out results/table1_paper --csv docs/results/table1_paper.csv \
+        --diagnostics docs/results/table1_paper_diagnostics.csv
     # the quick Table 1 of data version 2, from the folders its runs wrote
     python benchmarks/table1.py --results results/quick_v2 results/quick_v2_cn_hc --csv docs/results/table1_quick_v2.csv
 
 ``--run paper`` is ``rllib-sit benchmark --profile paper`` restricted to issue 23's plan: smac:2s3z
-low and medium (10,000 episodes), MABC, QMIX, MABCQ, MACQL, ICQ, OMAC at the shared width 64
-(``OMAC[hidden=64]``: at its own 256 one update costs 1.4-1.8 s, docs/benchmarks.md), SIT; each at
+low and medium (10,000 episodes), MABC, QMIX, MABCQ, MACQL, ICQ at the critic beta its page
+recommends for these data (``ICQ[critic_beta=1000]``, the ICQ code's; Table 11's 0.1 puts the
+critic's softmax on one step and its loss grows to ~5e5, docs/algorithms/icq.md), OMAC at the shared
+width 64 (``OMAC[hidden=64]``: at its own 256 one update costs 1.4-1.8 s, docs/benchmarks.md), SIT; each at
 its defaults (the papers' lengths: 15,000 policy updates, SIT + 20,000 ARDNEM, OMAC + 10,000 value
 updates), 10 evaluation points of 32 episodes, seeds 0-2, two one-thread trials at a time, a
 checkpoint every iteration (only the newest kept). ``--algos``/``--qualities``/``--seeds`` and
@@ -32,12 +35,14 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-PAPER_ALGOS = ["MABC", "QMIX", "MABCQ", "MACQL", "ICQ", "OMAC[hidden=64]", "SIT"]
+PAPER_ALGOS = ["MABC", "QMIX", "MABCQ", "MACQL", "ICQ[critic_beta=1000]", "OMAC[hidden=64]", "SIT"]
 # The columns of the committed CSV (a subset of the runner's results.csv, in this order).
 CSV_FIELDS = ["map", "quality", "algorithm", "settings", "seed", "policy_updates", "evaluations",
               "final_return", "final_return_sampled", "best_return", "best_policy_updates", "best_return_sampled",
               "win_rate", "win_rate_sampled", "behaviour_return", "wall_time_s", "finished_at"]
 # Table 1's column order (the runner's labels; variants follow their base algorithm).
+DIAGNOSTIC_CSV_FIELDS = ["map", "quality", "algorithm", "seed", "module", "metric", "first", "final",
+                         "first_iteration", "final_iteration"]
 ORDER = ["MABC", "QMIX", "FACMAC", "MABCQ", "MACQL", "ICQ", "OMAC", "SIT"]
 
 
@@ -60,12 +65,18 @@ def read_rows(folders: Sequence[str]) -> List[Dict[str, str]]:
 
 
 def write_csv(rows: List[Dict[str, str]], path: str) -> None:
+    _write(rows, path, CSV_FIELDS)
+
+
+def _write(rows: List[Dict], path: str, fields: Sequence[str]) -> None:
+    """``rows`` sorted in Table 1's order, written to a temporary name and renamed."""
     tmp = f"{path}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
         w.writeheader()
-        for r in sorted(rows, key=lambda r: (r["map"], r["quality"], _order(r["algorithm"]), int(r["seed"]))):
+        for r in sorted(rows, key=lambda r: (r["map"], r["quality"], _order(r["algorithm"]), int(r["seed"]),
+                                             r.get("module", ""), r.get("metric", ""))):
             w.writerow(r)
     os.replace(tmp, path)
 
@@ -118,6 +129,58 @@ def markdown(rows: List[Dict[str, str]]) -> str:
     return "\n\n".join(out)
 
 
+# "What the logs say" (issue 23): the metric each column shows, the first one an algorithm logged.
+DIAGNOSTIC_COLUMNS = [("loss", ("critic_loss", "td_loss", "q_loss", "bc_loss")),
+                      ("Q scale", ("q_tot_mean", "q_taken_mean")),
+                      ("policy entropy", ("policy_entropy",)),
+                      ("weight ESS", ("critic_weight_ess", "dper_ess")),
+                      ("data fit", ("greedy_accuracy", "behaviour_accuracy", "logp_mean")),
+                      ("other", ("cql_penalty", "filter_kept", "dper_u_hat_clamped_fraction"))]
+
+
+def diagnostics(rows: List[Dict[str, str]]) -> List[Dict[str, object]]:
+    """The learner diagnostics of every finished trial (first and final value per module and metric),
+    read from its Tune folder(s) (results.csv's ``trial``; resumed runs stitched)."""
+    from rllib_sit.experiments import results as R
+
+    out = []
+    for r in rows:
+        if r.get("trial") and os.path.isdir(r["trial"]):
+            out += R.diagnostic_rows((r["algorithm"], r["map"], r["quality"], int(r["seed"])),
+                                     R.cell_results(r["trial"]))
+    return out
+
+
+def diagnostics_markdown(diag: List[Dict[str, object]]) -> str:
+    """Per dataset and algorithm: each column's metric, first → final value, mean over the modules
+    that logged it and then over the seeds."""
+    by: Dict[tuple, Dict[str, Dict[int, List[tuple]]]] = {}
+    for d in diag:
+        cell = by.setdefault((d["map"], d["quality"], d["algorithm"]), {})
+        cell.setdefault(d["metric"], {}).setdefault(int(d["seed"]), []).append((float(d["first"]), float(d["final"])))
+    head = ["map", "quality", "algorithm", *[c for c, _ in DIAGNOSTIC_COLUMNS]]
+    lines = ["**What the logs say** (first → final logged value; mean over the modules that log it, then over "
+             "the seeds)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, q, a in sorted(by, key=lambda k: (k[0], k[1], _order(k[2]))):
+        metrics, cells = by[(m, q, a)], [m, q, a]
+        for _, names in DIAGNOSTIC_COLUMNS:
+            parts = []
+            for name in names:
+                if name in metrics:
+                    per_seed = [np.mean(v, axis=0) for v in metrics[name].values()]
+                    first, final = np.mean(per_seed, axis=0)
+                    parts.append(f"{name} {_num(first)} → {_num(final)}")
+                    if names[0] != "cql_penalty":  # one metric per column, except "other"
+                        break
+            cells.append("; ".join(parts) or "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.2e}"
+
+
 def paper_command(args) -> List[str]:
     cmd = ["benchmark", "--profile", "paper", "--maps", "smac:2s3z", "--qualities", *args.qualities,
            "--seeds", *map(str, args.seeds), "--algos", *args.algos, "--checkpoint-freq", "1",
@@ -133,6 +196,10 @@ def main(argv=None) -> int:
     p.add_argument("--results", nargs="+", metavar="DIR", help="benchmark folders to tabulate (default: --out)")
     p.add_argument("--out", default="results/table1_paper")
     p.add_argument("--csv", help="write the per-trial rows here (e.g. docs/results/table1_paper.csv)")
+    p.add_argument("--diagnostics", metavar="CSV",
+                   help="also read each finished trial's learner logs (losses, Q scale, policy entropy, ESS) from "
+                        "its Tune folder: write them here (first and final value per module and metric) and add "
+                        "the \"What the logs say\" table")
     p.add_argument("--algos", nargs="+", default=PAPER_ALGOS)
     p.add_argument("--qualities", nargs="+", default=["low", "medium"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -152,8 +219,13 @@ def main(argv=None) -> int:
         p.error(str(e))  # one line, exit 2
     if args.csv:
         write_csv(rows, args.csv)
+    parts = [markdown(rows)]
+    if args.diagnostics:
+        diag = diagnostics(rows)
+        _write(diag, args.diagnostics, DIAGNOSTIC_CSV_FIELDS)
+        parts.append(diagnostics_markdown(diag))
     print("\n".join(["", "Command: python benchmarks/table1.py " + shlex.join(argv or sys.argv[1:]), "",
-                     markdown(rows), ""]))
+                     "\n\n".join(parts), ""]))
     return 0
 
 

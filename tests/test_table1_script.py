@@ -61,3 +61,62 @@ def test_table1_names_a_folder_without_results(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (f"table1.py: error: --results: {tmp_path}/results.csv: missing; "
                                                    "expected a 'rllib-sit benchmark' output folder")
+
+
+def _trial(folder, name, cell, lines):
+    import json
+
+    d = folder / name
+    d.mkdir(parents=True)
+    (d / "params.json").write_text(json.dumps({"cell": cell}))
+    (d / "result.json").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return str(d)
+
+
+def _result(it, ts, critic, entropy, lr=1e-4, ess=None):
+    r = {"training_iteration": it, "timestamp": ts,
+         "learners": {"stalker": {"critic_loss": critic[0], "policy_entropy": entropy[0], "actor_learning_rate": lr},
+                      "zealot": {"critic_loss": critic[1], "policy_entropy": entropy[1], "actor_learning_rate": lr},
+                      "__all_modules__": {"num_module_steps_trained": 5}}}
+    if ess is not None:
+        r["algorithm"] = {"dper": {"stalker": {"ess": ess, "num_trajectories": 10}}}
+    return r
+
+
+def test_table1_diagnostics_stitch_resumed_trials_and_summarise_first_and_final(tmp_path):
+    """--diagnostics: each finished trial's learner logs, stitched over the run that was cut (iterations
+    1-2) and the one that resumed it (3-4, the results row's trial); another seed's trial is not mixed
+    in; learning rates and counters are not diagnostics; the Markdown's first -> final values are the
+    mean over modules, then over seeds, recomputed here."""
+    exp = tmp_path / "tune" / "plan"
+    cell = {"label": "SIT", "algorithm": "SIT", "config": {"env": "smac:2s3z", "seed": 0, "input": "/d"}}
+    other = dict(cell, config=dict(cell["config"], seed=1))
+    _trial(exp, "SIT_s0_a_00000", cell, [_result(1, 10, (4.0, 2.0), (1.5, 1.1), ess=30.0),
+                                         _result(2, 20, (3.0, 1.0), (1.4, 1.0), ess=30.0)])
+    resumed = _trial(exp, "SIT_s0_b_00000", cell, [_result(3, 30, (2.0, 1.0), (1.2, 0.9), ess=30.0),
+                                                   _result(4, 40, (1.0, 0.5), (1.0, 0.6), ess=30.0)])
+    seed1 = _trial(exp, "SIT_s1_a_00001", other, [_result(1, 15, (8.0, 6.0), (1.6, 1.6)),
+                                                  _result(4, 45, (0.2, 0.2), (0.4, 0.2))])
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    rows = [dict(_row("SIT", 0, 19.4, 6.9, 19.4), trial=resumed), dict(_row("SIT", 1, 18.0, 6.0, 19.0), trial=seed1)]
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, RUNNER_FIELDS + ["trial"])
+        w.writeheader()
+        w.writerows(rows)
+    diag_csv = tmp_path / "diag.csv"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--results", str(folder),
+                           "--diagnostics", str(diag_csv)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = {(r["seed"], r["module"], r["metric"]): r for r in csv.DictReader(open(diag_csv))}
+    assert {k[2] for k in got} == {"critic_loss", "policy_entropy", "dper_ess"}  # no learning rate, no counter
+    c = got[("0", "stalker", "critic_loss")]
+    assert (float(c["first"]), float(c["final"]), c["first_iteration"], c["final_iteration"]) == (4.0, 1.0, "1", "4")
+    assert float(got[("1", "zealot", "critic_loss")]["first"]) == 6.0  # seed 1's own trial
+    first = np.mean([np.mean([4.0, 2.0]), np.mean([8.0, 6.0])])
+    final = np.mean([np.mean([1.0, 0.5]), np.mean([0.2, 0.2])])
+    h_first = np.mean([np.mean([1.5, 1.1]), np.mean([1.6, 1.6])])
+    h_final = np.mean([np.mean([1.0, 0.6]), np.mean([0.4, 0.2])])
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| smac:2s3z | low | SIT |"))
+    assert f"critic_loss {first:.3g} → {final:.3g}" in line and f"policy_entropy {h_first:.3g} → {h_final:.3g}" in line
+    assert "dper_ess 30 → 30" in line

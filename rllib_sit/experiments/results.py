@@ -365,3 +365,74 @@ def read_trial(trial_dir: str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
 
 def trial_finished(results: Sequence[Dict[str, Any]]) -> bool:
     return bool(results) and (results[-1].get("phases") or {}).get("current") == "done"
+
+
+# ------------------------------------------------------------------------------------------------
+# What a trial's logs say: learner and replay diagnostics per iteration
+# ------------------------------------------------------------------------------------------------
+DIAGNOSTIC_FIELDS = KEY_FIELDS + ["module", "metric", "first", "final", "first_iteration", "final_iteration"]
+# Learner metrics that are settings or bookkeeping, not diagnostics.
+_NOT_DIAGNOSTIC = ("learning_rate", "throughput", "num_", "weights_seq_no", "module_train_batch_size",
+                   "gradients_", "diff_num_grad_updates")
+
+
+def cell_results(trial_dir: str) -> List[Dict[str, Any]]:
+    """Every result of the cell ``trial_dir`` ran, stitched over the trials of interrupted runs that
+    continued one another (the siblings in its experiment folder with the same cell config; a later
+    trial's result of an iteration replaces an earlier one's), in iteration order."""
+    from rllib_sit.experiments.trainable import CELL
+
+    params, _ = read_trial(trial_dir)
+    cell = params.get(CELL) if isinstance(params, dict) else None
+    exp = os.path.dirname(os.path.abspath(trial_dir))
+    runs = []
+    for name in sorted(os.listdir(exp)):
+        sibling = os.path.join(exp, name)
+        p, results = read_trial(sibling)
+        same = sibling == os.path.abspath(trial_dir) or (
+            cell is not None and isinstance(p.get(CELL), dict)
+            and {k: p[CELL].get(k) for k in ("label", "algorithm", "config")}
+            == {k: cell.get(k) for k in ("label", "algorithm", "config")})
+        if same and results:
+            runs.append((results[0].get("timestamp", 0), results))
+    history: Dict[int, Dict[str, Any]] = {}
+    for _, results in sorted(runs, key=lambda r: r[0]):
+        for r in results:
+            history[int(r.get("training_iteration", 0))] = r
+    return [history[i] for i in sorted(history)]
+
+
+def iteration_diagnostics(result: Dict[str, Any]) -> Dict[Tuple[str, str], float]:
+    """``{(module, metric): value}`` of one result: every numeric learner metric of every module
+    (losses, Q means, ``policy_entropy``, weight ESS, ...; not learning rates, gradient norms or
+    counters) and SIT's replay diagnostics per agent type (``dper_ess``, ``dper_prob_max``,
+    ``dper_u_hat_clamped_fraction``)."""
+    out: Dict[Tuple[str, str], float] = {}
+    for module, metrics in (result.get("learners") or {}).items():
+        if module == "__all_modules__" or not isinstance(metrics, dict):
+            continue
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not any(x in k for x in _NOT_DIAGNOSTIC):
+                out[(module, k)] = float(v)
+    for module, stats in ((result.get("algorithm") or {}).get("dper") or {}).items():
+        for k in ("ess", "prob_max", "u_hat_clamped_fraction"):
+            if isinstance(stats, dict) and isinstance(stats.get(k), (int, float)):
+                out[(module, f"dper_{k}")] = float(stats[k])
+    return out
+
+
+def diagnostic_rows(key: Tuple[str, str, str, int], results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """One row per (module, metric) a trial logged: its first and final value (the iterations that
+    logged it, e.g. SIT's agents from Stage III on) — how far the critic's loss, the Q scale or the
+    policy's entropy moved over training."""
+    first: Dict[Tuple[str, str], Tuple[int, float]] = {}
+    final: Dict[Tuple[str, str], Tuple[int, float]] = {}
+    for r in results:
+        it = int(r.get("training_iteration", 0))
+        for mk, v in iteration_diagnostics(r).items():
+            if np.isfinite(v):
+                first.setdefault(mk, (it, v))
+                final[mk] = (it, v)
+    return [dict(zip(KEY_FIELDS, key), module=m, metric=k, first=first[(m, k)][1], final=final[(m, k)][1],
+                 first_iteration=first[(m, k)][0], final_iteration=final[(m, k)][0]) for m, k in sorted(final)]
+
