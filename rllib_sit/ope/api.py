@@ -12,7 +12,7 @@ import os
 from typing import Any, Dict, Optional, Union
 
 from rllib_sit.ope.data import OPEData
-from rllib_sit.ope.fitted_q import FQE, FQEConfig, FQEResult
+from rllib_sit.ope.fitted_q import FQE, FQEConfig, FQEResult, value_range
 
 DatasetArg = Union[str, OPEData]
 
@@ -51,12 +51,17 @@ def resolve_dataset_arg(dataset: Optional[str], checkpoint_config: Optional[Dict
 
 
 def open_data(dataset: DatasetArg, config: FQEConfig) -> OPEData:
+    """The dataset as :class:`OPEData`, checked against ``config`` before any policy or FQE work."""
     if isinstance(dataset, OPEData):
         if dataset.bootstrap_truncated != config.bootstrap_truncated:
             raise ValueError(f"FQEConfig: bootstrap_truncated={config.bootstrap_truncated} but the OPEData was opened "
                              f"with {dataset.bootstrap_truncated}")
-        return dataset
-    return OPEData.open(dataset, bootstrap_truncated=config.bootstrap_truncated)
+        data = dataset
+    else:
+        data = OPEData.open(dataset, bootstrap_truncated=config.bootstrap_truncated)
+    if config.value_bounds == "env":
+        value_range(data, "env", float(config.gamma))  # an env without a return range: one error, now
+    return data
 
 
 def evaluate(checkpoint: str, dataset: DatasetArg, *, explore: bool = False, config: Optional[FQEConfig] = None,

@@ -21,9 +21,13 @@ in N and it represents any Q^π (a monotonic or additive mixture of per-agent ut
 Q^π of a fixed, non-greedy joint policy is in general not monotonic in per-agent terms).
 docs/ope.md gives the reasons and the deviations from the papers.
 
-Value bounds (``value_clip_margin``, on by default): every target y is clipped to the dataset's
-range of discounted returns-to-go widened by the margin times that range's width, and so is the
-estimate's Q(s^0, π(s^0)). Without it, a policy that acts where the data has no support lets the
+Value bounds (``value_clip_margin``, on by default): every target y is clipped to a range of
+returns-to-go widened by the margin times that range's width, and so is the estimate's Q(s^0, π(s^0)).
+``value_bounds`` says which range: ``"data"`` (default) the dataset's own discounted returns-to-go,
+``"env"`` the environment's episode-return range from the dataset specs (the papers' pool tables:
+random to best policy, e.g. [0, 20] on SMAC) with 0 added (a return-to-go is a partial sum), or an
+explicit ``[low, high]``. The data's range caps every policy better than the data at the data's best
+return; the environment's does not. Without it, a policy that acts where the data has no support lets the
 critic's extrapolation feed on itself through the γ = 1 bootstrap (on 2s3z low FQE gave SIT's
 checkpoints 43–364 for simulator returns of 10–13). The fraction of targets clipped over the last
 tenth of the fit is a diagnostic: a large one says the fit leaned on the bound, not on the data.
@@ -47,6 +51,24 @@ from rllib_sit.ope.data import OPEData, episode_subset
 from rllib_sit.ope.policy import PolicyActions
 
 
+def value_range(data: OPEData, source: Any, gamma: float) -> tuple:
+    """The (low, high) range of returns-to-go that ``FQEConfig.value_bounds`` names for ``data``."""
+    if source == "data":
+        g = data.returns_to_go(gamma)
+        return float(g.min()), float(g.max())
+    if source == "env":
+        from rllib_sit.data.composition import load_specs
+
+        env = data.info.env_id
+        spec = load_specs().get(env)
+        rr = spec.return_range() if spec is not None else None
+        if rr is None:
+            raise ValueError(f"FQEConfig: value_bounds='env' needs the environment's return range; {data.path}: "
+                             f"{env!r} has none in the dataset specs (expected 'data' or [low, high] for it)")
+        return min(float(rr[0]), 0.0), max(float(rr[1]), 0.0)
+    return float(source[0]), float(source[1])
+
+
 @dataclass
 class FQEConfig:
     """Settings of one FQE fit. ``validate()`` names the bad setting and value."""
@@ -63,7 +85,8 @@ class FQEConfig:
     bootstrap_truncated: bool = False  # a time-limit end bootstraps (infinite-horizon reading); see data.py
     grad_clip: float = 10.0  # global gradient-norm clip
     huber: bool = False  # Huber instead of squared TD error
-    value_clip_margin: Optional[float] = 0.1  # targets within the data's return-to-go range ± margin·width; None: off
+    value_clip_margin: Optional[float] = 0.1  # targets within the bounds' range ± margin·width; None: off
+    value_bounds: Any = "data"  # "data" | "env" | [low, high]: the range the margin widens (module docstring)
     ci_level: float = 0.95  # confidence level of the bootstrap interval
     ci_resamples: int = 2000  # bootstrap resamples of episodes
     bootstrap_fits: int = 0  # >0: refit FQE on that many episode resamples; the interval then covers fit variance
@@ -94,6 +117,12 @@ class FQEConfig:
         m = self.value_clip_margin
         if m is not None and (not isinstance(m, (int, float)) or isinstance(m, bool) or not float(m) >= 0):
             bad("value_clip_margin", "a number >= 0, or None (no clipping)")
+        vb = self.value_bounds
+        explicit = (isinstance(vb, (list, tuple)) and len(vb) == 2
+                    and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vb)
+                    and float(vb[0]) < float(vb[1]))
+        if vb not in ("data", "env") and not explicit:
+            bad("value_bounds", "'data', 'env' or [low, high] with low < high")
         if not (isinstance(self.ci_level, float) and 0.0 < self.ci_level < 1.0):
             bad("ci_level", "a float in (0, 1)")
         for name in ("use_obs", "bootstrap_truncated", "huber"):
@@ -235,16 +264,15 @@ class FQE:
                              f"[{K}, {T1}, M, {info.n_agents}{'' if info.discrete else ', ' + str(info.act_dim)}]")
         self.torch = torch
         self.action_dim = info.n_actions if info.discrete else info.act_dim
+        self.value_bounds = self._value_bounds()  # before the table: a bad source fails before any work
         self._table = self._build_table()
-        self.value_bounds = self._value_bounds()
 
     def _value_bounds(self) -> Optional[tuple]:
-        """(low, high) of the targets: the data's return-to-go range widened by the margin (module docstring)."""
+        """(low, high) of the targets: ``config.value_bounds``' range widened by the margin (module docstring)."""
         m = self.config.value_clip_margin
         if m is None:
             return None
-        g = self.data.returns_to_go(float(self.config.gamma))
-        lo, hi = float(g.min()), float(g.max())
+        lo, hi = value_range(self.data, self.config.value_bounds, float(self.config.gamma))
         width = hi - lo if hi > lo else max(abs(hi), 1.0)
         return lo - float(m) * width, hi + float(m) * width
 

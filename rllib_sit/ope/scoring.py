@@ -67,6 +67,8 @@ def settings_hash(config: FQEConfig) -> str:
     from dataclasses import asdict
 
     d = {k: v for k, v in asdict(config).items() if k not in ("num_threads", "max_table_bytes", "log_every")}
+    if d.get("value_bounds") == "data":  # added after rows were scored; its default is what they ran with
+        del d["value_bounds"]
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -112,6 +112,49 @@ def test_value_clip_bounds_the_targets_and_the_estimate():
     assert (init > 900).all() and (fqe.clip_values(init) == pytest.approx(hi))
 
 
+def _on_env(data, env_id):
+    import dataclasses
+
+    return dataclasses.replace(data, info=dataclasses.replace(data.info, env_id=env_id))
+
+
+@pytest.mark.parametrize("env_id,source,want", [
+    # SMAC: the pool tables' [0, 20], widened by 10 % of 20
+    ("smac:2s3z", "env", (-2.0, 22.0)),
+    # CN_3ls3l: [-174.41, -37.32] with 0 added (a return-to-go is a partial sum), widened by 17.441
+    ("mpe:cn_3ls3l", "env", (-174.41 - 17.441, 17.441)),
+    ("smac:2s3z", [-1.0, 3.0], (-1.4, 3.4))])
+def test_value_bounds_from_the_environment_or_given(env_id, source, want):
+    """value_bounds="env" reads the environment's episode-return range from the dataset specs (not the
+    data's returns-to-go, which cap every policy better than the data); [low, high] is taken as given;
+    the extrapolating critic's bootstrapped targets sit on the new upper bound."""
+    data, _, _ = _chain(40)
+    data = _on_env(data, env_id)
+    pa = constant_policy_actions([np.array([0.5, 0.5])] * 2, data.num_episodes, H, num_samples=1, seed=1)
+    fqe = FQE(data, pa, FQEConfig(hidden=8, embed=4, value_bounds=source))
+    assert fqe.value_bounds == pytest.approx(want)
+    data_bounds = FQE(data, pa, FQEConfig(hidden=8, embed=4)).value_bounds
+    assert data_bounds != pytest.approx(want)  # the switch changes the bounds
+    torch.manual_seed(0)
+    critic = fqe.new_critic()
+    with torch.no_grad():
+        critic.head[-1].bias.fill_(1000.0)
+    y = fqe.td_targets(critic, np.arange(data.num_transitions)).double().numpy()
+    np.testing.assert_allclose(y[data.bootstrap > 0], want[1], rtol=1e-6)
+
+
+def test_value_bounds_env_without_a_return_range_is_one_error_before_any_work():
+    from rllib_sit.ope.api import open_data
+
+    data, _, _ = _chain(10)
+    with pytest.raises(ValueError, match=(r"^FQEConfig: value_bounds='env' needs the environment's return range; "
+                                          rf"<memory>: '{data.info.env_id}' has none in the dataset specs")):
+        open_data(data, FQEConfig(value_bounds="env"))
+    assert open_data(_on_env(data, "mpe:dg"), FQEConfig()) is not None  # "data" needs no env range
+    with pytest.raises(ValueError, match="'mpe:dg' has none"):
+        open_data(_on_env(data, "mpe:dg"), FQEConfig(value_bounds="env"))
+
+
 def test_episode_subset_repeats_episodes():
     data, _, _ = _chain(5)
     rows = episode_subset(data, [1, 1, 3])
@@ -204,7 +247,9 @@ def test_pdwis_recovers_the_chain_value():
 @pytest.mark.parametrize("key,value,match", [("gamma", 0.0, "gamma=0.0"), ("updates", 0, "updates=0"),
                                              ("lr", -1.0, "lr=-1.0"), ("ci_level", 1.5, "ci_level=1.5"),
                                              ("use_obs", "yes", "use_obs='yes'"),
-                                             ("value_clip_margin", -0.1, "value_clip_margin=-0.1")])
+                                             ("value_clip_margin", -0.1, "value_clip_margin=-0.1"),
+                                             ("value_bounds", "envv", "value_bounds='envv'"),
+                                             ("value_bounds", [3.0, 1.0], r"value_bounds=\[3.0, 1.0\]")])
 def test_config_validation_names_the_setting(key, value, match):
     with pytest.raises(ValueError, match=f"FQEConfig: {match} is invalid"):
         FQEConfig(**{key: value}).validate()
