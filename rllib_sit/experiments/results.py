@@ -370,7 +370,6 @@ def trial_finished(results: Sequence[Dict[str, Any]]) -> bool:
 # ------------------------------------------------------------------------------------------------
 # What a trial's logs say: learner and replay diagnostics per iteration
 # ------------------------------------------------------------------------------------------------
-DIAGNOSTIC_FIELDS = KEY_FIELDS + ["module", "metric", "first", "final", "first_iteration", "final_iteration"]
 # Learner metrics that are settings or bookkeeping, not diagnostics.
 _NOT_DIAGNOSTIC = ("learning_rate", "throughput", "num_", "weights_seq_no", "module_train_batch_size",
                    "gradients_", "diff_num_grad_updates")
