@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-update-interval", type=int, help="updates between target copies (default 50)")
     parser.add_argument("--bootstrap-fits", type=int, help="refit on N episode resamples for the interval (default 0: "
                                                            "resample the initial states of one fit)")
+    parser.add_argument("--conservative-weight", type=float, metavar="ALPHA",
+                        help="conservative FQE: CQL's policy-evaluation penalty of weight ALPHA (default 0: off)")
     parser.add_argument("--seed", type=int, help="seed of the fit (default 0)")
     parser.add_argument("--config", metavar="JSON", help="more FQEConfig fields as JSON, e.g. '{\"hidden\": 256}'")
 
@@ -59,7 +61,7 @@ def _fqe_config(args):
         d.update(json_object_arg("--config", args.config, "a JSON object of FQEConfig fields"))
     for flag, name in (("updates", "updates"), ("gamma", "gamma"), ("lr", "lr"), ("batch_size", "batch_size"),
                        ("target_update_interval", "target_update_interval"), ("bootstrap_fits", "bootstrap_fits"),
-                       ("seed", "seed")):
+                       ("conservative_weight", "conservative_weight"), ("seed", "seed")):
         v = getattr(args, flag)
         if v is not None:
             d[name] = v
@@ -157,7 +159,10 @@ def _one(args, config) -> int:
           f"{d['q_data_std']:.3f}; {d['fit_seconds']:.1f} s")
     if d.get("value_bounds"):
         lo, hi = d["value_bounds"]
-        print(f"value bounds [{lo:.4g}, {hi:.4g}] (the data's return-to-go range ± margin): "
+        vb = f["config"].get("value_bounds", "data")
+        source = ({"data": "the data's return-to-go range", "env": "the environment's return range"}[vb]
+                  if isinstance(vb, str) else f"the given range {list(vb)}")
+        print(f"value bounds [{lo:.4g}, {hi:.4g}] ({source} ± margin): "
               f"{100 * d['clipped_fraction_last']:.2f}% of the last tenth's targets clipped, "
               f"{100 * d['initial_values_clipped']:.1f}% of the initial values"
               + ("  <- the fit leans on the bound, not on the data" if d["clipped_fraction_last"] > 0.01 else ""))

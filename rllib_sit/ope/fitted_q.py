@@ -32,6 +32,17 @@ critic's extrapolation feed on itself through the γ = 1 bootstrap (on 2s3z low 
 checkpoints 43–364 for simulator returns of 10–13). The fraction of targets clipped over the last
 tenth of the fit is a diagnostic: a large one says the fit leaned on the bound, not on the data.
 
+Conservative FQE (``conservative_weight`` α > 0, off by default): the policy-evaluation form of CQL
+(Kumar et al., NeurIPS 2020, Eq. 2, with μ = the evaluated policy π) adds to FQE-1's loss
+
+    α · ( E_{s ~ D, a' ~ π(s)} [Q(s, a')] − E_{(s, a) ~ D} [Q(s, a)] )                                 (FQE-3)
+
+which pushes Q down at the policy's actions and up at the data's. Its fixed point (tabular, with the
+squared TD error as written here, i.e. without CQL's ½) is Q̂ = B^π Q̂ − (α/2)(π/π_β − 1) pointwise, so
+V̂ = E_π[Q̂] lies below V^π by (α/2) times the chi-square-like distance of π from the data's behaviour π_β
+(CQL's Theorem 3.2 bound): a policy that acts where the data is thin is read lower, one that acts as
+the data does is read without bias. The estimate is then a pessimistic one, meant for ranking.
+
 ``b`` (bootstrap flag) and γ: the simulator's return is the undiscounted sum of an episode's team
 rewards, so the default is γ = 1 over a finite horizon (the last step of every episode, terminated
 or cut by the limit, has y = r; the time feature t/T makes the horizon visible to the critic).
@@ -87,6 +98,7 @@ class FQEConfig:
     huber: bool = False  # Huber instead of squared TD error
     value_clip_margin: Optional[float] = 0.1  # targets within the bounds' range ± margin·width; None: off
     value_bounds: Any = "data"  # "data" | "env" | [low, high]: the range the margin widens (module docstring)
+    conservative_weight: float = 0.0  # α of FQE-3 (CQL's policy-evaluation penalty); 0: the papers' FQE
     ci_level: float = 0.95  # confidence level of the bootstrap interval
     ci_resamples: int = 2000  # bootstrap resamples of episodes
     bootstrap_fits: int = 0  # >0: refit FQE on that many episode resamples; the interval then covers fit variance
@@ -114,6 +126,9 @@ class FQEConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not float(v) > 0:
                 bad(name, "a number > 0")
+        v = self.conservative_weight
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not (math.isfinite(v) and float(v) >= 0):
+            bad("conservative_weight", "a finite number >= 0 (0: no penalty)")
         m = self.value_clip_margin
         if m is not None and (not isinstance(m, (int, float)) or isinstance(m, bool) or not float(m) >= 0):
             bad("value_clip_margin", "a number >= 0, or None (no clipping)")
@@ -350,6 +365,35 @@ class FQE:
         return q.reshape(B, M).mean(1).double().numpy()
 
     # -- fitting ----------------------------------------------------------------------------------
+    def _q_at(self, critic, s, o, tm, actions):
+        """Q(s, a) [B] averaged over the M joint actions ``actions [B, M, N(, A)]`` (with gradients)."""
+        B, M = actions.shape[:2]
+        rep = lambda x: x.unsqueeze(1).expand(B, M, *x.shape[1:]).reshape(B * M, *x.shape[1:])  # noqa: E731
+        af = self.action_features(actions.reshape(B * M, *actions.shape[2:]))
+        return critic(rep(s), rep(o), rep(tm), af).reshape(B, M).mean(1)
+
+    def batch_loss(self, critic, target, rows: np.ndarray, loss_fn=None):
+        """The loss of one mini-batch of transitions ``rows``: FQE-1's TD error against the target critic
+        and, with ``conservative_weight`` α > 0, the policy-evaluation penalty of CQL (FQE-3)::
+
+            L = E_D[(Q(s, a) − y)^2] + α · ( E_{s ~ D, a' ~ π(s)}[Q(s, a')] − E_{(s, a) ~ D}[Q(s, a)] )
+
+        Returns ``(loss, y, y_raw)``: the clipped and unclipped targets besides the loss."""
+        torch, d = self.torch, self.data
+        if loss_fn is None:
+            loss_fn = torch.nn.functional.smooth_l1_loss if self.config.huber else torch.nn.functional.mse_loss
+        y_raw = self.td_targets(target, rows, clip=False)
+        y = self.clip_values(y_raw)
+        k, t = d.k[rows], d.t[rows]
+        s, o, tm = self.inputs(k, t)
+        q = critic(s, o, tm, self.action_features(d.dataset_actions(k, t)))
+        loss = loss_fn(q, y.float())
+        alpha = float(self.config.conservative_weight)
+        if alpha > 0:
+            q_pi = self._q_at(critic, s, o, tm, self.pa.actions[k, t])
+            loss = loss + alpha * (q_pi.mean() - q.mean())
+        return loss, y, y_raw
+
     def new_critic(self):
         info = self.data.info
         return _make_critic(info.state_dim, info.obs_dim, info.n_agents, self.action_dim, self.config.hidden,
@@ -378,14 +422,9 @@ class FQE:
             tail_from, n_clipped = cfg.updates - max(1, cfg.updates // 10), 0
             for u in range(1, cfg.updates + 1):
                 rows = rows_all[rng.integers(0, len(rows_all), cfg.batch_size)]
-                y_raw = self.td_targets(target, rows, clip=False)
-                y = self.clip_values(y_raw)
+                loss, y, y_raw = self.batch_loss(critic, target, rows, loss_fn)
                 if u > tail_from:
                     n_clipped += int((y != y_raw).sum())
-                k, t = d.k[rows], d.t[rows]
-                s, o, tm = self.inputs(k, t)
-                q = critic(s, o, tm, self.action_features(d.dataset_actions(k, t)))
-                loss = loss_fn(q, y.float())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(critic.parameters(), float(cfg.grad_clip))

@@ -67,8 +67,10 @@ def settings_hash(config: FQEConfig) -> str:
     from dataclasses import asdict
 
     d = {k: v for k, v in asdict(config).items() if k not in ("num_threads", "max_table_bytes", "log_every")}
-    if d.get("value_bounds") == "data":  # added after rows were scored; its default is what they ran with
-        del d["value_bounds"]
+    # settings added after rows were scored: at their defaults they are what those rows ran with
+    for name, default in (("value_bounds", "data"), ("conservative_weight", 0.0)):
+        if name in d and d[name] == default:
+            del d[name]
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -66,6 +66,36 @@ def test_td_target_recomputed_in_numpy():
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_conservative_loss_recomputed_in_numpy():
+    """FQE-3: mean (Q(s, a_D) − y)² + α (mean_b mean_m Q(s, π_m(s)) − mean_b Q(s, a_D)), every Q from the
+    critic's weights in NumPy, y from the target critic's (a different network) at t+1."""
+    data, cols, _ = _chain(20)
+    pa = constant_policy_actions([np.array([0.3, 0.7]), np.array([0.6, 0.4])], data.num_episodes, H,
+                                 num_samples=3, seed=1)
+    fqe = FQE(data, pa, FQEConfig(gamma=0.9, hidden=8, embed=4, value_clip_margin=None, conservative_weight=0.7))
+    torch.manual_seed(3)
+    critic, target = fqe.new_critic(), fqe.new_critic()
+    with torch.no_grad():  # make the fresh critic's Q depend on the actions visibly
+        critic.agent_enc[0].weight.mul_(20.0)
+    rows = np.arange(24)
+    loss, y, _ = fqe.batch_loss(critic, target, rows)
+
+    k, t = data.k[rows], data.t[rows]
+    feats = lambda tt: ((cols[S.STATE][k, tt] - data.state_mean) / data.state_std,  # noqa: E731
+                        (cols[S.OBS][k, tt] - data.obs_mean) / data.obs_std, (tt / H)[:, None])
+    q_next = np.stack([numpy_critic(target, *feats(t + 1), np.eye(2)[pa.actions[k, t + 1, m]]) for m in range(3)], 1)
+    np.testing.assert_allclose(y.double().numpy(), cols[S.REWARD][k, t] + 0.9 * data.bootstrap[rows] * q_next.mean(1),
+                               rtol=1e-5, atol=1e-5)
+    q_data = numpy_critic(critic, *feats(t), np.eye(2)[cols[S.ACTIONS][k, t]])
+    q_pi = np.stack([numpy_critic(critic, *feats(t), np.eye(2)[pa.actions[k, t, m]]) for m in range(3)], 1).mean(1)
+    want = np.mean((q_data - y.double().numpy()) ** 2) + 0.7 * (q_pi.mean() - q_data.mean())
+    assert abs(q_pi.mean() - q_data.mean()) > 0.005  # the penalty term is not negligible here
+    assert loss.item() == pytest.approx(want, rel=1e-5, abs=1e-6)
+    plain, _, _ = FQE(data, pa, FQEConfig(gamma=0.9, hidden=8, embed=4, value_clip_margin=None)).batch_loss(
+        critic, target, rows)
+    assert plain.item() == pytest.approx(np.mean((q_data - y.double().numpy()) ** 2), rel=1e-5)
+
+
 def _numpy_returns_to_go(cols, gamma):
     """G_t = r_t + γ G_{t+1} within each episode's real steps, by explicit loops (finite horizon)."""
     out = {}
@@ -201,6 +231,33 @@ def test_fqe_recovers_the_matrix_game_value():
     assert res.estimate == pytest.approx(6.0, abs=0.25)
 
 
+def test_conservative_fqe_reaches_cqls_fixed_point_on_the_matrix_game():
+    """One step, so y = r and FQE-3's fixed point is Q̂(a) = r(a) − (α/2)(μ(a)/π̂_β(a) − 1) for every joint
+    a (π̂_β: the data's joint frequencies): at α = 0.4 a greedy policy on the rare best action (payoff 6,
+    π_β = 0.2·0.4) is read 6 − 0.2·11.5 ≈ 3.7, below the well-supported payoff-5 action (π_β = 0.8·0.6),
+    read 5 − 0.2·1.08 ≈ 4.78; without the penalty FQE reads the payoff itself. The behaviour policy
+    itself is read without bias."""
+    from rllib_sit.envs.games import BEHAVIOUR_PROBS, expected_return
+
+    cols, info = matrix_columns(2000)
+    data = OPEData.from_columns(cols, info)
+    a = cols[S.ACTIONS][:, 0]
+    fit = dict(updates=600, batch_size=256, lr=3e-3, hidden=32, embed=8, ci_resamples=200, value_clip_margin=None)
+    alpha, reads = 0.4, []
+    for probs, payoff in (((0.0, 1.0), (1.0, 0.0)), 6.0), (((1.0, 0.0), (0.0, 1.0)), 5.0):
+        greedy = constant_policy_actions([np.array(p) for p in probs], data.num_episodes, 1, explore=False)
+        j = greedy.actions[0, 0, 0]
+        p_beta = np.mean((a[:, 0] == j[0]) & (a[:, 1] == j[1]))
+        reads.append(FQE(data, greedy, FQEConfig(conservative_weight=alpha, **fit)).fit().estimate)
+        assert reads[-1] == pytest.approx(payoff - alpha / 2 * (1 / p_beta - 1), abs=0.25), (reads[-1], p_beta)
+        if payoff == 6.0:
+            assert FQE(data, greedy, FQEConfig(**fit)).fit().estimate == pytest.approx(payoff, abs=0.25)
+    assert reads[0] < reads[1] - 0.5  # the order of the two policies flips under the penalty
+    behaviour = constant_policy_actions(list(BEHAVIOUR_PROBS), data.num_episodes, 1, num_samples=16, seed=0)
+    got = FQE(data, behaviour, FQEConfig(conservative_weight=alpha, **fit)).fit().estimate
+    assert got == pytest.approx(expected_return(*BEHAVIOUR_PROBS), abs=0.25)
+
+
 def test_fqe_recovers_a_continuous_value():
     """Box actions: the critic's action input is continuous; 5 steps of r = −Σ|a_i − target_i|₁.
     (Away from the kink at the targets: there a ReLU critic smooths the max and FQE reads ~2 low.)"""
@@ -249,7 +306,9 @@ def test_pdwis_recovers_the_chain_value():
                                              ("use_obs", "yes", "use_obs='yes'"),
                                              ("value_clip_margin", -0.1, "value_clip_margin=-0.1"),
                                              ("value_bounds", "envv", "value_bounds='envv'"),
-                                             ("value_bounds", [3.0, 1.0], r"value_bounds=\[3.0, 1.0\]")])
+                                             ("value_bounds", [3.0, 1.0], r"value_bounds=\[3.0, 1.0\]"),
+                                             ("conservative_weight", -1.0, "conservative_weight=-1.0"),
+                                             ("conservative_weight", float("nan"), "conservative_weight=nan")])
 def test_config_validation_names_the_setting(key, value, match):
     with pytest.raises(ValueError, match=f"FQEConfig: {match} is invalid"):
         FQEConfig(**{key: value}).validate()
