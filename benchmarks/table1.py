@@ -5,7 +5,7 @@ greedy and sampled returns (final and best point), and the command that made the
     # resumable, interrupt it any time and run the same command again (finished cells are skipped,
     # a cut trial resumes from its last iteration's checkpoint)
     python benchmarks/table1.py --run paper --out results/table1_paper --csv docs/results/table1_paper.csv \
-        --diagnostics docs/results/table1_paper_diagnostics.csv
+        --diagnostics docs/results/table1_paper_diagnostics.csv --figures docs/figures/paper
     # the quick Table 1 of data version 2, from the folders its runs wrote
     python benchmarks/table1.py --results results/quick_v2 results/quick_v2_cn_hc --csv docs/results/table1_quick_v2.csv
 
@@ -40,9 +40,9 @@ PAPER_ALGOS = ["MABC", "QMIX", "MABCQ", "MACQL", "ICQ[critic_beta=1000]", "OMAC[
 CSV_FIELDS = ["map", "quality", "algorithm", "settings", "seed", "policy_updates", "evaluations",
               "final_return", "final_return_sampled", "best_return", "best_policy_updates", "best_return_sampled",
               "win_rate", "win_rate_sampled", "behaviour_return", "wall_time_s", "finished_at"]
-# Table 1's column order (the runner's labels; variants follow their base algorithm).
 DIAGNOSTIC_CSV_FIELDS = ["map", "quality", "algorithm", "seed", "module", "metric", "first", "final",
                          "first_iteration", "final_iteration"]
+# Table 1's column order (the runner's labels; variants follow their base algorithm).
 ORDER = ["MABC", "QMIX", "FACMAC", "MABCQ", "MACQL", "ICQ", "OMAC", "SIT"]
 
 
@@ -129,15 +129,6 @@ def markdown(rows: List[Dict[str, str]]) -> str:
     return "\n\n".join(out)
 
 
-# "What the logs say" (issue 23): the metric each column shows, the first one an algorithm logged.
-DIAGNOSTIC_COLUMNS = [("loss", ("critic_loss", "td_loss", "q_loss", "bc_loss")),
-                      ("Q scale", ("q_tot_mean", "q_taken_mean")),
-                      ("policy entropy", ("policy_entropy",)),
-                      ("weight ESS", ("critic_weight_ess", "dper_ess")),
-                      ("data fit", ("greedy_accuracy", "behaviour_accuracy", "logp_mean")),
-                      ("other", ("cql_penalty", "filter_kept", "dper_u_hat_clamped_fraction"))]
-
-
 def diagnostics(rows: List[Dict[str, str]]) -> List[Dict[str, object]]:
     """The learner diagnostics of every finished trial (first and final value per module and metric),
     read from its Tune folder(s) (results.csv's ``trial``; resumed runs stitched)."""
@@ -158,23 +149,51 @@ def diagnostics_markdown(diag: List[Dict[str, object]]) -> str:
     for d in diag:
         cell = by.setdefault((d["map"], d["quality"], d["algorithm"]), {})
         cell.setdefault(d["metric"], {}).setdefault(int(d["seed"]), []).append((float(d["first"]), float(d["final"])))
-    head = ["map", "quality", "algorithm", *[c for c, _ in DIAGNOSTIC_COLUMNS]]
+    from rllib_sit.experiments import results as R
+
+    head = ["map", "quality", "algorithm", *[c for c, _, _ in R.DIAGNOSTIC_COLUMNS]]
     lines = ["**What the logs say** (first → final logged value; mean over the modules that log it, then over "
              "the seeds)", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, q, a in sorted(by, key=lambda k: (k[0], k[1], _order(k[2]))):
         metrics, cells = by[(m, q, a)], [m, q, a]
-        for _, names in DIAGNOSTIC_COLUMNS:
+        for _, names, every in R.DIAGNOSTIC_COLUMNS:
             parts = []
             for name in names:
                 if name in metrics:
                     per_seed = [np.mean(v, axis=0) for v in metrics[name].values()]
                     first, final = np.mean(per_seed, axis=0)
                     parts.append(f"{name} {_num(first)} → {_num(final)}")
-                    if names[0] != "cql_penalty":  # one metric per column, except "other"
+                    if not every:
                         break
             cells.append("; ".join(parts) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def diagnostic_figures(rows: List[Dict[str, str]], folders: Sequence[str], out_dir: str) -> List[str]:
+    """Per dataset: the greedy learning curve beside what the logs say over training (loss, Q scale,
+    policy entropy, weight ESS, data fit), from the folders' curves.csv and each trial's Tune folder(s)."""
+    from rllib_sit.experiments import figures as F
+    from rllib_sit.experiments import results as R
+
+    key = lambda r: (r["algorithm"], r["map"], r["quality"], str(r["seed"]))  # noqa: E731
+    keys = {key(r) for r in rows}
+    curves: Dict[tuple, List[Dict]] = {}
+    for folder in folders:  # a later folder's curve of a cell replaces an earlier one's, as its row does
+        path = os.path.join(folder, R.CURVES_CSV)
+        mine: Dict[tuple, List[Dict]] = {}
+        for c in (R.read_csv(path) if os.path.exists(path) else []):
+            if key(c) in keys:
+                mine.setdefault(key(c), []).append(c)
+        curves.update(mine)
+    series = []
+    for r in rows:
+        if r.get("trial") and os.path.isdir(r["trial"]):
+            series += [dict(d, algorithm=r["algorithm"], map=r["map"], quality=r["quality"], seed=int(r["seed"]))
+                       for d in R.diagnostic_series(R.cell_results(r["trial"]))]
+    flat = [c for cs in curves.values() for c in cs]
+    return [F.plot_diagnostics(series, flat, os.path.join(out_dir, f"diagnostics_{m.split(':')[-1]}_{q}.png"), m, q)
+            for m, q in dict.fromkeys((r["map"], r["quality"]) for r in rows)]
 
 
 def _num(x: float) -> str:
@@ -200,6 +219,9 @@ def main(argv=None) -> int:
                    help="also read each finished trial's learner logs (losses, Q scale, policy entropy, ESS) from "
                         "its Tune folder: write them here (first and final value per module and metric) and add "
                         "the \"What the logs say\" table")
+    p.add_argument("--figures", metavar="DIR",
+                   help="draw DIR/diagnostics_MAP_QUALITY.png per dataset: the greedy learning curve beside the "
+                        "logs' loss, Q scale, policy entropy, weight ESS and data fit over training")
     p.add_argument("--algos", nargs="+", default=PAPER_ALGOS)
     p.add_argument("--qualities", nargs="+", default=["low", "medium"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -224,6 +246,9 @@ def main(argv=None) -> int:
         diag = diagnostics(rows)
         _write(diag, args.diagnostics, DIAGNOSTIC_CSV_FIELDS)
         parts.append(diagnostics_markdown(diag))
+    if args.figures:
+        for path in diagnostic_figures(rows, args.results or [args.out], args.figures):
+            print(f"wrote {path}", file=sys.stderr)
     print("\n".join(["", "Command: python benchmarks/table1.py " + shlex.join(argv or sys.argv[1:]), "",
                      "\n\n".join(parts), ""]))
     return 0

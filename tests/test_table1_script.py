@@ -120,3 +120,42 @@ def test_table1_diagnostics_stitch_resumed_trials_and_summarise_first_and_final(
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("| smac:2s3z | low | SIT |"))
     assert f"critic_loss {first:.3g} → {final:.3g}" in line and f"policy_entropy {h_first:.3g} → {h_final:.3g}" in line
     assert "dper_ess 30 → 30" in line
+
+
+def test_diagnostic_series_follow_training_and_table1_draws_them(tmp_path):
+    """``results.diagnostic_series``: per iteration with a policy-update count, each column's metric
+    (the first of its names the trial logged: critic_loss before td_loss) as the mean over modules;
+    ``--figures`` draws one PNG per dataset of the fixed 3 × 2 panel size."""
+    from rllib_sit.experiments import figures as F
+    from rllib_sit.experiments import results as R
+
+    lines = [_result(1, 10, (4.0, 2.0), (1.5, 1.1), ess=30.0), _result(2, 20, (3.0, 1.0), (1.4, 1.0), ess=40.0),
+             _result(3, 30, (2.0, 1.0), (1.2, 0.9))]
+    lines[0]["learners"]["stalker"]["td_loss"] = 99.0  # a later name of the loss column: not chosen
+    for r, x in zip(lines[1:], (500, 1000)):  # iteration 1 has no policy-update count: left out
+        r["benchmark"] = {"policy_updates": x, "evaluated": True}
+    got = {(d["column"], d["policy_updates"]): (d["metric"], d["value"]) for d in R.diagnostic_series(lines)}
+    assert got == {("loss", 500): ("critic_loss", np.mean([3.0, 1.0])), ("loss", 1000): ("critic_loss", 1.5),
+                   ("policy entropy", 500): ("policy_entropy", np.mean([1.4, 1.0])),
+                   ("policy entropy", 1000): ("policy_entropy", np.mean([1.2, 0.9])),
+                   ("weight ESS", 500): ("dper_ess", 40.0)}
+
+    exp = tmp_path / "tune" / "plan"
+    cell = {"label": "SIT", "algorithm": "SIT", "config": {"env": "smac:2s3z", "seed": 0, "input": "/d"}}
+    trial = _trial(exp, "SIT_s0_a_00000", cell, lines)
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    with open(folder / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, RUNNER_FIELDS + ["trial"])
+        w.writeheader()
+        w.writerow(dict(_row("SIT", 0, 19.4, 6.9, 19.4), trial=trial))
+    with open(folder / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, R.CURVE_FIELDS)
+        w.writeheader()
+        w.writerows([{"algorithm": "SIT", "map": "smac:2s3z", "quality": "low", "seed": 0, "iteration": i,
+                      "policy_updates": x, "return_mean": v} for i, x, v in ((2, 500, 12.0), (3, 1000, 15.0))])
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--results", str(folder),
+                           "--figures", str(tmp_path / "figs")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    png = tmp_path / "figs" / "diagnostics_2s3z_low.png"
+    assert F.png_size(str(png)) == F.expected_png_size(3, True, rows=2)

@@ -16,6 +16,9 @@ plot_dper_priorities       histograms of the rescaled DPER priorities  Figure 3b
 plot_ablations             final return of SIT and its ablations       Figure 4a/b
 plot_balanced              final return on the balanced datasets       Figure 4c
 plot_sensitivity           final return vs α, one line per (β, η)      Figure 8
+plot_diagnostics           what the logs say over training: greedy     (issue 23; none)
+                           return, loss, Q scale, policy entropy,
+                           weight ESS, data fit; one line per algorithm
 =========================  ==========================================  ====================
 
 :func:`write_figures` draws every figure the data of an output folder supports.
@@ -69,13 +72,13 @@ def algorithm_order(labels: Sequence[str]) -> List[str]:
     return [a for a in P.TABLE1_ALGORITHMS if a in seen] + [a for a in seen if a not in P.TABLE1_ALGORITHMS]
 
 
-def figure_size(panels: int = 1, legend: bool = True) -> Tuple[float, float]:
-    """Figure size in inches: ``panels`` side by side, plus a legend strip below."""
-    return (PANEL_W * max(1, panels), PANEL_H + (LEGEND_H if legend else 0.0))
+def figure_size(panels: int = 1, legend: bool = True, rows: int = 1) -> Tuple[float, float]:
+    """Figure size in inches: ``panels`` side by side (per row, ``rows`` rows), plus a legend strip below."""
+    return (PANEL_W * max(1, panels), PANEL_H * max(1, rows) + (LEGEND_H if legend else 0.0))
 
 
-def expected_png_size(panels: int = 1, legend: bool = True) -> Tuple[int, int]:
-    w, h = figure_size(panels, legend)
+def expected_png_size(panels: int = 1, legend: bool = True, rows: int = 1) -> Tuple[int, int]:
+    w, h = figure_size(panels, legend, rows)
     return int(round(w * DPI)), int(round(h * DPI))
 
 
@@ -115,11 +118,12 @@ def _short(map_id: str) -> str:
 # Figures 9-14: training curves
 # ------------------------------------------------------------------------------------------------
 
-def aggregate_curve(rows: Sequence[Dict[str, Any]]) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x, mean, std, n) over seeds at each policy-update count of ``rows`` (one algorithm)."""
+def aggregate_curve(rows: Sequence[Dict[str, Any]], key: str = "return_mean"
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x, mean, std, n) over seeds of ``key`` at each policy-update count of ``rows`` (one algorithm)."""
     by: Dict[int, List[float]] = {}
     for r in rows:
-        by.setdefault(int(r["policy_updates"]), []).append(float(r["return_mean"]))
+        by.setdefault(int(r["policy_updates"]), []).append(float(r[key]))
     xs = np.array(sorted(by))
     vals = [np.asarray(by[x]) for x in xs]
     return (xs, np.array([v.mean() for v in vals]), np.array([v.std() for v in vals]),
@@ -155,6 +159,59 @@ def plot_training_curves(curves: Sequence[Dict[str, Any]], out_png: str, map_id:
         ax.set_ylabel("evaluation return", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
+    _legend_below(fig, list(handles.values()), list(handles))
+    _layout(fig, True)
+    return _save(fig, out_png)
+
+
+# ------------------------------------------------------------------------------------------------
+# What the logs say over training (issue 23)
+# ------------------------------------------------------------------------------------------------
+
+DIAGNOSTIC_PANELS = [("greedy return", False), ("loss", True), ("Q scale", False), ("policy entropy", False),
+                     ("weight ESS", True), ("data fit", False)]  # (column, log y)
+
+
+def plot_diagnostics(series: Sequence[Dict[str, Any]], curves: Sequence[Dict[str, Any]], out_png: str,
+                     map_id: str, quality: str) -> str:
+    """One dataset's learning curve beside what the logs say (``results.diagnostic_series`` rows with
+    ``algorithm`` and ``seed`` added): a panel per column, one line per algorithm, the mean over seeds at
+    each policy-update count (band: std). The metric behind a column can differ between algorithms
+    (e.g. ``critic_loss`` / ``td_loss`` / ``bc_loss``); the panel's title lists the ones shown."""
+    plt = _plt()
+    series = [r for r in series if r["map"] == map_id and r["quality"] == quality]
+    curve_rows = [dict(r, column="greedy return", metric="return_mean", value=r["return_mean"]) for r in curves
+                  if r["map"] == map_id and r["quality"] == quality]
+    rows = curve_rows + list(series)
+    if not rows:
+        raise ValueError(f"plot_diagnostics: no rows for {map_id} {quality}")
+    labels = algorithm_order([r["algorithm"] for r in rows])
+    colors = colors_for(labels)
+    ncol = 3
+    nrow = -(-len(DIAGNOSTIC_PANELS) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=figure_size(ncol, True, nrow), squeeze=False)
+    handles: Dict[str, Any] = {}
+    for ax, (column, log_y) in zip(axes.flat, DIAGNOSTIC_PANELS):
+        sub = [r for r in rows if r["column"] == column]
+        for lab in labels:
+            mine = [r for r in sub if r["algorithm"] == lab]
+            if not mine:
+                continue
+            x, m, s, _ = aggregate_curve(mine, "value")
+            (line,) = ax.plot(x, m, marker="o" if len(x) <= 12 else None, ms=3, lw=1.4, color=colors[lab])
+            ax.fill_between(x, m - s, m + s, color=colors[lab], alpha=0.15, lw=0)
+            handles.setdefault(lab, line)
+        metrics = list(dict.fromkeys(r["metric"] for r in sub))
+        if log_y and sub and min(float(r["value"]) for r in sub) > 0:
+            ax.set_yscale("log")
+        ax.set_title(column + (f" ({', '.join(metrics)})" if metrics and column != "greedy return" else ""),
+                     fontsize=9)
+        ax.set_xlabel("policy updates", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if not sub:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, fontsize=9)
+    fig.suptitle(f"{_short(map_id)} {quality}: what the logs say", fontsize=10)
     _legend_below(fig, list(handles.values()), list(handles))
     _layout(fig, True)
     return _save(fig, out_png)

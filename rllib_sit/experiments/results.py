@@ -373,6 +373,14 @@ def trial_finished(results: Sequence[Dict[str, Any]]) -> bool:
 # Learner metrics that are settings or bookkeeping, not diagnostics.
 _NOT_DIAGNOSTIC = ("learning_rate", "throughput", "num_", "weights_seq_no", "module_train_batch_size",
                    "gradients_", "diff_num_grad_updates")
+# What each "what the logs say" column shows (benchmarks/table1.py's Markdown, the diagnostics figure):
+# (column, metric names, every). The first of the names a trial logged, or all of them where ``every``.
+DIAGNOSTIC_COLUMNS = [("loss", ("critic_loss", "td_loss", "q_loss", "bc_loss"), False),
+                      ("Q scale", ("q_tot_mean", "q_taken_mean"), False),
+                      ("policy entropy", ("policy_entropy",), False),
+                      ("weight ESS", ("critic_weight_ess", "dper_ess"), False),
+                      ("data fit", ("greedy_accuracy", "behaviour_accuracy", "logp_mean"), False),
+                      ("other", ("cql_penalty", "filter_kept", "dper_u_hat_clamped_fraction"), True)]
 
 
 def cell_results(trial_dir: str) -> List[Dict[str, Any]]:
@@ -434,4 +442,25 @@ def diagnostic_rows(key: Tuple[str, str, str, int], results: Sequence[Dict[str, 
                 final[mk] = (it, v)
     return [dict(zip(KEY_FIELDS, key), module=m, metric=k, first=first[(m, k)][1], final=final[(m, k)][1],
                  first_iteration=first[(m, k)][0], final_iteration=final[(m, k)][0]) for m, k in sorted(final)]
+
+
+def diagnostic_series(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The one-metric columns of :data:`DIAGNOSTIC_COLUMNS` over training: one row per column and
+    iteration that logged its metric (the first of the column's names this trial logged anywhere),
+    ``{column, metric, policy_updates, value}`` with the value's mean over the modules that logged it.
+    Iterations without a policy-update count (results written before the benchmark callback) are left out."""
+    its = [(r, iteration_diagnostics(r)) for r in results]
+    logged = {k for _, d in its for (_, k), v in d.items() if np.isfinite(v)}
+    rows = []
+    for column, names, every in DIAGNOSTIC_COLUMNS:
+        metric = next((n for n in names if n in logged), None)
+        if every or metric is None:
+            continue
+        for r, d in its:
+            x = (r.get(BENCHMARK_RESULTS) or {}).get(POLICY_UPDATES)
+            vals = [v for (_, k), v in d.items() if k == metric and np.isfinite(v)]
+            if x is not None and vals:
+                rows.append({"column": column, "metric": metric, "policy_updates": int(x),
+                             "value": float(np.mean(vals))})
+    return rows
 
