@@ -59,16 +59,22 @@ def _fqe_config(args):
         from rllib_sit.cli.front_door import json_object_arg
 
         d.update(json_object_arg("--config", args.config, "a JSON object of FQEConfig fields"))
-    for flag, name in (("updates", "updates"), ("gamma", "gamma"), ("lr", "lr"), ("batch_size", "batch_size"),
-                       ("target_update_interval", "target_update_interval"), ("bootstrap_fits", "bootstrap_fits"),
-                       ("conservative_weight", "conservative_weight"), ("seed", "seed")):
-        v = getattr(args, flag)
+    for name in _SETTING_FLAGS[:-1]:  # the flags carry the FQEConfig field names
+        v = getattr(args, name)
         if v is not None:
             d[name] = v
     try:
         return FQEConfig.from_dict(d)
     except (TypeError, ValueError) as e:
         raise ValueError(str(e)) from None
+
+
+_SETTING_FLAGS = ("updates", "gamma", "lr", "batch_size", "target_update_interval", "bootstrap_fits",
+                  "conservative_weight", "seed", "config")
+
+
+def _settings_given(args) -> bool:
+    return any(getattr(args, name, None) is not None for name in _SETTING_FLAGS)
 
 
 def _check_args(args) -> None:
@@ -151,7 +157,9 @@ def _one(args, config) -> int:
     print(f"checkpoint: {out['checkpoint']} ({out['algorithm']}, {pol} policy)")
     print(f"dataset:    {out['dataset']} ({d['num_episodes']} episodes, {d['num_transitions']} steps; behaviour return "
           f"{d['behaviour_return_mean']:.3f} ± {d['behaviour_return_std']:.3f})")
-    print(f"FQE estimate (γ={f['gamma']:g}{', undiscounted episode return' if f['gamma'] == 1 else ''}): "
+    alpha = float(f["config"].get("conservative_weight") or 0.0)
+    name = f"conservative FQE (α={alpha:g}; pessimistic, for ranking)" if alpha > 0 else "FQE"
+    print(f"{name} estimate (γ={f['gamma']:g}{', undiscounted episode return' if f['gamma'] == 1 else ''}): "
           f"{f['estimate']:.4f}  {int(f['ci_level'] * 100)}% CI [{f['ci_low']:.4f}, {f['ci_high']:.4f}] "
           f"({f['ci_method']})")
     print(f"fit: TD loss {d['td_loss_first']:.4g} -> {d['td_loss_last']:.4g} over {f['config']['updates']} updates; "
@@ -176,7 +184,7 @@ def _one(args, config) -> int:
 
 
 def _score(args) -> int:
-    from rllib_sit.ope.scoring import score_table
+    from rllib_sit.ope.scoring import OPE_CSV, score_table
     from rllib_sit.ope.selection import format_table, plot_estimates, score_rows
 
     _, rows = score_table(args.results)
@@ -184,7 +192,16 @@ def _score(args) -> int:
     explore = args.explore if args.explore in have else next(iter(have))
     rows = [r for r in rows if (str(r.get("explore")).lower() in ("true", "1")) == explore]
     hashes = [r.get("fqe_settings_hash") for r in rows]
-    if len(set(hashes)) > 1:
+    if _settings_given(args):  # score the rows of exactly these settings
+        from rllib_sit.ope.scoring import settings_hash
+
+        want = settings_hash(_fqe_config(args))
+        if want not in hashes:
+            raise ValueError(f"--score: {os.path.join(args.results, OPE_CSV)} has no rows of the FQE settings given "
+                             f"(hash {want}); it has {sorted(set(map(str, hashes)))}: score them first with the "
+                             f"same settings, without --score")
+        rows = [r for r in rows if r.get("fqe_settings_hash") == want]
+    elif len(set(hashes)) > 1:
         latest = max(rows, key=lambda r: str(r.get("scored_at")))["fqe_settings_hash"]
         print(f"warning: ope.csv mixes FQE settings {sorted(set(map(str, hashes)))}; scoring {latest} (the latest)",
               file=sys.stderr)

@@ -115,6 +115,9 @@ def test_cli_json_and_text(trained, capsys):
     assert "ESS" in line and "of 24 episodes" in line
     assert sit_main(["ope", ckpt, "--json", "--updates", "20"]) == 0  # --dataset defaults to the training data
     assert json.loads(capsys.readouterr().out)["dataset"] == os.path.abspath(ds)
+    assert sit_main(["ope", ckpt, "--updates", "20", "--conservative-weight", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert "conservative FQE (α=0.5; pessimistic, for ranking) estimate (γ=1" in text
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -129,6 +132,7 @@ def test_cli_json_and_text(trained, capsys):
     (["{ckpt}", "--config", "{bad"], "--config: not valid JSON"),
     (["{ckpt}", "--config", '{"hiden": 3}'], "FQEConfig: unknown setting 'hiden'; did you mean 'hidden'?"),
     (["{ckpt}", "--updates", "0"], "FQEConfig: updates=0 is invalid; expected an int >= 1"),
+    (["{ckpt}", "--conservative-weight", "-1"], "FQEConfig: conservative_weight=-1.0 is invalid; expected a finite"),
     (["{ckpt}", "--dataset", "{other}"], "recorded in 'tinycont:coop', but the checkpoint was trained on env 'tiny:coop'"),
 ])
 def test_bad_input_is_one_clear_line(trained, tmp_path, capsys, argv, message):

@@ -71,6 +71,12 @@ def test_score_prints_the_table_and_draws_the_figure(bench, capsys):
     assert sit_main(["ope", "--results", bench, "--score", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)["tiny:coop random"]
     assert rep["candidates"] == 2 and rep["runs"] == 1
+    # settings given with --score pick the rows fitted with them; settings no row has: one error line
+    assert sit_main(["ope", "--results", bench, "--score", "--json", "--updates", "30"]) == 0
+    assert json.loads(capsys.readouterr().out)["tiny:coop random"]["candidates"] == 2
+    assert sit_main(["ope", "--results", bench, "--score", "--updates", "30", "--conservative-weight", "0.1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no rows of the FQE settings given" in err, err
 
 
 def test_benchmark_ope_option_scores_every_evaluation_point(tmp_path, capsys):
