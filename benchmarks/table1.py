@@ -186,11 +186,7 @@ def diagnostic_figures(rows: List[Dict[str, str]], folders: Sequence[str], out_d
             if key(c) in keys:
                 mine.setdefault(key(c), []).append(c)
         curves.update(mine)
-    series = []
-    for r in rows:
-        if r.get("trial") and os.path.isdir(r["trial"]):
-            series += [dict(d, algorithm=r["algorithm"], map=r["map"], quality=r["quality"], seed=int(r["seed"]))
-                       for d in R.diagnostic_series(R.cell_results(r["trial"]))]
+    series = R.trial_diagnostic_series(rows)
     flat = [c for cs in curves.values() for c in cs]
     return [F.plot_diagnostics(series, flat, os.path.join(out_dir, f"diagnostics_{m.split(':')[-1]}_{q}.png"), m, q)
             for m, q in dict.fromkeys((r["map"], r["quality"]) for r in rows)]

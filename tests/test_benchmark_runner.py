@@ -151,11 +151,14 @@ def test_other_settings_in_the_output_folder_are_refused(bench):
 def test_every_figure_is_a_png_of_its_size(bench):
     _, out, report, _ = bench
     names = sorted(os.path.basename(f) for f in report.figures)
-    assert names == ["curves_coop.png", "decomposition_coop_random.png", "dper_coop_random.png"]
-    panels = {"curves_coop.png": 1, "decomposition_coop_random.png": 1, "dper_coop_random.png": 2}
+    assert names == ["curves_coop.png", "decomposition_coop_random.png", "diagnostics_coop_random.png",
+                     "dper_coop_random.png"]
+    panels = {"curves_coop.png": (1, 1), "decomposition_coop_random.png": (1, 1), "dper_coop_random.png": (2, 1),
+              "diagnostics_coop_random.png": (3, 2)}
     for f in report.figures:
         assert os.path.getsize(f) > 5000
-        assert F.png_size(f) == F.expected_png_size(panels[os.path.basename(f)])
+        cols, rows = panels[os.path.basename(f)]
+        assert F.png_size(f) == F.expected_png_size(cols, rows=rows)
 
 
 # ------------------------------------------------------------------------------------------------

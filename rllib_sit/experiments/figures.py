@@ -21,7 +21,8 @@ plot_diagnostics           what the logs say over training: greedy     (issue 23
                            weight ESS, data fit; one line per algorithm
 =========================  ==========================================  ====================
 
-:func:`write_figures` draws every figure the data of an output folder supports.
+:func:`write_figures` draws every figure the data of an output folder supports (the diagnostics from
+the Tune trial folders that results.csv names, where they are still there).
 """
 
 from __future__ import annotations
@@ -497,6 +498,10 @@ def write_figures(folder: str, sensitivity_source: Optional[str] = None, keys: O
             levels = {r["agent"]: r.get("behaviour_level") for r in rewards if r["map"] == m and r["quality"] == q}
             written.append(plot_dper_priorities(dper, os.path.join(
                 out_dir, f"dper_{_safe(_short(m))}_{_safe(q)}.png"), m, q, dper_main, levels))
+    series = R.trial_diagnostic_series(results)
+    for m, q in dict.fromkeys((r["map"], r["quality"]) for r in series):
+        written.append(plot_diagnostics(series, curves, os.path.join(
+            out_dir, f"diagnostics_{_safe(_short(m))}_{_safe(q)}.png"), m, q))
     if any(r["algorithm"] in P.ABLATIONS for r in results):
         written.append(plot_ablations(results, os.path.join(out_dir, "ablations.png")))
     if any(str(r["quality"]).startswith("balanced-") for r in results):

@@ -464,3 +464,16 @@ def diagnostic_series(results: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]
                              "value": float(np.mean(vals))})
     return rows
 
+
+def trial_diagnostic_series(rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """:func:`diagnostic_series` of every results row whose Tune trial folder is still there (resumed
+    runs stitched), each row tagged with the cell's ``algorithm``, ``map``, ``quality`` and ``seed``."""
+    out = []
+    for r in rows:
+        trial = r.get("trial")
+        if trial and os.path.isdir(str(trial)):
+            tag = {k: r[k] for k in KEY_FIELDS}
+            tag["seed"] = int(tag["seed"])
+            out += [dict(d, **tag) for d in diagnostic_series(cell_results(str(trial)))]
+    return out
+
