@@ -342,12 +342,8 @@ class FQE:
         torch, d = self.torch, self.data
         k, t = d.k[rows], d.t[rows]
         s, o, tm = self.inputs(k, t + 1)
-        acts = self.pa.actions[k, t + 1]  # [B, M, N(, A)]
-        B, M = acts.shape[:2]
-        rep = lambda x: x.unsqueeze(1).expand(B, M, *x.shape[1:]).reshape(B * M, *x.shape[1:])  # noqa: E731
-        af = self.action_features(acts.reshape(B * M, *acts.shape[2:]))
-        with torch.no_grad():
-            q_next = critic(rep(s), rep(o), rep(tm), af).reshape(B, M)
+        with torch.no_grad():  # mean over the M draws of π(s') [B, M, N(, A)]
+            q_next = self._q_at(critic, s, o, tm, self.pa.actions[k, t + 1]).unsqueeze(-1)
         r = torch.from_numpy(d.rewards(k, t))
         b = torch.from_numpy(d.bootstrap[rows])
         y = fqe_td_target(r, b, q_next, float(self.config.gamma))
@@ -357,12 +353,8 @@ class FQE:
         """Q(s^t, π(s^t)) [B] averaged over the M draws."""
         torch = self.torch
         s, o, tm = self.inputs(k, t)
-        acts = self.pa.actions[k, t]
-        B, M = acts.shape[:2]
-        rep = lambda x: x.unsqueeze(1).expand(B, M, *x.shape[1:]).reshape(B * M, *x.shape[1:])  # noqa: E731
         with torch.no_grad():
-            q = critic(rep(s), rep(o), rep(tm), self.action_features(acts.reshape(B * M, *acts.shape[2:])))
-        return q.reshape(B, M).mean(1).double().numpy()
+            return self._q_at(critic, s, o, tm, self.pa.actions[k, t]).double().numpy()
 
     # -- fitting ----------------------------------------------------------------------------------
     def _q_at(self, critic, s, o, tm, actions):
