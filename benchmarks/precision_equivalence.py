@@ -53,7 +53,7 @@ def read_rows(folders: Sequence[str]) -> List[Dict[str, object]]:
                 row = {"map": r["map"], "quality": r["quality"], "algorithm": base, "precision": prec,
                        "seed": int(r["seed"]), "final_return": float(r["final_return"]),
                        "final_return_sampled": float(r["final_return_sampled"] or "nan"),
-                       "best_return": float(r["best_return"]), "folder": folder}
+                       "best_return": float(r["best_return"]), "folder": os.path.basename(folder.rstrip("/"))}
                 cells[(row["map"], row["quality"], base, prec, row["seed"])] = row
     return list(cells.values())
 
