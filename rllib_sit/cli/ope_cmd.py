@@ -59,7 +59,7 @@ def _fqe_config(args):
         from rllib_sit.cli.front_door import json_object_arg
 
         d.update(json_object_arg("--config", args.config, "a JSON object of FQEConfig fields"))
-    for name in _SETTING_FLAGS[:-1]:  # the flags carry the FQEConfig field names
+    for name in _FQE_FLAGS:
         v = getattr(args, name)
         if v is not None:
             d[name] = v
@@ -69,12 +69,13 @@ def _fqe_config(args):
         raise ValueError(str(e)) from None
 
 
-_SETTING_FLAGS = ("updates", "gamma", "lr", "batch_size", "target_update_interval", "bootstrap_fits",
-                  "conservative_weight", "seed", "config")
+# The FQE setting flags; each carries the FQEConfig field of its name.
+_FQE_FLAGS = ("updates", "gamma", "lr", "batch_size", "target_update_interval", "bootstrap_fits",
+              "conservative_weight", "seed")
 
 
 def _settings_given(args) -> bool:
-    return any(getattr(args, name, None) is not None for name in _SETTING_FLAGS)
+    return any(getattr(args, name, None) is not None for name in (*_FQE_FLAGS, "config"))
 
 
 def _check_args(args) -> None:
