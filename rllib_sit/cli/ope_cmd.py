@@ -2,7 +2,7 @@
 
     rllib-sit ope CHECKPOINT [--dataset PATH_OR_SPEC] [--explore] [--json]     one checkpoint
     rllib-sit ope --results DIR [--explore] [--all-checkpoints] [--limit N]      every kept checkpoint -> DIR/ope.csv
-    rllib-sit ope --results DIR --score [--json] [--figure PNG]                  selection metrics per dataset
+    rllib-sit ope --results DIR --score [--json] [--figure PNG] [--max-td-ratio K]  selection metrics per dataset
 
 FQE settings: ``--updates``, ``--gamma``, ``--lr``, ``--batch-size``, ``--target-update-interval``,
 ``--bootstrap-fits``, ``--seed``, or any ``FQEConfig`` field through ``--config '{"hidden": 256}'``.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -24,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                          "every evaluated checkpoint into DIR/ope.csv (resumable)")
     parser.add_argument("--score", action="store_true", help="with --results: print the selection table of DIR/ope.csv")
     parser.add_argument("--figure", metavar="PNG", help="with --score: figure path (default DIR/ope_estimates.png)")
+    parser.add_argument("--max-td-ratio", type=float, metavar="K",
+                        help="with --score: choose only among trusted fits, whose final TD loss is at most K x the "
+                             "median of the dataset's fits (e.g. 10; default: every fit)")
     parser.add_argument("--explore", action="store_true", help="evaluate the sampled policy (default: greedy, as "
                                                                "the benchmark's headline return)")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -90,6 +94,10 @@ def _check_args(args) -> None:
         raise ValueError("--score needs --results DIR")
     if args.figure and not args.score:
         raise ValueError("--figure needs --results DIR --score")
+    if args.max_td_ratio is not None and not args.score:
+        raise ValueError("--max-td-ratio: only used with --results DIR --score")
+    if args.max_td_ratio is not None and not (args.max_td_ratio > 0 and math.isfinite(args.max_td_ratio)):
+        raise ValueError(f"--max-td-ratio: {args.max_td_ratio} is invalid; expected a finite number > 0 (e.g. 10)")
     if args.results and args.dataset:
         raise ValueError("--dataset: not used with --results (each cell is scored on its own dataset from results.csv)")
     if args.limit is not None and args.limit < 1:
@@ -207,9 +215,9 @@ def _score(args) -> int:
         print(f"warning: ope.csv mixes FQE settings {sorted(set(map(str, hashes)))}; scoring {latest} (the latest)",
               file=sys.stderr)
         rows = [r for r in rows if r.get("fqe_settings_hash") == latest]
-    reports = score_rows(rows)
+    reports = score_rows(rows, max_td_ratio=args.max_td_ratio)
     fig = args.figure or os.path.join(os.path.abspath(args.results), "ope_estimates.png")
-    plot_estimates(rows, fig)
+    plot_estimates(rows, fig, max_td_ratio=args.max_td_ratio)
     if args.json:
         print(json.dumps({f"{m} {q}": r for (m, q), r in reports.items()}, indent=2, default=str))
         return 0

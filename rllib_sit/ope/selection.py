@@ -19,6 +19,14 @@ evaluation point). ``last`` and ``min_loss`` choose *within a run* (one cell = a
 seed), so the comparison is made per run: the normalised regret of each rule's choice among the
 run's checkpoints, averaged over runs. ``variant`` picks (e.g. SIT's α) compare the variant with
 the best mean estimate at the runs' last checkpoints with the one the simulator ranks first.
+
+Trusted fits (``max_td_ratio=K``, ``rllib-sit ope --score --max-td-ratio K``): a fit whose final TD
+loss exceeds K times the median final TD loss of the dataset's fits is not used to choose. Its
+candidate is ranked below every trusted one (regret@k and precision@k still judge against every
+candidate's true return), Spearman is taken over the trusted candidates, and a run whose fits are all
+untrusted falls back to the ``last`` rule. The ratio is scale-free (SMAC's TD losses are ~0.1,
+CN's ~50), so it needs no per-environment threshold, and it uses nothing the simulator knows: it
+flags the fits that diverged relative to their peers on the same data (docs/ope.md, eighth reading).
 """
 
 from __future__ import annotations
@@ -107,17 +115,33 @@ def true_return(row: Dict[str, Any], which: str = "auto") -> Optional[float]:
     return float(v) if _finite(v) else None
 
 
+def trusted_fits(td_losses: Sequence[Optional[float]], max_td_ratio: Optional[float]) -> np.ndarray:
+    """Boolean mask: final TD loss <= ``max_td_ratio`` × the median of the finite ones (every fit
+    when ``max_td_ratio`` is None; a fit without a finite TD loss is not trusted)."""
+    td = np.array([float(x) if _finite(x) else np.nan for x in td_losses], np.float64)
+    if max_td_ratio is None:
+        return np.ones(len(td), bool)
+    finite = np.isfinite(td)
+    if not finite.any():
+        return np.zeros(len(td), bool)
+    return finite & (np.where(finite, td, np.inf) <= float(max_td_ratio) * float(np.median(td[finite])))
+
+
 def dataset_report(rows: Sequence[Dict[str, Any]], estimate: str = "fqe_estimate", which: str = "auto",
-                   ks: Sequence[int] = (1, 3)) -> Dict[str, Any]:
-    """Selection metrics of one dataset's candidates (ope.csv rows with an estimate and a true return)."""
+                   ks: Sequence[int] = (1, 3), max_td_ratio: Optional[float] = None) -> Dict[str, Any]:
+    """Selection metrics of one dataset's candidates (ope.csv rows with an estimate and a true return);
+    ``max_td_ratio``: choose only among trusted fits (module docstring)."""
     cand = [r for r in rows if _finite(r.get(estimate)) and true_return(r, which) is not None]
-    est = np.array([float(r[estimate]) for r in cand])
     ret = np.array([true_return(r, which) for r in cand])
-    out: Dict[str, Any] = {"candidates": len(cand), "spearman": spearman(est, ret) if len(cand) else float("nan")}
+    trusted = trusted_fits([_float_or_none(r.get("td_loss_last")) for r in cand], max_td_ratio)
+    # untrusted candidates rank below every trusted one: they are never chosen before a trusted fit
+    est = np.array([float(r[estimate]) if t else -np.inf for r, t in zip(cand, trusted)])
+    out: Dict[str, Any] = {"candidates": len(cand), "trusted": int(trusted.sum()), "max_td_ratio": max_td_ratio,
+                           "spearman": spearman(est[trusted], ret[trusted]) if trusted.any() else float("nan")}
     for k in ks:
-        out[f"regret@{k}"] = regret_at_k(est, ret, k) if len(cand) else float("nan")
-        out[f"precision@{k}"] = precision_at_k(est, ret, k) if len(cand) else float("nan")
-    if len(cand):
+        out[f"regret@{k}"] = regret_at_k(est, ret, k) if trusted.any() else float("nan")
+        out[f"precision@{k}"] = precision_at_k(est, ret, k) if trusted.any() else float("nan")
+    if trusted.any():
         best = int(np.argmax(est))
         out["fqe_pick"] = _describe(cand[best], ret[best])
         out["true_best"] = _describe(cand[int(np.argmax(ret))], float(ret.max()))
@@ -134,7 +158,8 @@ def dataset_report(rows: Sequence[Dict[str, Any]], estimate: str = "fqe_estimate
         n_runs += 1
         rr = ret[idx]
         best_in_run = float(rr.max())
-        pick = {"fqe": int(np.argmax(est[idx])), "last": choose_last([int(cand[i]["iteration"]) for i in idx]),
+        last = choose_last([int(cand[i]["iteration"]) for i in idx])
+        pick = {"fqe": int(np.argmax(est[idx])) if trusted[idx].any() else last, "last": last,
                 "min_loss": choose_min([cand[i].get("training_loss") for i in idx])}
         for rule, j in pick.items():
             if j is not None:
@@ -146,6 +171,19 @@ def dataset_report(rows: Sequence[Dict[str, Any]], estimate: str = "fqe_estimate
     return out
 
 
+def _finite_mean(x: np.ndarray) -> float:
+    """Mean of the finite values (untrusted fits carry -inf); -inf when there is none."""
+    x = x[np.isfinite(x)]
+    return float(np.mean(x)) if len(x) else -np.inf
+
+
+def _float_or_none(x) -> Optional[float]:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
 def _describe(row: Dict[str, Any], ret: float) -> str:
     return f"{row['algorithm']} s{row['seed']} it{row['iteration']} ({ret:.2f})"
 
@@ -153,7 +191,8 @@ def _describe(row: Dict[str, Any], ret: float) -> str:
 def variant_picks(cand: Sequence[Dict[str, Any]], est: np.ndarray, ret: np.ndarray) -> Dict[str, Dict[str, Any]]:
     """Per algorithm with several variants (labels, e.g. ``SIT[alpha=5]``), and over all labels
     (``*``): the label with the best mean estimate at its runs' last checkpoints, the label with the
-    best mean true return there, and whether they agree."""
+    best mean true return there, and whether they agree. Estimates of -inf (untrusted fits) are left
+    out of a label's mean; a label with none left is never the estimate's pick."""
     last: Dict[Tuple[str, int], int] = {}
     for i, r in enumerate(cand):
         key = (r["algorithm"], int(r["seed"]))
@@ -170,7 +209,7 @@ def variant_picks(cand: Sequence[Dict[str, Any]], est: np.ndarray, ret: np.ndarr
         groups["*"] = list(by_label)
     out = {}
     for name, labels in sorted(groups.items()):
-        mean_est = {lb: float(np.mean(est[by_label[lb]])) for lb in labels}
+        mean_est = {lb: _finite_mean(est[by_label[lb]]) for lb in labels}
         mean_ret = {lb: float(np.mean(ret[by_label[lb]])) for lb in labels}
         pe, pr = max(mean_est, key=mean_est.get), max(mean_ret, key=mean_ret.get)
         out[name] = {"fqe_pick": pe, "true_pick": pr, "agree": pe == pr, "fqe_pick_return": mean_ret[pe],
@@ -178,13 +217,13 @@ def variant_picks(cand: Sequence[Dict[str, Any]], est: np.ndarray, ret: np.ndarr
     return out
 
 
-def score_rows(rows: Sequence[Dict[str, Any]], estimate: str = "fqe_estimate",
-               which: str = "auto") -> Dict[Tuple[str, str], Dict[str, Any]]:
+def score_rows(rows: Sequence[Dict[str, Any]], estimate: str = "fqe_estimate", which: str = "auto",
+               max_td_ratio: Optional[float] = None) -> Dict[Tuple[str, str], Dict[str, Any]]:
     """``{(map, quality): dataset_report}`` over every dataset of ``rows``."""
     groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[(r["map"], r["quality"])].append(r)
-    return {k: dataset_report(v, estimate, which) for k, v in sorted(groups.items())}
+    return {k: dataset_report(v, estimate, which, max_td_ratio=max_td_ratio) for k, v in sorted(groups.items())}
 
 
 def _fmt(x, digits=2) -> str:
@@ -209,14 +248,18 @@ def format_table(reports: Dict[Tuple[str, str], Dict[str, Any]]) -> str:
             picks.append(f"- {m} {q}, {what} ({v['variants']}): FQE picks {v['fqe_pick']} "
                          f"(true {v['fqe_pick_return']:.2f}), the simulator picks {v['true_pick']} "
                          f"({v['true_pick_return']:.2f}){'' if v['agree'] else ' — disagree'}")
+        if r.get("max_td_ratio") is not None:
+            picks.append(f"- {m} {q}: {r['trusted']} of {r['candidates']} fits trusted (final TD loss <= "
+                         f"{r['max_td_ratio']:g} x the dataset's median); Spearman over those")
         if r.get("fqe_pick"):
             picks.append(f"- {m} {q}: FQE's top checkpoint {r['fqe_pick']}; the best {r['true_best']}")
     return "\n".join(lines + ([""] + picks if picks else []))
 
 
 def plot_estimates(rows: Sequence[Dict[str, Any]], path: str, estimate: str = "fqe_estimate",
-                   which: str = "auto") -> str:
-    """Scatter of estimate vs true return, one panel per dataset, coloured by algorithm (PNG, atomic)."""
+                   which: str = "auto", max_td_ratio: Optional[float] = None) -> str:
+    """Scatter of estimate vs true return, one panel per dataset, coloured by algorithm (PNG, atomic);
+    with ``max_td_ratio``, untrusted fits are drawn hollow and the title's Spearman is the trusted one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -229,19 +272,25 @@ def plot_estimates(rows: Sequence[Dict[str, Any]], path: str, estimate: str = "f
     n = max(1, len(groups))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
     for ax, ((m, q), rs) in zip(axes[0], sorted(groups.items())):
+        trusted = trusted_fits([_float_or_none(r.get("td_loss_last")) for r in rs], max_td_ratio)
         names = sorted({str(r.get("algorithm_name") or r["algorithm"]) for r in rs})
         for j, name in enumerate(names):
-            sel = [r for r in rs if str(r.get("algorithm_name") or r["algorithm"]) == name]
-            ax.errorbar([true_return(r, which) for r in sel], [float(r[estimate]) for r in sel],
-                        yerr=[[max(0.0, float(r[estimate]) - float(r.get("fqe_ci_low") or r[estimate])) for r in sel],
-                              [max(0.0, float(r.get("fqe_ci_high") or r[estimate]) - float(r[estimate])) for r in sel]]
-                        if estimate == "fqe_estimate" else None,
-                        fmt="o", ms=3, alpha=0.7, label=name, color=f"C{j % 10}")
+            for keep in (True, False):
+                sel = [r for r, t in zip(rs, trusted) if t == keep and str(r.get("algorithm_name") or r["algorithm"]) == name]
+                if not sel:
+                    continue
+                ax.errorbar([true_return(r, which) for r in sel], [float(r[estimate]) for r in sel],
+                            yerr=[[max(0.0, float(r[estimate]) - float(r.get("fqe_ci_low") or r[estimate])) for r in sel],
+                                  [max(0.0, float(r.get("fqe_ci_high") or r[estimate]) - float(r[estimate])) for r in sel]]
+                            if estimate == "fqe_estimate" else None, fmt="o", ms=3, alpha=0.7,
+                            label=name if keep else None, color=f"C{j % 10}", mfc=None if keep else "none")
         est = [float(r[estimate]) for r in rs]
         ret = [true_return(r, which) for r in rs]
         lo, hi = min(est + ret), max(est + ret)
         ax.plot([lo, hi], [lo, hi], color="0.6", lw=0.8, ls="--")
-        ax.set_title(f"{m} {q}  (Spearman {_fmt(spearman(est, ret))})", fontsize=9)
+        rho = spearman(np.asarray(est)[trusted], np.asarray(ret)[trusted]) if trusted.any() else float("nan")
+        what = "" if max_td_ratio is None else f"\n{int(trusted.sum())} of {len(rs)} fits trusted (hollow: untrusted)"
+        ax.set_title(f"{m} {q}: Spearman {_fmt(rho)}{what}", fontsize=9)
         ax.set_xlabel("simulator return")
         ax.set_ylabel(estimate.replace("_", " "))
         ax.legend(fontsize=6)

@@ -128,6 +128,8 @@ def test_cli_json_and_text(trained, capsys):
     (["--results", "/no/such/dir"], "--results: /no/such/dir: no such folder"),
     (["--results", "{empty}"], "results.csv: missing; expected a benchmark output folder"),
     (["{ckpt}", "--score"], "--score needs --results DIR"),
+    (["--results", "{empty}", "--max-td-ratio", "10"], "--max-td-ratio: only used with --results DIR --score"),
+    (["--results", "{empty}", "--score", "--max-td-ratio", "0"], "--max-td-ratio: 0.0 is invalid; expected a finite"),
     (["{ckpt}", "--dataset", "nowhere"], "--dataset: 'nowhere' is neither a dataset folder/URI nor MAP/QUALITY"),
     (["{ckpt}", "--config", "{bad"], "--config: not valid JSON"),
     (["{ckpt}", "--config", '{"hiden": 3}'], "FQEConfig: unknown setting 'hiden'; did you mean 'hidden'?"),
