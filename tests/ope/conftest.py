@@ -6,7 +6,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALGO_TESTS = os.path.join(os.path.dirname(HERE), "algorithms")
-for p in (HERE, ALGO_TESTS):
+DATA_TESTS = os.path.join(os.path.dirname(HERE), "data")  # import_writers: third-party files in their layouts
+for p in (HERE, ALGO_TESTS, DATA_TESTS):
     if p not in sys.path:
         sys.path.insert(0, p)
 

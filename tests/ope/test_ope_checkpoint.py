@@ -148,6 +148,26 @@ def test_bad_input_is_one_clear_line(trained, tmp_path, capsys, argv, message):
     assert len(err.splitlines()) == 1 and err.startswith("rllib-sit: error: ") and message in err, err
 
 
+def test_imported_dataset(trained, tmp_path, capsys):
+    """``rllib-sit ope`` on a dataset imported from a pymarl HDF5 file (h5py writes it in pymarl's
+    ``EpisodeBatch`` layout) of the checkpoint's env: FQE reads the imported episodes."""
+    from import_writers import write_pymarl
+
+    from rllib_sit.data.importers import import_dataset
+    from rllib_sit.envs.registry import make_env
+
+    ckpt = trained[0]
+    info = make_env("tiny:coop").info
+    lengths = [info.episode_limit, max(1, info.episode_limit - 1), info.episode_limit]
+    h5 = str(tmp_path / "tiny_coop.h5")
+    write_pymarl(h5, info, lengths, [True, True, False], info.episode_limit, seed=3)
+    ds = import_dataset([h5], "tiny:coop", str(tmp_path / "imported"))
+    assert sit_main(["ope", ckpt, "--dataset", ds, "--json", "--updates", "20"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dataset"] == os.path.abspath(ds) and out["fqe"]["num_episodes"] == 3
+    assert np.isfinite(out["fqe"]["estimate"])
+
+
 def test_continuous_checkpoint(trained, tmp_path):
     """A continuous MABC checkpoint: box actions of the tanh-Gaussian actor (greedy = tanh(mean)
     mapped onto the box), FQE on them, and PDWIS skipped for the greedy policy (no density)."""
