@@ -215,9 +215,10 @@ def _score(args) -> int:
         print(f"warning: ope.csv mixes FQE settings {sorted(set(map(str, hashes)))}; scoring {latest} (the latest)",
               file=sys.stderr)
         rows = [r for r in rows if r.get("fqe_settings_hash") == latest]
-    reports = score_rows(rows, max_td_ratio=args.max_td_ratio)
+    max_td_ratio = getattr(args, "max_td_ratio", None)  # absent when benchmark --ope calls this
+    reports = score_rows(rows, max_td_ratio=max_td_ratio)
     fig = args.figure or os.path.join(os.path.abspath(args.results), "ope_estimates.png")
-    plot_estimates(rows, fig, max_td_ratio=args.max_td_ratio)
+    plot_estimates(rows, fig, max_td_ratio=max_td_ratio)
     if args.json:
         print(json.dumps({f"{m} {q}": r for (m, q), r in reports.items()}, indent=2, default=str))
         return 0
