@@ -4,8 +4,9 @@ greedy and sampled returns (final and best point), and the command that made the
     # the paper-length comparison of issue 23 (2s3z low + medium, every Table 1 algorithm, 3 seeds):
     # resumable, interrupt it any time and run the same command again (finished cells are skipped,
     # a cut trial resumes from its last iteration's checkpoint)
-    python benchmarks/table1.py --run paper --out results/table1_paper --csv docs/results/table1_paper.csv \
-        --diagnostics docs/results/table1_paper_diagnostics.csv --figures docs/figures/paper
+    python benchmarks/table1.py --run paper --out results/table1_paper --store docs/results/table1_paper \
+        --csv docs/results/table1_paper.csv --diagnostics docs/results/table1_paper_diagnostics.csv \
+        --figures docs/figures/paper
     # the quick Table 1 of data version 2, from the folders its runs wrote
     python benchmarks/table1.py --results results/quick_v2 results/quick_v2_cn_hc --csv docs/results/table1_quick_v2.csv
 
@@ -18,6 +19,14 @@ its defaults (the papers' lengths: 15,000 policy updates, SIT + 20,000 ARDNEM, O
 updates), 10 evaluation points of 32 episodes, seeds 0-2, two one-thread trials at a time, a
 checkpoint every iteration (only the newest kept). ``--algos``/``--qualities``/``--seeds`` and
 ``--config`` (e.g. ``'{"precision": "bf16"}'``) narrow or change it.
+
+``--store DIR`` is the committed copy of the finished cells (the runner's ``results.csv``,
+``curves.csv``, ``sit_rewards.csv``, ``dper_priorities.csv``): before the run, its cells that
+``--out`` lacks are copied into ``--out`` (so a fresh machine, whose ``--out`` is empty, skips them
+instead of running them again); after the run, even an interrupted one, the cells ``--out``
+finished are copied back into it. Commit it after each session: only a cut trial's progress since its
+last finished cell is then lost with the machine. ``--diagnostics`` keeps the rows of an existing
+CSV for the cells whose Tune folder is no longer on this machine.
 
 The Markdown shows the **final** point (as the paper's Table 1 does) greedy and sampled, then the
 best greedy point; mean ± population std over the seeds, and per seed.
@@ -62,6 +71,27 @@ def read_rows(folders: Sequence[str]) -> List[Dict[str, str]]:
         seen.add(key)
         out.append(r)
     return out
+
+
+def sync_store(src: str, dst: str) -> List[tuple]:
+    """Copy the cells finished in benchmark folder ``src`` and missing from ``dst`` into ``dst``:
+    their rows of each of the runner's CSVs, the results row last (it is what marks a cell finished),
+    each file written to a temporary name and renamed. A cell ``dst`` holds already is left as it is
+    (the runner refuses to resume over a row made with other settings). Returns the copied cells' keys."""
+    from rllib_sit.experiments import results as R
+
+    have = {R.row_key(r) for r in R.read_csv(os.path.join(dst, R.RESULTS_CSV))}
+    new = [k for k in (R.row_key(r) for r in R.read_csv(os.path.join(src, R.RESULTS_CSV))) if k not in have]
+    if not new:
+        return []
+    os.makedirs(dst, exist_ok=True)
+    files = [n for n in R.ResultStore.FILES if n != R.RESULTS_CSV] + [R.RESULTS_CSV]
+    for name in files:
+        fields = R.ResultStore.FILES[name]
+        rows = [r for r in R.read_csv(os.path.join(src, name), fields) if R.row_key(r) in set(new)]
+        if rows or name == R.RESULTS_CSV:
+            R.write_csv(os.path.join(dst, name), fields, R.read_csv(os.path.join(dst, name), fields) + rows)
+    return new
 
 
 def write_csv(rows: List[Dict[str, str]], path: str) -> None:
@@ -129,16 +159,19 @@ def markdown(rows: List[Dict[str, str]]) -> str:
     return "\n\n".join(out)
 
 
-def diagnostics(rows: List[Dict[str, str]]) -> List[Dict[str, object]]:
+def diagnostics(rows: List[Dict[str, str]], kept: Sequence[Dict[str, str]] = ()) -> List[Dict[str, object]]:
     """The learner diagnostics of every finished trial (first and final value per module and metric),
-    read from its Tune folder(s) (results.csv's ``trial``; resumed runs stitched)."""
+    read from its Tune folder(s) (results.csv's ``trial``; resumed runs stitched). A trial whose
+    folder is not on this machine keeps its rows of ``kept`` (an earlier diagnostics CSV)."""
     from rllib_sit.experiments import results as R
 
     out = []
     for r in rows:
+        key = (r["algorithm"], r["map"], r["quality"], int(r["seed"]))
         if r.get("trial") and os.path.isdir(r["trial"]):
-            out += R.diagnostic_rows((r["algorithm"], r["map"], r["quality"], int(r["seed"])),
-                                     R.cell_results(r["trial"]))
+            out += R.diagnostic_rows(key, R.cell_results(r["trial"]))
+        else:
+            out += [d for d in kept if (d["algorithm"], d["map"], d["quality"], int(d["seed"])) == key]
     return out
 
 
@@ -210,6 +243,9 @@ def main(argv=None) -> int:
     p.add_argument("--run", choices=["paper"], help="run issue 23's paper-length plan into --out first")
     p.add_argument("--results", nargs="+", metavar="DIR", help="benchmark folders to tabulate (default: --out)")
     p.add_argument("--out", default="results/table1_paper")
+    p.add_argument("--store", metavar="DIR",
+                   help="the committed copy of the finished cells (e.g. docs/results/table1_paper): with --run, its "
+                        "cells are copied into --out before the run and --out's finished cells back after it")
     p.add_argument("--csv", help="write the per-trial rows here (e.g. docs/results/table1_paper.csv)")
     p.add_argument("--diagnostics", metavar="CSV",
                    help="also read each finished trial's learner logs (losses, Q scale, policy entropy, ESS) from "
@@ -224,10 +260,23 @@ def main(argv=None) -> int:
     p.add_argument("--concurrent", type=int, default=2, help="trials at a time (one thread each)")
     p.add_argument("--config", help="JSON settings for every algorithm (e.g. '{\"precision\": \"bf16\"}')")
     args = p.parse_args(argv)
+    if args.store and not args.run:
+        p.error("--store: only with --run paper (it is the run's committed copy of the finished cells)")
+    if args.store and os.path.exists(args.store) and not os.path.isdir(args.store):
+        p.error(f"--store: {args.store}: not a folder; expected a benchmark folder (results.csv, curves.csv, ...)")
     if args.run:
         cmd = paper_command(args)
+        if args.store:
+            copied = sync_store(args.store, args.out)
+            print(f"--store: {len(copied)} finished cell(s) copied from {args.store} into {args.out}", flush=True)
         print("rllib-sit " + shlex.join(cmd), flush=True)
-        rc = subprocess.call([sys.executable, "-m", "rllib_sit.cli.sit_cmd", *cmd])
+        try:
+            rc = subprocess.call([sys.executable, "-m", "rllib_sit.cli.sit_cmd", *cmd])
+        except KeyboardInterrupt:  # the benchmark got the same SIGINT and saved what finished
+            rc = 130
+        if args.store:
+            copied = sync_store(args.out, args.store)
+            print(f"--store: {len(copied)} newly finished cell(s) copied into {args.store}", flush=True)
         if rc != 0:
             print(f"rllib-sit benchmark exited with {rc}; finished cells are kept in {args.out}", file=sys.stderr)
             return rc
@@ -239,7 +288,9 @@ def main(argv=None) -> int:
         write_csv(rows, args.csv)
     parts = [markdown(rows)]
     if args.diagnostics:
-        diag = diagnostics(rows)
+        from rllib_sit.experiments import results as R
+
+        diag = diagnostics(rows, R.read_csv(args.diagnostics))
         _write(diag, args.diagnostics, DIAGNOSTIC_CSV_FIELDS)
         parts.append(diagnostics_markdown(diag))
     if args.figures:

@@ -159,3 +159,74 @@ def test_diagnostic_series_follow_training_and_table1_draws_them(tmp_path):
     assert proc.returncode == 0, proc.stderr
     png = tmp_path / "figs" / "diagnostics_2s3z_low.png"
     assert F.png_size(str(png)) == F.expected_png_size(3, True, rows=2)
+
+
+def _table1_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("table1", os.path.join(ROOT, "benchmarks", "table1.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _store_rows(folder, name, fields, rows):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name), "w", newline="") as f:
+        w = csv.DictWriter(f, fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_store_sync_copies_only_the_cells_the_other_folder_lacks(tmp_path):
+    """--store's copy: a fresh machine's empty --out gets the committed cells (results and curves);
+    a cell both hold keeps the destination's numbers, curve included; nothing is left half-written."""
+    from rllib_sit.experiments import results as R
+
+    key = {"map": "smac:2s3z", "quality": "low"}
+    committed, out = str(tmp_path / "store"), str(tmp_path / "out")
+    _store_rows(committed, R.RESULTS_CSV, R.RESULT_FIELDS,
+                [dict(key, algorithm="SIT", seed=0, final_return=11.3), dict(key, algorithm="MABC", seed=1, final_return=9.0)])
+    _store_rows(committed, R.CURVES_CSV, R.CURVE_FIELDS,
+                [dict(key, algorithm="SIT", seed=0, iteration=i, return_mean=10.0 + i) for i in (1, 2)] +
+                [dict(key, algorithm="MABC", seed=1, iteration=1, return_mean=-1.0)])
+    _store_rows(out, R.RESULTS_CSV, R.RESULT_FIELDS, [dict(key, algorithm="MABC", seed=1, final_return=7.5)])
+    _store_rows(out, R.CURVES_CSV, R.CURVE_FIELDS, [dict(key, algorithm="MABC", seed=1, iteration=1, return_mean=7.5)])
+
+    table1 = _table1_module()
+    assert table1.sync_store(committed, out) == [("SIT", "smac:2s3z", "low", 0)]
+    res = {(r["algorithm"], r["seed"]): r["final_return"] for r in R.read_csv(os.path.join(out, R.RESULTS_CSV))}
+    assert res == {("SIT", 0): 11.3, ("MABC", 1): 7.5}  # out's own MABC row stays
+    curves = sorted((r["algorithm"], r["iteration"], r["return_mean"]) for r in R.read_csv(os.path.join(out, R.CURVES_CSV)))
+    assert curves == [("MABC", 1, 7.5), ("SIT", 1, 11.0), ("SIT", 2, 12.0)]
+    assert sorted(os.listdir(out)) == [R.CURVES_CSV, R.RESULTS_CSV]  # no temporary file, no empty detail files
+    assert table1.sync_store(committed, out) == []  # nothing new the second time
+    fresh = str(tmp_path / "fresh")
+    assert len(table1.sync_store(out, fresh)) == 2 and os.path.isdir(fresh)
+
+
+def test_store_without_run_is_refused_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--results", str(tmp_path),
+                           "--store", str(tmp_path / "s")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "s")
+    assert proc.stderr.strip().splitlines()[-1] == ("table1.py: error: --store: only with --run paper (it is the "
+                                                   "run's committed copy of the finished cells)")
+
+
+def test_diagnostics_keep_the_rows_of_a_trial_no_longer_on_this_machine(tmp_path):
+    """A fresh machine has the committed rows but not their Tune folders: --diagnostics keeps those
+    cells' rows of the existing CSV (and drops rows of cells that are not in the table)."""
+    folder = tmp_path / "bench"
+    _write(folder, [dict(_row("SIT", 0, 11.3, 8.5, 15.5))])
+    fields = ["map", "quality", "algorithm", "seed", "module", "metric", "first", "final", "first_iteration",
+              "final_iteration"]
+    kept = {"map": "smac:2s3z", "quality": "low", "algorithm": "SIT", "seed": 0, "module": "stalker",
+            "metric": "critic_loss", "first": 4.0, "final": 1.0, "first_iteration": 1, "final_iteration": 30}
+    _store_rows(str(tmp_path), "diag.csv", fields, [kept, dict(kept, algorithm="MABC")])
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "table1.py"), "--results", str(folder),
+                           "--diagnostics", str(tmp_path / "diag.csv")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = list(csv.DictReader(open(tmp_path / "diag.csv")))
+    assert [(r["algorithm"], r["metric"], float(r["first"]), float(r["final"])) for r in got] == [
+        ("SIT", "critic_loss", 4.0, 1.0)]
+    assert "critic_loss 4 → 1" in proc.stdout
