@@ -24,9 +24,13 @@ checkpoint every iteration (only the newest kept). ``--algos``/``--qualities``/`
 ``curves.csv``, ``sit_rewards.csv``, ``dper_priorities.csv``): before the run, its cells that
 ``--out`` lacks are copied into ``--out`` (so a fresh machine, whose ``--out`` is empty, skips them
 instead of running them again); after the run, even an interrupted one, the cells ``--out``
-finished are copied back into it. Commit it after each session: only a cut trial's progress since its
-last finished cell is then lost with the machine. ``--diagnostics`` keeps the rows of an existing
-CSV for the cells whose Tune folder is no longer on this machine.
+finished are copied back into it, and the part-way trials (their params, results and newest complete
+checkpoint) are packed into ``unfinished_trials.tar.gz`` there, which the next run restores, so that
+they resume from that checkpoint. Commit the folder after each session: a new session's machine
+keeps nothing of the last one's, and the restored trials only match their cells when the datasets
+are at the same path (``RLLIB_SIT_DATA_DIR``; otherwise they start again from iteration 1).
+``--diagnostics`` keeps the rows of an existing CSV for the cells whose Tune folder is no longer on
+this machine.
 
 The Markdown shows the **final** point (as the paper's Table 1 does) greedy and sampled, then the
 best greedy point; mean ± population std over the seeds, and per seed.
@@ -36,10 +40,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import os
 import shlex
 import subprocess
 import sys
+import tarfile
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -92,6 +98,87 @@ def sync_store(src: str, dst: str) -> List[tuple]:
         if rows or name == R.RESULTS_CSV:
             R.write_csv(os.path.join(dst, name), fields, R.read_csv(os.path.join(dst, name), fields) + rows)
     return new
+
+
+# The part-way trials of the last session, in the --store folder (see pack_unfinished).
+UNFINISHED = "unfinished_trials.tar.gz"
+
+
+def _trial_groups(out: str) -> Dict[tuple, List[str]]:
+    """The plan experiment's trial folders by cell (label, env, input, seed): a cell cut and resumed
+    has several, the later ones continuing the earlier ones."""
+    from rllib_sit.experiments import results as R
+    from rllib_sit.experiments.runner import PLAN_EXPERIMENT, TUNE_DIR
+    from rllib_sit.experiments.trainable import CELL
+
+    exp = os.path.join(out, TUNE_DIR, PLAN_EXPERIMENT)
+    groups: Dict[tuple, List[str]] = {}
+    for name in sorted(os.listdir(exp)) if os.path.isdir(exp) else []:
+        params, _ = R.read_trial(os.path.join(exp, name))
+        cell = params.get(CELL) if isinstance(params, dict) else None
+        if isinstance(cell, dict) and isinstance(cell.get("config"), dict):
+            c = cell["config"]
+            groups.setdefault((cell.get("label"), c.get("env"), c.get("input"), c.get("seed")), []).append(
+                os.path.join(exp, name))
+    return groups
+
+
+def pack_unfinished(out: str, store: str) -> List[str]:
+    """Write ``store``/unfinished_trials.tar.gz: the Tune folders of the cells ``out`` has part-way
+    (no trial of the cell finished, one has a complete checkpoint), so that a fresh machine resumes
+    them from that checkpoint instead of from iteration 1 (a SIT trial is 40-80 min, and a session's
+    machine is not kept). Per cell: every trial's params.json and result.json (the runner stitches the
+    curve from them) and the newest complete checkpoint (2 MB or so). Written to a temporary name and
+    renamed; removed when no cell is part-way. Returns the trial folders' names."""
+    from rllib_sit.cli.trial_guard import checkpoint_is_complete, checkpoint_iteration
+    from rllib_sit.experiments import results as R
+    from rllib_sit.experiments.runner import TUNE_DIR
+
+    tune = os.path.join(out, TUNE_DIR)
+    members: List[str] = []  # paths relative to tune/
+    for trials in _trial_groups(out).values():
+        if any(R.trial_finished(R.read_trial(t)[1]) for t in trials):
+            continue
+        ckpts = [(checkpoint_iteration(c), c) for t in trials for c in glob.glob(os.path.join(t, "checkpoint_[0-9]*"))
+                 if checkpoint_is_complete(c)]
+        ckpts = [(it, c) for it, c in ckpts if it is not None]
+        if not ckpts:
+            continue
+        for t in trials:
+            members += [os.path.relpath(os.path.join(t, f), tune) for f in ("params.json", "result.json")
+                        if os.path.isfile(os.path.join(t, f))]
+        members.append(os.path.relpath(max(ckpts)[1], tune))
+    path = os.path.join(store, UNFINISHED)
+    if not members:
+        if os.path.exists(path):
+            os.remove(path)
+        return []
+    os.makedirs(store, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tarfile.open(tmp, "w:gz") as tar:
+        for m in members:
+            tar.add(os.path.join(tune, m), arcname=m)
+    os.replace(tmp, path)
+    return sorted({m.split(os.sep)[1] for m in members})
+
+
+def unpack_unfinished(store: str, out: str) -> List[str]:
+    """Extract ``store``/unfinished_trials.tar.gz into ``out``/tune for the trial folders ``out``
+    lacks (a fresh machine); a folder ``out`` has already is left alone. Returns the extracted folders."""
+    from rllib_sit.experiments.runner import TUNE_DIR
+
+    path = os.path.join(store, UNFINISHED)
+    if not os.path.isfile(path):
+        return []
+    tune = os.path.join(out, TUNE_DIR)
+    have = {f"{e}/{t}" for e in (os.listdir(tune) if os.path.isdir(tune) else [])
+            if os.path.isdir(os.path.join(tune, e)) for t in os.listdir(os.path.join(tune, e))}
+    folder = lambda m: "/".join(m.name.split("/")[:2])  # noqa: E731 - <experiment>/<trial>
+    with tarfile.open(path, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.name.count("/") >= 1]
+        new = sorted({folder(m) for m in members} - have)
+        tar.extractall(tune, members=[m for m in members if folder(m) in new], filter="data")
+    return [n.split("/")[1] for n in new]
 
 
 def write_csv(rows: List[Dict[str, str]], path: str) -> None:
@@ -268,7 +355,9 @@ def main(argv=None) -> int:
         cmd = paper_command(args)
         if args.store:
             copied = sync_store(args.store, args.out)
-            print(f"--store: {len(copied)} finished cell(s) copied from {args.store} into {args.out}", flush=True)
+            resumed = unpack_unfinished(args.store, args.out)
+            print(f"--store: {len(copied)} finished cell(s) copied from {args.store} into {args.out}; "
+                  f"{len(resumed)} part-way trial folder(s) restored", flush=True)
         print("rllib-sit " + shlex.join(cmd), flush=True)
         try:
             rc = subprocess.call([sys.executable, "-m", "rllib_sit.cli.sit_cmd", *cmd])
@@ -276,7 +365,9 @@ def main(argv=None) -> int:
             rc = 130
         if args.store:
             copied = sync_store(args.out, args.store)
-            print(f"--store: {len(copied)} newly finished cell(s) copied into {args.store}", flush=True)
+            packed = pack_unfinished(args.out, args.store)
+            print(f"--store: {len(copied)} newly finished cell(s) copied into {args.store}; {len(packed)} part-way "
+                  f"trial folder(s) packed into {os.path.join(args.store, UNFINISHED)}", flush=True)
         if rc != 0:
             print(f"rllib-sit benchmark exited with {rc}; finished cells are kept in {args.out}", file=sys.stderr)
             return rc

@@ -230,3 +230,67 @@ def test_diagnostics_keep_the_rows_of_a_trial_no_longer_on_this_machine(tmp_path
     assert [(r["algorithm"], r["metric"], float(r["first"]), float(r["final"])) for r in got] == [
         ("SIT", "critic_loss", 4.0, 1.0)]
     assert "critic_loss 4 → 1" in proc.stdout
+
+
+def _checkpoint(folder, iteration, complete=True):
+    """A minimal algorithm checkpoint as trial_guard.checkpoint_is_complete reads one."""
+    import json
+    import pickle
+
+    os.makedirs(os.path.join(folder, "learner_group"))
+    with open(os.path.join(folder, "rllib_checkpoint.json"), "w") as f:
+        json.dump({"state_file": "state"}, f)
+    with open(os.path.join(folder, "class_and_ctor_args.pkl"), "wb") as f:
+        pickle.dump({}, f)
+    if complete:
+        with open(os.path.join(folder, "state.pkl"), "wb") as f:
+            pickle.dump({"training_iteration": iteration}, f)
+
+
+def test_part_way_trials_are_packed_with_their_newest_complete_checkpoint_and_restored(tmp_path):
+    """A cell cut twice (trials a then b) is packed with both trials' params and results and b's
+    complete checkpoint only; a finished cell and a cell without a complete checkpoint are not; a
+    fresh --out gets the folders back, a folder it has already is not overwritten; nothing part-way
+    left: the archive goes."""
+    table1 = _table1_module()
+    exp = tmp_path / "out" / "tune" / "plan"
+    sit = {"label": "SIT", "algorithm": "SIT", "config": {"env": "smac:2s3z", "seed": 2, "input": "/d/low"}}
+    mabc = {"label": "MABC", "algorithm": "MABC", "config": {"env": "smac:2s3z", "seed": 0, "input": "/d/low"}}
+    icq = {"label": "ICQ", "algorithm": "ICQ", "config": {"env": "smac:2s3z", "seed": 0, "input": "/d/low"}}
+    running = {"phases": {"current": "agents"}}
+    _trial(exp, "SIT_a_00000", sit, [dict(running, training_iteration=i) for i in (1, 2, 3)])
+    _checkpoint(str(exp / "SIT_a_00000" / "checkpoint_000000"), 2)
+    _checkpoint(str(exp / "SIT_a_00000" / "checkpoint_000001"), 3, complete=False)  # cut by the kill
+    _trial(exp, "SIT_b_00001", sit, [dict(running, training_iteration=i) for i in (3, 4, 5)])
+    _checkpoint(str(exp / "SIT_b_00001" / "checkpoint_000000"), 5)
+    _trial(exp, "MABC_c_00002", mabc, [{"training_iteration": 1, "phases": {"current": "done"}}])
+    _checkpoint(str(exp / "MABC_c_00002" / "checkpoint_000000"), 1)
+    _trial(exp, "ICQ_d_00003", icq, [dict(running, training_iteration=1)])
+    store = tmp_path / "store"
+
+    assert table1.pack_unfinished(str(tmp_path / "out"), str(store)) == ["SIT_a_00000", "SIT_b_00001"]
+    import tarfile
+
+    with tarfile.open(store / table1.UNFINISHED) as tar:
+        files = sorted(m.name for m in tar.getmembers() if m.isfile())
+    assert files == ["plan/SIT_a_00000/params.json", "plan/SIT_a_00000/result.json",
+                     "plan/SIT_b_00001/checkpoint_000000/class_and_ctor_args.pkl",
+                     "plan/SIT_b_00001/checkpoint_000000/rllib_checkpoint.json",
+                     "plan/SIT_b_00001/checkpoint_000000/state.pkl",
+                     "plan/SIT_b_00001/params.json", "plan/SIT_b_00001/result.json"]
+    assert os.listdir(store) == [table1.UNFINISHED]  # no temporary file left
+
+    fresh = tmp_path / "fresh"
+    (fresh / "tune" / "plan" / "SIT_a_00000").mkdir(parents=True)  # already here: left alone
+    assert table1.unpack_unfinished(str(store), str(fresh)) == ["SIT_b_00001"]
+    assert not os.listdir(fresh / "tune" / "plan" / "SIT_a_00000")
+    got = fresh / "tune" / "plan" / "SIT_b_00001"
+    assert (got / "result.json").read_text() == (exp / "SIT_b_00001" / "result.json").read_text()
+    from rllib_sit.cli.trial_guard import checkpoint_is_complete, checkpoint_iteration
+
+    assert checkpoint_is_complete(str(got / "checkpoint_000000")) and checkpoint_iteration(str(got / "checkpoint_000000")) == 5
+    assert table1.unpack_unfinished(str(store), str(fresh)) == []  # a second time: nothing new
+
+    with open(exp / "SIT_b_00001" / "result.json", "a") as f:  # the cell finishes
+        f.write('{"training_iteration": 6, "phases": {"current": "done"}}\n')
+    assert table1.pack_unfinished(str(tmp_path / "out"), str(store)) == [] and os.listdir(store) == []
