@@ -9,6 +9,10 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Every plain ``ray.init()`` of a test, and of the CLIs and scripts it starts, starts a Ray of its
+# own: the suite runs two test files at once (pytest-xdist, README), and test_cluster_sweep's 2-node
+# cluster registers itself as the machine's current cluster, which a plain ray.init() would join.
+os.environ.setdefault("RAY_ADDRESS", "local")
 
 import torch  # noqa: E402
 
