@@ -161,6 +161,35 @@ def test_diagnostic_series_follow_training_and_table1_draws_them(tmp_path):
     assert F.png_size(str(png)) == F.expected_png_size(3, True, rows=2)
 
 
+def test_diagnostics_use_a_log_axis_only_where_a_panel_spans_a_decade(tmp_path, monkeypatch):
+    """A log axis where the values span ≥ 10× (a falling loss); a linear one where a log-flagged metric
+    is flat (ICQ's weight ESS at 1.0, whose log axis printed crowded tick labels); never on a linear
+    column, however wide."""
+    from rllib_sit.experiments import figures as F
+
+    drawn = {}
+
+    def keep(fig, out_png):
+        drawn.update({ax.get_title().split(" (")[0]: ax.get_yscale() for ax in fig.axes if ax.get_title()})
+        F._plt().close(fig)
+        return out_png
+
+    monkeypatch.setattr(F, "_save", keep)
+    rows = []
+    for seed in (0, 1):
+        for x, loss, ess, q in ((500, 30.0, 1.0, 0.5), (1000, 3.0, 1.0, 5.0), (1500, 0.2, 1.0, 50.0)):
+            for column, metric, v in (("loss", "td_loss", loss), ("weight ESS", "critic_weight_ess", ess),
+                                      ("Q scale", "q_mean", q)):
+                rows.append({"map": "smac:2s3z", "quality": "low", "algorithm": "ICQ", "seed": seed,
+                             "policy_updates": x, "column": column, "metric": metric, "value": v})
+    curves = [{"map": "smac:2s3z", "quality": "low", "algorithm": "ICQ", "seed": 0, "policy_updates": 500,
+               "return_mean": 10.0}]
+    F.plot_diagnostics(rows, curves, str(tmp_path / "d.png"), "smac:2s3z", "low")
+    assert drawn["loss"] == "log" and drawn["weight ESS"] == "linear" and drawn["Q scale"] == "linear"
+    assert F._spans_decade([0.5, 4.9]) is False and F._spans_decade([0.5, 5.0]) is True
+    assert F._spans_decade([-1.0, 50.0]) is False and F._spans_decade([]) is False
+
+
 def _table1_module():
     import importlib.util
 

@@ -170,7 +170,16 @@ def plot_training_curves(curves: Sequence[Dict[str, Any]], out_png: str, map_id:
 # ------------------------------------------------------------------------------------------------
 
 DIAGNOSTIC_PANELS = [("greedy return", False), ("loss", True), ("Q scale", False), ("policy entropy", False),
-                     ("weight ESS", True), ("data fit", False)]  # (column, log y)
+                     ("weight ESS", True), ("data fit", False)]  # (column, log y where it spans a decade)
+LOG_AXIS_MIN_SPAN = 10.0  # max / min of a panel's values below which a log axis only crowds its tick labels
+
+
+def _spans_decade(values: Sequence[float]) -> bool:
+    """Whether positive ``values`` span a factor of at least ``LOG_AXIS_MIN_SPAN`` (a log axis reads
+    them better); a flat metric such as ICQ's weight ESS at 1.0 stays on a linear axis."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size and v.min() > 0 and v.max() / v.min() >= LOG_AXIS_MIN_SPAN)
 
 
 def plot_diagnostics(series: Sequence[Dict[str, Any]], curves: Sequence[Dict[str, Any]], out_png: str,
@@ -203,7 +212,7 @@ def plot_diagnostics(series: Sequence[Dict[str, Any]], curves: Sequence[Dict[str
             ax.fill_between(x, m - s, m + s, color=colors[lab], alpha=0.15, lw=0)
             handles.setdefault(lab, line)
         metrics = list(dict.fromkeys(r["metric"] for r in sub))
-        if log_y and sub and min(float(r["value"]) for r in sub) > 0:
+        if log_y and _spans_decade([float(r["value"]) for r in sub]):
             ax.set_yscale("log")
         ax.set_title(column + (f" ({', '.join(metrics)})" if metrics and column != "greedy return" else ""),
                      fontsize=9)
