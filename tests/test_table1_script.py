@@ -85,14 +85,18 @@ def _result(it, ts, critic, entropy, lr=1e-4, ess=None):
 
 def test_table1_diagnostics_stitch_resumed_trials_and_summarise_first_and_final(tmp_path):
     """--diagnostics: each finished trial's learner logs, stitched over the run that was cut (iterations
-    1-2) and the one that resumed it (3-4, the results row's trial); another seed's trial is not mixed
+    1-2) and the one that resumed it in another process (3-4, the results row's trial; its config's
+    function repr has another address); another seed's trial is not mixed
     in; learning rates and counters are not diagnostics; the Markdown's first -> final values are the
     mean over modules, then over seeds, recomputed here."""
     exp = tmp_path / "tune" / "plan"
-    cell = {"label": "SIT", "algorithm": "SIT", "config": {"env": "smac:2s3z", "seed": 0, "input": "/d"}}
+    fn = "<function AlgorithmConfig.DEFAULT_POLICY_MAPPING_FN at 0x{}>"  # as Tune writes a function: per process
+    cell = {"label": "SIT", "algorithm": "SIT", "config": {"env": "smac:2s3z", "seed": 0, "input": "/d",
+                                                           "policy_mapping_fn": fn.format("7f8f4a6e3ba0")}}
     other = dict(cell, config=dict(cell["config"], seed=1))
     _trial(exp, "SIT_s0_a_00000", cell, [_result(1, 10, (4.0, 2.0), (1.5, 1.1), ess=30.0),
                                          _result(2, 20, (3.0, 1.0), (1.4, 1.0), ess=30.0)])
+    cell = dict(cell, config=dict(cell["config"], policy_mapping_fn=fn.format("7f65b811bba0")))  # the resuming process
     resumed = _trial(exp, "SIT_s0_b_00000", cell, [_result(3, 30, (2.0, 1.0), (1.2, 0.9), ess=30.0),
                                                    _result(4, 40, (1.0, 0.5), (1.0, 0.6), ess=30.0)])
     seed1 = _trial(exp, "SIT_s1_a_00001", other, [_result(1, 15, (8.0, 6.0), (1.6, 1.6)),

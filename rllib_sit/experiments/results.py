@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import pickle
+import re
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -383,6 +384,18 @@ DIAGNOSTIC_COLUMNS = [("loss", ("critic_loss", "td_loss", "q_loss", "bc_loss"), 
                       ("other", ("cql_penalty", "filter_kept", "dper_u_hat_clamped_fraction"), True)]
 
 
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def _cell_key(cell: Dict[str, Any]) -> str:
+    """A cell's label, algorithm and config as one string, without the memory addresses of object
+    reprs: Tune writes a function in the config (RLlib's default ``policy_mapping_fn``) as
+    ``<function ... at 0x7f..>``, whose address differs in every process, so a resumed run's trial
+    would otherwise never match the one it continues."""
+    return _ADDRESS.sub("", json.dumps({k: cell.get(k) for k in ("label", "algorithm", "config")},
+                                       sort_keys=True, default=str))
+
+
 def cell_results(trial_dir: str) -> List[Dict[str, Any]]:
     """Every result of the cell ``trial_dir`` ran, stitched over the trials of interrupted runs that
     continued one another (the siblings in its experiment folder with the same cell config; a later
@@ -391,15 +404,14 @@ def cell_results(trial_dir: str) -> List[Dict[str, Any]]:
 
     params, _ = read_trial(trial_dir)
     cell = params.get(CELL) if isinstance(params, dict) else None
+    key = _cell_key(cell) if isinstance(cell, dict) else None
     exp = os.path.dirname(os.path.abspath(trial_dir))
     runs = []
     for name in sorted(os.listdir(exp)):
         sibling = os.path.join(exp, name)
         p, results = read_trial(sibling)
         same = sibling == os.path.abspath(trial_dir) or (
-            cell is not None and isinstance(p.get(CELL), dict)
-            and {k: p[CELL].get(k) for k in ("label", "algorithm", "config")}
-            == {k: cell.get(k) for k in ("label", "algorithm", "config")})
+            key is not None and isinstance(p.get(CELL), dict) and _cell_key(p[CELL]) == key)
         if same and results:
             runs.append((results[0].get("timestamp", 0), results))
     history: Dict[int, Dict[str, Any]] = {}
