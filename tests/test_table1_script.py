@@ -167,14 +167,15 @@ def test_diagnostic_series_follow_training_and_table1_draws_them(tmp_path):
 
 def test_diagnostics_use_a_log_axis_only_where_a_panel_spans_a_decade(tmp_path, monkeypatch):
     """A log axis where the values span ≥ 10× (a falling loss); a linear one where a log-flagged metric
-    is flat (ICQ's weight ESS at 1.0, whose log axis printed crowded tick labels); never on a linear
-    column, however wide."""
+    is flat (ICQ's weight ESS at 1.0, whose log axis printed crowded tick labels; it is drawn at ±5 %
+    around its value, not its 1e-7 noise magnified); never on a linear column, however wide."""
     from rllib_sit.experiments import figures as F
 
-    drawn = {}
+    drawn, limits = {}, {}
 
     def keep(fig, out_png):
         drawn.update({ax.get_title().split(" (")[0]: ax.get_yscale() for ax in fig.axes if ax.get_title()})
+        limits.update({ax.get_title().split(" (")[0]: ax.get_ylim() for ax in fig.axes if ax.get_title()})
         F._plt().close(fig)
         return out_png
 
@@ -182,7 +183,8 @@ def test_diagnostics_use_a_log_axis_only_where_a_panel_spans_a_decade(tmp_path, 
     rows = []
     for seed in (0, 1):
         for x, loss, ess, q in ((500, 30.0, 1.0, 0.5), (1000, 3.0, 1.0, 5.0), (1500, 0.2, 1.0, 50.0)):
-            for column, metric, v in (("loss", "td_loss", loss), ("weight ESS", "critic_weight_ess", ess),
+            for column, metric, v in (("loss", "td_loss", loss),
+                                      ("weight ESS", "critic_weight_ess", ess - 1e-7 * (x == 1000)),
                                       ("Q scale", "q_mean", q)):
                 rows.append({"map": "smac:2s3z", "quality": "low", "algorithm": "ICQ", "seed": seed,
                              "policy_updates": x, "column": column, "metric": metric, "value": v})
@@ -190,6 +192,9 @@ def test_diagnostics_use_a_log_axis_only_where_a_panel_spans_a_decade(tmp_path, 
                "return_mean": 10.0}]
     F.plot_diagnostics(rows, curves, str(tmp_path / "d.png"), "smac:2s3z", "low")
     assert drawn["loss"] == "log" and drawn["weight ESS"] == "linear" and drawn["Q scale"] == "linear"
+    lo, hi = limits["weight ESS"]  # flat up to 1e-7: drawn at 1.0 ± 5 %, not its noise magnified
+    assert np.isclose(lo, 0.95, atol=1e-6) and np.isclose(hi, 1.05, atol=1e-6)
+    assert limits["Q scale"][0] < 0.5 and limits["Q scale"][1] > 50.0  # a moving metric keeps autoscale
     assert F._spans_decade([0.5, 4.9]) is False and F._spans_decade([0.5, 5.0]) is True
     assert F._spans_decade([-1.0, 50.0]) is False and F._spans_decade([]) is False
 

@@ -182,6 +182,19 @@ def _spans_decade(values: Sequence[float]) -> bool:
     return bool(v.size and v.min() > 0 and v.max() / v.min() >= LOG_AXIS_MIN_SPAN)
 
 
+def _readable_linear_axis(ax, values: Sequence[float]) -> None:
+    """Plain tick labels on a linear panel (no '1e-6+9.9999e-1' offset), and a flat metric (range below
+    0.1 % of its size, e.g. an ESS fraction of 1.0 that moves in the 7th decimal) drawn at ±5 % around
+    its value instead of magnified noise."""
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size:
+        mid, size = (v.max() + v.min()) / 2, max(abs(v.max()), abs(v.min()))
+        if v.max() - v.min() < 1e-3 * size:
+            ax.set_ylim(mid - 0.05 * size, mid + 0.05 * size)
+
+
 def plot_diagnostics(series: Sequence[Dict[str, Any]], curves: Sequence[Dict[str, Any]], out_png: str,
                      map_id: str, quality: str) -> str:
     """One dataset's learning curve beside what the logs say (``results.diagnostic_series`` rows with
@@ -212,8 +225,11 @@ def plot_diagnostics(series: Sequence[Dict[str, Any]], curves: Sequence[Dict[str
             ax.fill_between(x, m - s, m + s, color=colors[lab], alpha=0.15, lw=0)
             handles.setdefault(lab, line)
         metrics = list(dict.fromkeys(r["metric"] for r in sub))
-        if log_y and _spans_decade([float(r["value"]) for r in sub]):
+        values = [float(r["value"]) for r in sub]
+        if log_y and _spans_decade(values):
             ax.set_yscale("log")
+        elif values:
+            _readable_linear_axis(ax, values)
         ax.set_title(column + (f" ({', '.join(metrics)})" if metrics and column != "greedy return" else ""),
                      fontsize=9)
         ax.set_xlabel("policy updates", fontsize=8)
