@@ -174,11 +174,15 @@ DIAGNOSTIC_PANELS = [("greedy return", False), ("loss", True), ("Q scale", False
 LOG_AXIS_MIN_SPAN = 10.0  # max / min of a panel's values below which a log axis only crowds its tick labels
 
 
+def _finite(values: Sequence[float]) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v[np.isfinite(v)]
+
+
 def _spans_decade(values: Sequence[float]) -> bool:
     """Whether positive ``values`` span a factor of at least ``LOG_AXIS_MIN_SPAN`` (a log axis reads
     them better); a flat metric such as ICQ's weight ESS at 1.0 stays on a linear axis."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    v = _finite(values)
     return bool(v.size and v.min() > 0 and v.max() / v.min() >= LOG_AXIS_MIN_SPAN)
 
 
@@ -187,8 +191,7 @@ def _readable_linear_axis(ax, values: Sequence[float]) -> None:
     0.1 % of its size, e.g. an ESS fraction of 1.0 that moves in the 7th decimal) drawn at ±5 % around
     its value instead of magnified noise."""
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
+    v = _finite(values)
     if v.size:
         mid, size = (v.max() + v.min()) / 2, max(abs(v.max()), abs(v.min()))
         if v.max() - v.min() < 1e-3 * size:
