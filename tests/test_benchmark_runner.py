@@ -212,6 +212,19 @@ def test_figure_functions_on_synthetic_data(tmp_path):
     assert len(sens) == 3 * (12 + 1) and {r["alpha"] for r in sens} == {0.2, 1.0, 5.0}  # SIT = (0.2, 0.1, 1)
 
 
+def test_a_variant_label_takes_its_algorithms_colour_unless_that_colour_is_taken():
+    omac, icq, sit = "#17becf", "#ff7f0e", "#d62728"  # figures._PALETTE, written out
+    c = F.colors_for(["OMAC[hidden=64]", "ICQ[critic_beta=1000]", "SIT", "Foo"])
+    assert (c["OMAC[hidden=64]"], c["ICQ[critic_beta=1000]"], c["SIT"]) == (omac, icq, sit)
+    assert c["Foo"] not in {omac, icq, sit}
+    # The bare algorithm keeps its colour; its variants, and a second variant, get others.
+    c = F.colors_for(["ICQ[critic_beta=1000]", "ICQ", "ICQ[critic_beta=10]"])
+    assert c["ICQ"] == icq
+    assert len({c["ICQ"], c["ICQ[critic_beta=1000]"], c["ICQ[critic_beta=10]"]}) == 3
+    c = F.colors_for(["SIT[alpha=0.5]", "SIT[alpha=2]"])
+    assert c["SIT[alpha=0.5]"] == sit and c["SIT[alpha=2]"] != sit
+
+
 def test_results_csv_without_sampled_columns_still_reads(tmp_path):
     """A results.csv/curves.csv written before the sampled pass existed: its *_sampled fields read as
     None, the table shows only the greedy one, and a new cell rewrites the old rows with empty cells."""

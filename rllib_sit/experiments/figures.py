@@ -57,10 +57,18 @@ def _plt():
 
 
 def colors_for(labels: Sequence[str]) -> Dict[str, str]:
+    """One colour per label: an algorithm's own colour, also for a variant label
+    (``OMAC[hidden=64]``) when it is the only line of its algorithm; the default
+    cycle for everything else (a second variant of one algorithm, unknown names)."""
+    bases = [lab.split("[", 1)[0] for lab in labels]
+    claimed = {lab for lab in labels if lab in _PALETTE}
     out, k = {}, 0
-    for lab in labels:
+    for lab, base in zip(labels, bases):
         if lab in _PALETTE:
             out[lab] = _PALETTE[lab]
+        elif base in _PALETTE and base not in claimed:
+            out[lab] = _PALETTE[base]
+            claimed.add(base)
         else:
             out[lab] = _EXTRA[k % len(_EXTRA)]
             k += 1
